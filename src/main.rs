@@ -1,0 +1,19 @@
+//! The `strata` binary: parse arguments, run the command, map the result to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use strata::cli::{self, Cli, Outcome};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    match cli::run(&cli, &mut out, &mut err) {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Test harness: temporary git repositories built commit by commit, and a runner for
+//! the `strata` binary that captures exit code, stdout and stderr.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The project root (where `environments/` and `units/` of the examples live).
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What a run of the binary produced.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `strata --repo <repo> <args...>`.
+pub fn strata(repo: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env_remove("AWS_REGION")
+        .output()
+        .expect("run strata");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A temporary git repository that tests fill and commit step by step.
+pub struct GitRepo {
+    dir: tempfile::TempDir,
+}
+
+impl GitRepo {
+    /// An empty repository with a fixed identity, so commits need no global config.
+    pub fn new() -> GitRepo {
+        let repo = GitRepo::new_plain();
+        repo.init();
+        repo
+    }
+
+    /// A temporary directory that is not (yet) a git repository.
+    pub fn new_plain() -> GitRepo {
+        GitRepo {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// Turns the directory into a git repository.
+    pub fn init(&self) {
+        self.git(&["init", "-q", "-b", "main"]);
+    }
+
+    /// Where the work tree is.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file (creating directories).
+    pub fn write(&self, path: &str, contents: impl AsRef<[u8]>) -> &Self {
+        let full = self.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, contents).unwrap();
+        self
+    }
+
+    /// Removes a file.
+    pub fn remove(&self, path: &str) -> &Self {
+        std::fs::remove_file(self.path().join(path)).unwrap();
+        self
+    }
+
+    /// Copies a directory tree into the repository.
+    pub fn copy_dir(&self, from: &Path, to: &str) -> &Self {
+        for entry in walk(from) {
+            let relative = entry
+                .strip_prefix(from)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            self.write(&format!("{to}/{relative}"), std::fs::read(&entry).unwrap());
+        }
+        self
+    }
+
+    /// Commits everything and returns the commit id.
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.git(&["rev-parse", "HEAD"]).trim().to_owned()
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(self.path())
+            .env("GIT_AUTHOR_NAME", "strata tests")
+            .env("GIT_AUTHOR_EMAIL", "tests@strata.invalid")
+            .env("GIT_COMMITTER_NAME", "strata tests")
+            .env("GIT_COMMITTER_EMAIL", "tests@strata.invalid")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", self.path())
+            .output()
+            .expect("run git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Every file under `dir`, sorted.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path)
+            } else {
+                files.push(path)
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Runs `ignition-validate` on a config; returns its complaints on failure.
+pub fn ignition_validate(config: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.ign");
+    std::fs::write(&file, config).unwrap();
+    let out = Command::new("ignition-validate")
+        .arg(&file)
+        .output()
+        .expect("ignition-validate is installed (Debian package `ignition`; .ci/run installs it)");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}

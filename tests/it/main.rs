@@ -1,0 +1,8 @@
+//! strata's integration tests: one binary, with a harness for temporary git
+//! repositories and for running the real `strata` binary.
+
+mod changes;
+mod examples;
+mod harness;
+mod invalid;
+mod render;
