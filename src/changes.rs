@@ -179,8 +179,12 @@ pub fn detect(diff: &CommitDiff, source: &mut dyn Source) -> Result<ChangeSet, D
     if !changed_units.is_empty() {
         match d.source.head_environments() {
             Ok(all) => {
+                let finders: Vec<_> = changed_units
+                    .iter()
+                    .map(|u| memchr::memmem::Finder::new(u.as_bytes()))
+                    .collect();
                 for (path, id) in all.iter().filter(|(p, _)| !seen.contains(*p)) {
-                    if !d.mentions_any(*id, &changed_units) {
+                    if !d.mentions_any(*id, &finders) {
                         continue;
                     }
                     let Ok(name) = config::env_name_from_path(path) else {
@@ -286,13 +290,11 @@ impl Detector<'_> {
 
     /// Cheap pre-filter before parsing an unchanged environment: its bytes must contain
     /// a changed unit's name for it to list that unit. Parsing then decides.
-    fn mentions_any(&mut self, id: ObjectId, names: &BTreeSet<String>) -> bool {
+    fn mentions_any(&mut self, id: ObjectId, names: &[memchr::memmem::Finder]) -> bool {
         let Ok(bytes) = self.source.read(id) else {
             return true;
         };
-        names
-            .iter()
-            .any(|n| bytes.windows(n.len()).any(|w| w == n.as_bytes()))
+        names.iter().any(|finder| finder.find(&bytes).is_some())
     }
 
     /// The base version only needs to parse: it is compared, not applied.

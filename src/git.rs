@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use gix::ObjectId;
-use gix::bstr::{BStr, BString, ByteSlice};
+use std::cmp::Ordering;
+
+use gix::bstr::{BStr, ByteSlice};
 
 use crate::changes::{CommitDiff, CommitRef, FileChange, Source};
 use crate::repo::{ENVIRONMENTS_DIR, RepoFiles, UNITS_DIR, is_environment_file};
@@ -56,11 +58,29 @@ pub struct Commit {
     units: Option<ObjectId>,
 }
 
-/// One tree entry.
-struct Entry {
-    name: BString,
+/// One tree entry, its name borrowed from the tree's data.
+struct Entry<'t> {
+    name: &'t BStr,
     is_tree: bool,
     id: ObjectId,
+}
+
+impl Entry<'_> {
+    /// git sorts tree entries by name, a tree's name compared as if it ended in `/`.
+    fn git_order(&self, other: &Entry) -> Ordering {
+        let own = self
+            .name
+            .iter()
+            .copied()
+            .chain(self.is_tree.then_some(b'/'));
+        own.cmp(
+            other
+                .name
+                .iter()
+                .copied()
+                .chain(other.is_tree.then_some(b'/')),
+        )
+    }
 }
 
 impl GitRepo {
@@ -110,27 +130,31 @@ impl GitRepo {
         })
     }
 
-    /// The entries of a tree (empty for a missing one).
-    fn entries(&self, tree: Option<ObjectId>) -> Result<Vec<Entry>, GitError> {
-        let Some(id) = tree else {
+    /// Loads a tree (`None` for a missing one).
+    fn tree(&self, id: Option<ObjectId>) -> Result<Option<gix::Tree<'_>>, GitError> {
+        id.map(|id| {
+            self.repo
+                .find_tree(id)
+                .map_err(|e| self.read_error(format!("tree {id}"), e))
+        })
+        .transpose()
+    }
+
+    /// The blob and tree entries of a loaded tree, borrowing names from its data.
+    fn entries<'t>(&self, tree: &'t Option<gix::Tree<'_>>) -> Result<Vec<Entry<'t>>, GitError> {
+        let Some(tree) = tree else {
             return Ok(Vec::new());
         };
-        let tree = self
-            .repo
-            .find_tree(id)
-            .map_err(|e| self.read_error(format!("tree {id}"), e))?;
         let mut out = Vec::new();
-        for entry in tree.iter() {
-            let entry = entry.map_err(|e| self.read_error(format!("tree {id}"), e))?;
-            let mode = entry.mode();
-            if !(mode.is_tree() || mode.is_blob()) {
-                continue;
+        for entry in gix::objs::TreeRefIter::from_bytes(&tree.data, tree.id.kind()) {
+            let entry = entry.map_err(|e| self.read_error(format!("tree {}", tree.id), e))?;
+            if entry.mode.is_tree() || entry.mode.is_blob() {
+                out.push(Entry {
+                    name: entry.filename,
+                    is_tree: entry.mode.is_tree(),
+                    id: entry.oid.to_owned(),
+                });
             }
-            out.push(Entry {
-                name: entry.filename().to_owned(),
-                is_tree: mode.is_tree(),
-                id: entry.object_id(),
-            });
         }
         Ok(out)
     }
@@ -179,29 +203,45 @@ impl GitRepo {
         if old == new {
             return Ok(());
         }
-        let (a, b) = (self.entries(old)?, self.entries(new)?);
-        let (a, b) = (by_name(&a), by_name(&b));
-        let names: BTreeSet<&BStr> = a.keys().chain(b.keys()).copied().collect();
-        for name in names {
-            let (x, y) = (a.get(name).copied(), b.get(name).copied());
+        let (old_tree, new_tree) = (self.tree(old)?, self.tree(new)?);
+        let (a, b) = (self.entries(&old_tree)?, self.entries(&new_tree)?);
+        // Both lists are in git's tree order, so one merge pass pairs them up.
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let (x, y) = match (a.get(i), b.get(j)) {
+                (None, None) => break,
+                (Some(x), None) => (Some(x), None),
+                (None, Some(y)) => (None, Some(y)),
+                (Some(x), Some(y)) => match x.git_order(y) {
+                    Ordering::Less => (Some(x), None),
+                    Ordering::Greater => (None, Some(y)),
+                    Ordering::Equal => (Some(x), Some(y)),
+                },
+            };
+            i += usize::from(x.is_some());
+            j += usize::from(y.is_some());
             if let (Some(x), Some(y)) = (x, y)
                 && x.id == y.id
-                && x.is_tree == y.is_tree
             {
                 continue;
             }
-            let path = format!("{prefix}{name}");
-            let tree_of = |e: Option<&Entry>| e.filter(|e| e.is_tree).map(|e| e.id);
-            let blob_of = |e: Option<&Entry>| e.filter(|e| !e.is_tree).map(|e| e.id);
-            if recurse && (tree_of(x).is_some() || tree_of(y).is_some()) {
-                self.diff_trees(tree_of(x), tree_of(y), &format!("{path}/"), recurse, out)?;
-            }
-            let (old_blob, new_blob) = (blob_of(x), blob_of(y));
-            if old_blob.is_some() || new_blob.is_some() {
+            let Some(entry) = x.or(y) else { break };
+            let path = format!("{prefix}{}", entry.name);
+            if entry.is_tree {
+                if recurse {
+                    self.diff_trees(
+                        x.map(|e| e.id),
+                        y.map(|e| e.id),
+                        &format!("{path}/"),
+                        recurse,
+                        out,
+                    )?;
+                }
+            } else {
                 out.push(FileChange {
                     path,
-                    old: old_blob,
-                    new: new_blob,
+                    old: x.map(|e| e.id),
+                    new: y.map(|e| e.id),
                 });
             }
         }
@@ -218,8 +258,9 @@ impl GitRepo {
 
     /// Every environment file of a commit: path → blob.
     pub fn environments(&self, commit: &Commit) -> Result<BTreeMap<String, ObjectId>, GitError> {
+        let tree = self.tree(commit.environments)?;
         Ok(self
-            .entries(commit.environments)?
+            .entries(&tree)?
             .into_iter()
             .filter(|e| !e.is_tree && is_environment_file(&e.name.to_str_lossy()))
             .map(|e| (format!("{ENVIRONMENTS_DIR}/{}", e.name), e.id))
@@ -247,10 +288,6 @@ impl GitRepo {
         }
         Ok(files)
     }
-}
-
-fn by_name(entries: &[Entry]) -> BTreeMap<&BStr, &Entry> {
-    entries.iter().map(|e| (e.name.as_bstr(), e)).collect()
 }
 
 /// The git-backed [`Source`] for change detection: blobs and the head commit's
