@@ -9,11 +9,14 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::aws::Connector;
 use crate::changes;
-use crate::config::EnvironmentSpec;
+use crate::config::{EnvironmentSpec, Layer};
 use crate::diagnostic::Diagnostics;
+use crate::engine::{self, Target};
 use crate::git::{GitRepo, GitSource};
 use crate::ignition::{self, RenderRequest};
+use crate::plan::render;
 use crate::repo;
 
 /// Run EC2 clusters as git-driven infrastructure.
@@ -37,8 +40,84 @@ pub enum Command {
     Changes(ChangesArgs),
     /// Print the Ignition config (EC2 user data) of an environment's nodes.
     Render(RenderArgs),
+    /// Compare the live AWS state with the repository and show what apply would do.
+    Plan(PlanArgs),
+    /// Make the live AWS state match the repository.
+    Apply(ApplyArgs),
     /// Print the JSON Schema of environment files.
     Schema,
+}
+
+/// Which environments and layers to work on.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Selection {
+    /// An environment to work on (repeatable; default: all, or what changed).
+    #[arg(long = "env", value_name = "NAME")]
+    pub envs: Vec<String>,
+    /// A layer to work on (repeatable; default: all, or what changed).
+    #[arg(long = "layer", value_enum, value_name = "LAYER")]
+    pub layers: Vec<LayerArg>,
+    /// Work on what changed since this commit (needs --head).
+    #[arg(long, value_name = "REV", requires = "head")]
+    pub base: Option<String>,
+    /// The commit to make real (with --base: what changed up to it).
+    #[arg(long, value_name = "REV")]
+    pub head: Option<String>,
+}
+
+/// A layer on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayerArg {
+    /// VPC, subnets, gateways, routes, security groups, load balancers.
+    Network,
+    /// Instances or the auto-scaling group.
+    Cluster,
+    /// What the instances boot with.
+    Node,
+}
+
+impl From<LayerArg> for Layer {
+    fn from(value: LayerArg) -> Layer {
+        match value {
+            LayerArg::Network => Layer::Network,
+            LayerArg::Cluster => Layer::Cluster,
+            LayerArg::Node => Layer::Node,
+        }
+    }
+}
+
+/// `strata plan`.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// What to plan.
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Markdown)]
+    pub format: PlanFormat,
+    /// Exit 2 when the plan has changes (0: none, 1: error).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+/// Output formats of `strata plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// For people and pull-request comments.
+    Markdown,
+    /// Stable JSON, documented in the README.
+    Json,
+}
+
+/// `strata apply`.
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// What to apply.
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Consent to deleting and replacing resources the plan lists.
+    #[arg(long)]
+    pub allow_destroy: bool,
 }
 
 /// `strata changes`.
@@ -85,6 +164,8 @@ pub enum Outcome {
     Success,
     /// Exit 1: problems were reported on stderr.
     Failed,
+    /// Exit 2: `plan --detailed-exitcode` found changes.
+    Changes,
 }
 
 /// Runs one command.
@@ -93,6 +174,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         Command::Validate => validate(cli, out, err),
         Command::Changes(args) => changes(cli, args, out, err),
         Command::Render(args) => render(cli, args, out, err),
+        Command::Plan(args) => runtime()?.block_on(plan(cli, args, out, err)),
+        Command::Apply(args) => runtime()?.block_on(apply(cli, args, out, err)),
         Command::Schema => {
             out.write_all(schema().as_bytes())?;
             Ok(Outcome::Success)
@@ -242,5 +325,189 @@ fn render(
         )?;
     }
     writeln!(out, "{}", data.json)?;
+    Ok(Outcome::Success)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// The targets of a plan or apply, and the commit they come from.
+struct Work {
+    targets: Vec<Target>,
+    commit: Option<String>,
+}
+
+/// Reads the repository (the working tree, or the `--head` commit) and picks targets.
+fn work(
+    cli: &Cli,
+    selection: &Selection,
+    err: &mut dyn Write,
+) -> anyhow::Result<Result<Work, Outcome>> {
+    let layers: Vec<Layer> = selection.layers.iter().map(|l| Layer::from(*l)).collect();
+    let git = GitRepo::open(&cli.repo).ok();
+    let Some(head_rev) = &selection.head else {
+        let files = read_repo(cli)?;
+        let repository = match repo::load(&files) {
+            Ok(r) => r,
+            Err(diagnostics) => return report(err, &diagnostics).map(Err),
+        };
+        let environments = repository
+            .environments
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let targets =
+            engine::select(&environments, &selection.envs, &layers).map_err(anyhow::Error::msg)?;
+        let commit = git
+            .as_ref()
+            .and_then(|g| g.commit("HEAD").ok())
+            .map(|c| c.reference.id);
+        return Ok(Ok(Work { targets, commit }));
+    };
+    let git = git
+        .ok_or_else(|| anyhow::anyhow!("{}: --head needs a git repository", cli.repo.display()))?;
+    let head = git.commit(head_rev)?;
+    let head_files = git.files(&head)?;
+    let repository = match repo::load(&head_files) {
+        Ok(r) => r,
+        Err(diagnostics) => {
+            let diagnostics = crate::diagnostic::Diagnostics(
+                diagnostics
+                    .0
+                    .into_iter()
+                    .map(|d| d.in_commit(&head.reference.short))
+                    .collect(),
+            );
+            return report(err, &diagnostics).map(Err);
+        }
+    };
+    let environments: std::collections::BTreeMap<String, _> = repository
+        .environments
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let targets = match &selection.base {
+        None => {
+            engine::select(&environments, &selection.envs, &layers).map_err(anyhow::Error::msg)?
+        }
+        Some(base_rev) => {
+            let base = git.commit(base_rev)?;
+            let diff = git.diff(&base, &head)?;
+            let set = match changes::detect(
+                &diff,
+                &mut GitSource {
+                    repo: &git,
+                    head: &head,
+                },
+            ) {
+                Ok(set) => set,
+                Err(diagnostics) => return report(err, &diagnostics).map(Err),
+            };
+            // Removed environments are planned from their last version (region, tags).
+            let mut removed = std::collections::BTreeMap::new();
+            let base_envs = git.environments(&base)?;
+            for change in set
+                .environments
+                .iter()
+                .filter(|c| c.change == changes::ChangeKind::Removed)
+            {
+                let path = format!("{}/{}.yaml", repo::ENVIRONMENTS_DIR, change.name);
+                let Some(id) = base_envs.get(&path) else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&git.read(*id)?).into_owned();
+                if let (Ok(name), Ok(parsed)) = (
+                    crate::config::env_name_from_path(&path),
+                    crate::config::parse(&path, &text),
+                ) {
+                    removed.insert(
+                        change.name.clone(),
+                        crate::config::Environment {
+                            name,
+                            path,
+                            spec: parsed.spec,
+                        },
+                    );
+                }
+            }
+            let mut targets = engine::from_changes(&set, &environments, &removed, &layers);
+            if !selection.envs.is_empty() {
+                targets.retain(|t| selection.envs.contains(&t.name));
+            }
+            targets
+        }
+    };
+    Ok(Ok(Work {
+        targets,
+        commit: Some(head.reference.id),
+    }))
+}
+
+async fn plan(
+    cli: &Cli,
+    args: &PlanArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    let work = match work(cli, &args.selection, err)? {
+        Ok(w) => w,
+        Err(outcome) => return Ok(outcome),
+    };
+    let connector = Connector::from_env().await;
+    let (plan, _) = engine::plan(&connector, &work.targets, work.commit.as_deref()).await?;
+    match args.format {
+        PlanFormat::Markdown => out.write_all(render::markdown(&plan).as_bytes())?,
+        PlanFormat::Json => out.write_all(render::json(&plan).as_bytes())?,
+    }
+    Ok(if args.detailed_exitcode && !plan.is_empty() {
+        Outcome::Changes
+    } else {
+        Outcome::Success
+    })
+}
+
+async fn apply(
+    cli: &Cli,
+    args: &ApplyArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    let work = match work(cli, &args.selection, err)? {
+        Ok(w) => w,
+        Err(outcome) => return Ok(outcome),
+    };
+    let connector = Connector::from_env().await;
+    let (plan, observations) =
+        engine::plan(&connector, &work.targets, work.commit.as_deref()).await?;
+    out.write_all(render::markdown(&plan).as_bytes())?;
+    if plan.is_empty() {
+        writeln!(out, "\nNothing to apply.")?;
+        return Ok(Outcome::Success);
+    }
+    writeln!(out, "\nApplying:")?;
+    let mut progress = |line: &str| {
+        // Progress is best effort: a closed stdout must not abort an apply half-way.
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    let applied = engine::apply(
+        &connector,
+        &plan,
+        &observations,
+        &work.targets,
+        args.allow_destroy,
+        &mut progress,
+    )
+    .await?;
+    writeln!(
+        out,
+        "\nApplied {} change{}.",
+        applied.actions,
+        if applied.actions == 1 { "" } else { "s" }
+    )?;
     Ok(Outcome::Success)
 }

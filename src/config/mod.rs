@@ -15,6 +15,7 @@ use crate::diagnostic::Diagnostic;
 pub use locate::PathSeg;
 pub use model::*;
 pub use types::*;
+pub use validate::listener_target;
 
 /// One parsed and validated environment file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,236 @@
+//! The AWS adapter: clients built from the SDK's standard configuration, request
+//! accounting, and observe/execute for each layer.
+//!
+//! Settings come from where every AWS tool reads them (`AWS_REGION`, the credentials
+//! chain, `AWS_ENDPOINT_URL` for a local emulator); an environment's `region:` picks the
+//! region of its clients.
+
+pub mod network;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
+/// Every request sent, by operation name, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics(Arc<Mutex<Vec<String>>>);
+
+impl Metrics {
+    /// Operation names of the requests sent so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Requests that only read (Describe*, Get*, List*).
+    pub fn reads(&self) -> usize {
+        self.requests().iter().filter(|op| is_read(op)).count()
+    }
+
+    /// Requests that change something.
+    pub fn writes(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|op| !is_read(op))
+            .collect()
+    }
+
+    /// Requests per operation.
+    pub fn by_operation(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for op in self.requests() {
+            *out.entry(op).or_insert(0) += 1;
+        }
+        out
+    }
+}
+
+fn is_read(operation: &str) -> bool {
+    ["Describe", "Get", "List"]
+        .iter()
+        .any(|p| operation.starts_with(p))
+}
+
+#[derive(Debug)]
+struct Counter(Metrics);
+
+impl Intercept for Counter {
+    fn name(&self) -> &'static str {
+        "strata-request-counter"
+    }
+
+    // Once per attempt: what crossed the wire, retries included.
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let name = cfg
+            .load::<Metadata>()
+            .map_or("unknown", |m| m.name())
+            .to_owned();
+        if let Ok(mut requests) = (self.0).0.lock() {
+            requests.push(name);
+        }
+        Ok(())
+    }
+}
+
+/// Clients for one region, sharing one request counter.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    /// EC2.
+    pub ec2: aws_sdk_ec2::Client,
+    /// Elastic Load Balancing v2.
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    /// Requests sent through these clients.
+    pub metrics: Metrics,
+    /// The region.
+    pub region: String,
+}
+
+/// How to build clients: the shared SDK configuration and extra interceptors (tests
+/// add one that picks an isolated emulator account).
+#[derive(Debug, Clone)]
+pub struct Connector {
+    base: SdkConfig,
+    interceptors: Vec<SharedInterceptor>,
+    metrics: Metrics,
+}
+
+impl Connector {
+    /// Loads the SDK's standard configuration from the environment.
+    pub async fn from_env() -> Connector {
+        let base = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        Connector {
+            base,
+            interceptors: Vec::new(),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Uses a given configuration (tests point it at the emulator).
+    pub fn new(base: SdkConfig, interceptors: Vec<SharedInterceptor>) -> Connector {
+        Connector {
+            base,
+            interceptors,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// The region configured outside strata (`AWS_REGION`, profile), if any.
+    pub fn default_region(&self) -> Option<String> {
+        self.base.region().map(|r| r.to_string())
+    }
+
+    /// Requests sent by every client this connector built.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Clients for `region`.
+    pub fn connect(&self, region: &str) -> Aws {
+        let region_value = aws_config::Region::new(region.to_owned());
+        let counter = SharedInterceptor::new(Counter(self.metrics.clone()));
+        let mut ec2 = aws_sdk_ec2::config::Builder::from(&self.base)
+            .region(region_value.clone())
+            .interceptor(counter.clone());
+        let mut elb = aws_sdk_elasticloadbalancingv2::config::Builder::from(&self.base)
+            .region(region_value)
+            .interceptor(counter);
+        for i in &self.interceptors {
+            ec2 = ec2.interceptor(i.clone());
+            elb = elb.interceptor(i.clone());
+        }
+        Aws {
+            ec2: aws_sdk_ec2::Client::from_conf(ec2.build()),
+            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb.build()),
+            metrics: self.metrics.clone(),
+            region: region.to_owned(),
+        }
+    }
+}
+
+/// An AWS call that failed, with the resource it concerned and a hint.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {code}: {message}{}", hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+pub struct AwsError {
+    /// What strata was doing, e.g. `deleting subnet subnet/public/0 (subnet-0abc)`.
+    pub what: String,
+    /// AWS error code.
+    pub code: String,
+    /// AWS message.
+    pub message: String,
+    /// What to do.
+    pub hint: Option<String>,
+}
+
+/// Wraps an SDK error with what was being done.
+pub fn error<E>(what: impl Into<String>, err: aws_sdk_ec2::error::SdkError<E>) -> AwsError
+where
+    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let what = what.into();
+    let (code, message) = match &err {
+        aws_sdk_ec2::error::SdkError::ServiceError(e) => (
+            e.err().code().unwrap_or("Unknown").to_owned(),
+            e.err().message().unwrap_or_default().to_owned(),
+        ),
+        other => ("RequestFailed".to_owned(), error_chain(other)),
+    };
+    let hint = hint_for(&code, &what);
+    AwsError {
+        what,
+        code,
+        message,
+        hint,
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn hint_for(code: &str, what: &str) -> Option<String> {
+    Some(match code {
+        "DependencyViolation" | "ResourceInUse" => format!(
+            "something outside this step still uses it ({what}): instances, network interfaces, load balancers or \
+             security-group rules of other groups; remove those first, then run apply again"
+        ),
+        "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => {
+            "the credentials lack this permission; grant it to the role strata runs as".to_owned()
+        }
+        "AuthFailure" | "InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken" => {
+            "check the AWS credentials (AWS_ACCESS_KEY_ID/AWS_PROFILE or the role in CI)".to_owned()
+        }
+        "RequestFailed" => {
+            "could not reach AWS; check the network, AWS_REGION and AWS_ENDPOINT_URL".to_owned()
+        }
+        "AddressLimitExceeded"
+        | "VpcLimitExceeded"
+        | "NatGatewayLimitExceeded"
+        | "TooManyLoadBalancers" => {
+            "an AWS quota is reached; raise it in Service Quotas or remove unused resources"
+                .to_owned()
+        }
+        "DuplicateLoadBalancerName" | "DuplicateTargetGroupName" | "InvalidGroup.Duplicate" => {
+            "a resource with this name exists but does not carry strata's tags; rename it or tag it"
+                .to_owned()
+        }
+        _ => return None,
+    })
+}

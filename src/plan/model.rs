@@ -1,0 +1,349 @@
+//! The vocabulary of plans: resources with comparable fields, actions, and plans.
+//!
+//! A resource, desired or observed, is a logical id plus a typed [`Spec`]. Specs turn
+//! into [`Field`]s for comparison, so one generic diff serves every resource type and
+//! the plan can show field-level changes. Execution works from the typed spec.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::config::Layer;
+
+/// Resource types strata manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// VPC.
+    Vpc,
+    /// Subnet.
+    Subnet,
+    /// Internet gateway, attached to the VPC.
+    InternetGateway,
+    /// Elastic IP for a NAT gateway.
+    ElasticIp,
+    /// NAT gateway.
+    NatGateway,
+    /// Route table with its routes and subnet associations.
+    RouteTable,
+    /// Security group with its rules.
+    SecurityGroup,
+    /// ELBv2 target group.
+    TargetGroup,
+    /// ELBv2 load balancer.
+    LoadBalancer,
+    /// ELBv2 listener.
+    Listener,
+}
+
+impl Kind {
+    /// Creation order; deletion runs the other way.
+    pub const ORDER: [Kind; 10] = [
+        Kind::Vpc,
+        Kind::Subnet,
+        Kind::InternetGateway,
+        Kind::ElasticIp,
+        Kind::NatGateway,
+        Kind::RouteTable,
+        Kind::SecurityGroup,
+        Kind::TargetGroup,
+        Kind::LoadBalancer,
+        Kind::Listener,
+    ];
+
+    /// Position in [`Kind::ORDER`].
+    pub fn rank(self) -> usize {
+        Kind::ORDER
+            .iter()
+            .position(|k| *k == self)
+            .unwrap_or(usize::MAX)
+    }
+
+    /// The layer the resource belongs to.
+    pub fn layer(self) -> Layer {
+        Layer::Network
+    }
+
+    /// Words for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Vpc => "VPC",
+            Kind::Subnet => "subnet",
+            Kind::InternetGateway => "internet gateway",
+            Kind::ElasticIp => "elastic IP",
+            Kind::NatGateway => "NAT gateway",
+            Kind::RouteTable => "route table",
+            Kind::SecurityGroup => "security group",
+            Kind::TargetGroup => "target group",
+            Kind::LoadBalancer => "load balancer",
+            Kind::Listener => "listener",
+        }
+    }
+
+    /// True for resources that take minutes to create or delete (progress is shown).
+    pub fn is_slow(self) -> bool {
+        matches!(self, Kind::NatGateway | Kind::LoadBalancer)
+    }
+}
+
+/// A comparable value: one scalar, or a set whose members are added and removed
+/// individually (security-group rules, routes, subnet lists).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    /// A single value.
+    Scalar(String),
+    /// A set of values.
+    Set(BTreeSet<String>),
+}
+
+/// One named, comparable property of a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// Name shown in plans, e.g. `cidr`, `ingress`.
+    pub name: &'static str,
+    /// The value.
+    pub value: Value,
+    /// Changing it means deleting and recreating the resource.
+    pub forces_replacement: bool,
+}
+
+/// One field's change in a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldChange {
+    /// The field.
+    pub field: String,
+    /// Old value (`None` when added).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// New value (`None` when removed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// What an action does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Create a resource.
+    Create,
+    /// Change a resource in place.
+    Update,
+    /// Delete and recreate.
+    Replace,
+    /// Delete a resource.
+    Delete,
+}
+
+impl ActionKind {
+    /// The plan symbol.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ActionKind::Create => "+",
+            ActionKind::Update => "~",
+            ActionKind::Replace => "-/+",
+            ActionKind::Delete => "-",
+        }
+    }
+
+    /// Lowercase word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Create => "create",
+            ActionKind::Update => "update",
+            ActionKind::Replace => "replace",
+            ActionKind::Delete => "delete",
+        }
+    }
+
+    /// True when the action destroys something.
+    pub fn is_destructive(self) -> bool {
+        matches!(self, ActionKind::Replace | ActionKind::Delete)
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Action {
+    /// Create, update, replace or delete.
+    pub action: ActionKind,
+    /// Resource type.
+    pub kind: Kind,
+    /// Logical id (`subnet/private/0`).
+    pub id: String,
+    /// The AWS id of the existing resource, for update, replace and delete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_id: Option<String>,
+    /// Field-level changes.
+    pub changes: Vec<FieldChange>,
+    /// For a replace: the field (or dependency) that forces it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forced_by: Option<String>,
+    /// The desired resource (absent for deletes); what execution creates or converges to.
+    #[serde(skip)]
+    pub desired: Option<super::Resource>,
+    /// The observed resource (absent for creates).
+    #[serde(skip)]
+    pub observed: Option<super::Observed>,
+}
+
+impl Action {
+    /// True when applying it would open something to the internet.
+    pub fn widens_security(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for change in &self.changes {
+            if let Some(to) = &change.to
+                && change.field == "ingress"
+                && (to.ends_with("from 0.0.0.0/0") || to.ends_with("from ::/0"))
+            {
+                out.push(format!(
+                    "{} {}: ingress {to}",
+                    self.kind.describe(),
+                    self.id
+                ));
+            }
+        }
+        if self.kind == Kind::LoadBalancer
+            && self
+                .changes
+                .iter()
+                .any(|c| c.field == "scheme" && c.to.as_deref() == Some("internet-facing"))
+        {
+            out.push(format!("load balancer {} becomes internet-facing", self.id));
+        }
+        out
+    }
+}
+
+/// Counts of actions, per layer and overall.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Creations.
+    pub create: usize,
+    /// In-place updates.
+    pub update: usize,
+    /// Replacements.
+    pub replace: usize,
+    /// Deletions.
+    pub delete: usize,
+}
+
+impl Summary {
+    /// Counts the actions.
+    pub fn of<'a>(actions: impl IntoIterator<Item = &'a Action>) -> Summary {
+        let mut s = Summary::default();
+        for a in actions {
+            match a.action {
+                ActionKind::Create => s.create += 1,
+                ActionKind::Update => s.update += 1,
+                ActionKind::Replace => s.replace += 1,
+                ActionKind::Delete => s.delete += 1,
+            }
+        }
+        s
+    }
+
+    /// Adds another summary.
+    pub fn add(&mut self, other: Summary) {
+        self.create += other.create;
+        self.update += other.update;
+        self.replace += other.replace;
+        self.delete += other.delete;
+    }
+
+    /// Total actions.
+    pub fn total(&self) -> usize {
+        self.create + self.update + self.replace + self.delete
+    }
+}
+
+/// One layer of one environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerPlan {
+    /// The layer.
+    pub layer: Layer,
+    /// Why this layer is planned although it did not change itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forced_by: Option<String>,
+    /// Counts.
+    pub summary: Summary,
+    /// Ordered actions.
+    pub actions: Vec<Action>,
+    /// Things the reader should know (e.g. a layer this version cannot plan yet).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// One environment's plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvironmentPlan {
+    /// Environment name.
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// True when the environment's file is gone and everything is to be torn down.
+    pub removed: bool,
+    /// Counts over all layers.
+    pub summary: Summary,
+    /// Layers in apply order.
+    pub layers: Vec<LayerPlan>,
+}
+
+/// A whole plan: the JSON schema of `strata plan --format json` (see README).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// Schema version of this JSON.
+    pub version: u32,
+    /// The commit the plan was made from, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Counts over everything.
+    pub summary: Summary,
+    /// Environments by name.
+    pub environments: Vec<EnvironmentPlan>,
+}
+
+impl Plan {
+    /// True when nothing is to be done.
+    pub fn is_empty(&self) -> bool {
+        self.summary.total() == 0
+    }
+
+    /// Every destructive action, for the consent check.
+    pub fn destructive(&self) -> Vec<(&str, &Action)> {
+        self.environments
+            .iter()
+            .flat_map(|e| {
+                e.layers
+                    .iter()
+                    .flat_map(move |l| l.actions.iter().map(move |a| (e.name.as_str(), a)))
+            })
+            .filter(|(_, a)| a.action.is_destructive())
+            .collect()
+    }
+}
+
+/// Tags strata puts on every resource.
+pub fn tags(
+    env: &str,
+    region_tags: &BTreeMap<String, String>,
+    layer: Layer,
+    id: &str,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = region_tags
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    out.push((super::TAG_ENVIRONMENT.to_owned(), env.to_owned()));
+    out.push((super::TAG_LAYER.to_owned(), layer.as_str().to_owned()));
+    out.push((super::TAG_ID.to_owned(), id.to_owned()));
+    out.push(("Name".to_owned(), crate::config::names::resource(env, id)));
+    out
+}

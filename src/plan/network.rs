@@ -1,0 +1,320 @@
+//! The network layer's desired resources, derived from an environment (pure).
+
+use std::collections::BTreeSet;
+
+use super::{Kind, ListenerAction, Resource, Route, Rule, RulePeer, Spec};
+use crate::addressing;
+use crate::config::catalogue::{self, LbProtocol};
+use crate::config::{
+    Endpoint, Environment, ExplicitRule, IpProtocol, LoadBalancerKind, NatMode, Peer, RuleSpec,
+    SubnetKind, names,
+};
+
+/// Everything the network layer of `env` consists of, in creation order. `zones` are
+/// the availability-zone names, one per zone index (resolved by the caller when the
+/// file gives a count).
+pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
+    let name = env.name.as_str();
+    let network = &env.spec.network;
+    let mut out = Vec::new();
+    let mut push = |kind, id: String, spec| out.push(Resource { kind, id, spec });
+
+    push(
+        Kind::Vpc,
+        "vpc".into(),
+        Spec::Vpc {
+            cidr: network.cidr.to_string(),
+        },
+    );
+    let subnets = addressing::subnets(network);
+    let zone = |i: usize| zones.get(i).cloned().unwrap_or_else(|| format!("zone-{i}"));
+    for s in &subnets {
+        push(
+            Kind::Subnet,
+            s.id(),
+            Spec::Subnet {
+                cidr: s.block.to_string(),
+                zone: zone(s.zone),
+                public: s.kind == SubnetKind::Public,
+            },
+        );
+    }
+    let has_public = network.public_subnets > 0;
+    if has_public {
+        push(
+            Kind::InternetGateway,
+            "igw".into(),
+            Spec::InternetGateway {
+                attached: Some("vpc".into()),
+            },
+        );
+    }
+    let zone_count = network.zones.len().max(1);
+    let nat_zones: Vec<usize> = match network.nat {
+        NatMode::None => Vec::new(),
+        NatMode::Single if has_public => vec![0],
+        NatMode::PerZone if has_public => {
+            (0..zone_count.min(usize::from(network.public_subnets))).collect()
+        }
+        _ => Vec::new(),
+    };
+    for &z in &nat_zones {
+        push(Kind::ElasticIp, format!("eip/nat/{z}"), Spec::ElasticIp);
+    }
+    for &z in &nat_zones {
+        // Public subnet z sits in zone z (subnets of a kind round-robin over zones).
+        push(
+            Kind::NatGateway,
+            format!("nat/{z}"),
+            Spec::NatGateway {
+                subnet: format!("subnet/public/{z}"),
+                eip: format!("eip/nat/{z}"),
+            },
+        );
+    }
+    if has_public {
+        let members = subnets
+            .iter()
+            .filter(|s| s.kind == SubnetKind::Public)
+            .map(|s| s.id())
+            .collect();
+        let routes = BTreeSet::from([Route {
+            destination: "0.0.0.0/0".into(),
+            target: "igw".into(),
+        }]);
+        push(
+            Kind::RouteTable,
+            "rtb/public".into(),
+            Spec::RouteTable {
+                routes,
+                subnets: members,
+            },
+        );
+    }
+    for z in 0..zone_count {
+        let members: BTreeSet<String> = subnets
+            .iter()
+            .filter(|s| s.kind == SubnetKind::Private && s.zone == z)
+            .map(|s| s.id())
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let nat = match network.nat {
+            NatMode::Single if !nat_zones.is_empty() => Some("nat/0".to_owned()),
+            NatMode::PerZone if nat_zones.contains(&z) => Some(format!("nat/{z}")),
+            _ => None,
+        };
+        let routes = nat
+            .into_iter()
+            .map(|target| Route {
+                destination: "0.0.0.0/0".into(),
+                target,
+            })
+            .collect();
+        push(
+            Kind::RouteTable,
+            format!("rtb/private/{z}"),
+            Spec::RouteTable {
+                routes,
+                subnets: members,
+            },
+        );
+    }
+
+    for (group, sg) in &network.security_groups {
+        let id = format!("sg/{group}");
+        let ingress_sources: Vec<String> = if sg.ingress_cidrs.is_empty() {
+            vec![network.cidr.to_string()]
+        } else {
+            sg.ingress_cidrs.iter().map(|c| c.to_string()).collect()
+        };
+        let egress_targets: Vec<String> = if sg.egress_cidrs.is_empty() {
+            vec!["0.0.0.0/0".to_owned()]
+        } else {
+            sg.egress_cidrs.iter().map(|c| c.to_string()).collect()
+        };
+        let ingress = rules(&sg.ingress, &ingress_sources, &id);
+        // No egress rules given: keep AWS's default of everything to anywhere.
+        let egress = if sg.egress.is_empty() {
+            BTreeSet::from([Rule {
+                protocol: "all".into(),
+                from_port: None,
+                to_port: None,
+                peer: RulePeer::Cidr("0.0.0.0/0".into()),
+            }])
+        } else {
+            rules(&sg.egress, &egress_targets, &id)
+        };
+        push(
+            Kind::SecurityGroup,
+            id,
+            Spec::SecurityGroup {
+                name: names::resource(name, group.as_str()),
+                description: sg
+                    .description
+                    .clone()
+                    .unwrap_or_else(|| format!("strata {name} {group}")),
+                ingress,
+                egress,
+            },
+        );
+    }
+
+    for (lb_name, lb) in &network.load_balancers {
+        let lb_id = format!("lb/{lb_name}");
+        let mut target_groups = BTreeSet::new();
+        for listener in &lb.listeners {
+            let Some((protocol, port)) = listener.back.as_ref().and_then(|b| resolve(lb.kind, b))
+            else {
+                continue;
+            };
+            if !target_groups.insert(port) {
+                continue;
+            }
+            let http = matches!(protocol, LbProtocol::Http | LbProtocol::Https);
+            let check = lb.health_check.as_ref();
+            push(
+                Kind::TargetGroup,
+                format!("tg/{lb_name}/{port}"),
+                Spec::TargetGroup {
+                    name: names::target_group(name, lb_name.as_str(), port),
+                    protocol: protocol.as_str().to_owned(),
+                    port,
+                    health_check_path: if http {
+                        Some(
+                            check
+                                .and_then(|c| c.path.clone())
+                                .unwrap_or_else(|| "/".to_owned()),
+                        )
+                    } else {
+                        None
+                    },
+                    health_check_port: check.and_then(|c| c.port),
+                },
+            );
+        }
+        let subnet_ids = subnets
+            .iter()
+            .filter(|s| s.kind == lb.subnets)
+            .map(|s| s.id())
+            .collect();
+        push(
+            Kind::LoadBalancer,
+            lb_id.clone(),
+            Spec::LoadBalancer {
+                name: names::load_balancer(name, lb_name.as_str()),
+                kind: match lb.kind {
+                    LoadBalancerKind::Application => "application",
+                    LoadBalancerKind::Network => "network",
+                }
+                .into(),
+                scheme: if lb.internal {
+                    "internal"
+                } else {
+                    "internet-facing"
+                }
+                .into(),
+                subnets: subnet_ids,
+                security_groups: lb
+                    .security_groups
+                    .iter()
+                    .map(|g| format!("sg/{g}"))
+                    .collect(),
+            },
+        );
+        for listener in &lb.listeners {
+            let Some((protocol, port)) = resolve(lb.kind, &listener.front) else {
+                continue;
+            };
+            let action = match (&listener.back, &listener.redirect) {
+                (Some(back), _) => match resolve(lb.kind, back) {
+                    Some((_, back_port)) => {
+                        ListenerAction::Forward(format!("tg/{lb_name}/{back_port}"))
+                    }
+                    None => continue,
+                },
+                (None, Some(redirect)) => match resolve(lb.kind, redirect) {
+                    Some((p, port)) => ListenerAction::Redirect {
+                        protocol: p.as_str().to_owned(),
+                        port,
+                    },
+                    None => continue,
+                },
+                (None, None) => continue,
+            };
+            push(
+                Kind::Listener,
+                format!("listener/{lb_name}/{port}"),
+                Spec::Listener {
+                    load_balancer: lb_id.clone(),
+                    protocol: protocol.as_str().to_owned(),
+                    port,
+                    certificate: listener.certificate.as_ref().map(|c| c.to_string()),
+                    action,
+                },
+            );
+        }
+    }
+    out
+}
+
+fn resolve(kind: LoadBalancerKind, endpoint: &Endpoint) -> Option<(LbProtocol, u16)> {
+    crate::config::listener_target(kind, endpoint)
+}
+
+/// Expands rule specs: named rules open to/from `cidrs`, explicit rules to their peers.
+fn rules(specs: &[RuleSpec], cidrs: &[String], own_id: &str) -> BTreeSet<Rule> {
+    let mut out = BTreeSet::new();
+    for spec in specs {
+        match spec {
+            RuleSpec::Named(name) => {
+                let Some(entry) = catalogue::rules().get(name) else {
+                    continue;
+                };
+                for cidr in cidrs {
+                    out.insert(rule(
+                        entry.protocol,
+                        entry.ports,
+                        RulePeer::Cidr(cidr.clone()),
+                    ));
+                }
+            }
+            RuleSpec::Explicit(ExplicitRule {
+                protocol,
+                ports,
+                from,
+                ..
+            }) => {
+                for peer in &from.0 {
+                    let peer = match peer {
+                        Peer::SelfGroup => RulePeer::Group(own_id.to_owned()),
+                        Peer::Cidr(c) => RulePeer::Cidr(c.to_string()),
+                        Peer::Group(g) => RulePeer::Group(format!("sg/{g}")),
+                    };
+                    out.insert(rule(*protocol, *ports, peer));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn rule(protocol: IpProtocol, ports: Option<crate::config::PortRange>, peer: RulePeer) -> Rule {
+    let protocol = match protocol {
+        IpProtocol::Tcp => "tcp",
+        IpProtocol::Udp => "udp",
+        IpProtocol::Icmp => "icmp",
+        IpProtocol::All => "all",
+    };
+    let (from_port, to_port) = match protocol {
+        "tcp" | "udp" => (ports.map(|p| p.from), ports.map(|p| p.to)),
+        _ => (None, None),
+    };
+    Rule {
+        protocol: protocol.to_owned(),
+        from_port,
+        to_port,
+        peer,
+    }
+}

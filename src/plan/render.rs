@@ -1,0 +1,151 @@
+//! Plans for people (markdown, as posted on pull requests) and for programs (JSON).
+
+use std::fmt::Write as _;
+
+use super::{ActionKind, Plan, Summary};
+
+/// Renders `strata plan --format markdown`: a summary table first, a warning banner
+/// when anything is deleted or replaced, security-widening changes called out, then
+/// every environment, layer and action.
+pub fn markdown(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "## strata plan");
+    if let Some(commit) = &plan.commit {
+        let _ = writeln!(out, "\nfor commit `{}`", &commit[..12.min(commit.len())]);
+    }
+    if plan.environments.is_empty() {
+        let _ = writeln!(out, "\nNo environment selected: nothing to plan.");
+        return out;
+    }
+    if plan.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n**No changes.** The live state matches the repository."
+        );
+    }
+    let destructive = plan.destructive();
+    if !destructive.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n> [!CAUTION]\n> This plan **deletes or replaces {} resource{}**. `strata apply` refuses it unless run with `--allow-destroy`.",
+            destructive.len(),
+            if destructive.len() == 1 { "" } else { "s" }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n| environment | layer | create | update | replace | delete |\n|---|---|---:|---:|---:|---:|"
+    );
+    for env in &plan.environments {
+        for layer in &env.layers {
+            let s = layer.summary;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                env.name, layer.layer, s.create, s.update, s.replace, s.delete
+            );
+        }
+    }
+    let widening: Vec<String> = plan
+        .environments
+        .iter()
+        .flat_map(|e| {
+            e.layers.iter().flat_map(move |l| {
+                l.actions.iter().flat_map(move |a| {
+                    a.widens_security()
+                        .into_iter()
+                        .map(move |w| format!("{}: {w}", e.name))
+                })
+            })
+        })
+        .collect();
+    if !widening.is_empty() {
+        let _ = writeln!(out, "\n### ⚠️ Security-widening changes\n");
+        for w in widening {
+            let _ = writeln!(out, "- {w}");
+        }
+    }
+    for env in &plan.environments {
+        let _ = writeln!(
+            out,
+            "\n### {} ({}){}",
+            env.name,
+            env.region,
+            if env.removed {
+                " — environment removed: teardown"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(out, "\n{}", summary_line(env.summary));
+        for layer in &env.layers {
+            let _ = writeln!(out, "\n#### {} layer", layer.layer);
+            if let Some(reason) = &layer.forced_by {
+                let _ = writeln!(out, "\nPlanned because {reason}.");
+            }
+            for note in &layer.notes {
+                let _ = writeln!(out, "\n_{note}_");
+            }
+            if layer.actions.is_empty() {
+                let _ = writeln!(out, "\nNo changes.");
+                continue;
+            }
+            let _ = writeln!(out, "\n```diff");
+            for a in &layer.actions {
+                let prefix = match a.action {
+                    ActionKind::Create => "+",
+                    ActionKind::Delete => "-",
+                    ActionKind::Update | ActionKind::Replace => "!",
+                };
+                let aws = a
+                    .aws_id
+                    .as_ref()
+                    .map(|id| format!(" ({id})"))
+                    .unwrap_or_default();
+                let why = a
+                    .forced_by
+                    .as_ref()
+                    .map(|f| format!(", because of {f}"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "{prefix} {} {} {}{aws}{why}",
+                    a.action,
+                    a.kind.describe(),
+                    a.id
+                );
+                if a.action == ActionKind::Create {
+                    continue;
+                }
+                for c in &a.changes {
+                    let line = match (&c.from, &c.to) {
+                        (Some(f), Some(t)) => format!("    {}: {f} → {t}", c.field),
+                        (None, Some(t)) => format!("+   {}: {t}", c.field),
+                        (Some(f), None) => format!("-   {}: {f}", c.field),
+                        (None, None) => continue,
+                    };
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+            let _ = writeln!(out, "```");
+        }
+    }
+    out
+}
+
+fn summary_line(s: Summary) -> String {
+    if s.total() == 0 {
+        "No changes.".to_owned()
+    } else {
+        format!(
+            "{} to create, {} to update, {} to replace, {} to delete.",
+            s.create, s.update, s.replace, s.delete
+        )
+    }
+}
+
+/// Renders `strata plan --format json` (schema documented in the README).
+pub fn json(plan: &Plan) -> String {
+    // Plain data with string keys serialises without error.
+    serde_json::to_string_pretty(plan).expect("plan serialises") + "\n"
+}
