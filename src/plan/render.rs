@@ -114,9 +114,6 @@ pub fn markdown(plan: &Plan) -> String {
                     a.kind.describe(),
                     a.id
                 );
-                if a.action == ActionKind::Create {
-                    continue;
-                }
                 for c in &a.changes {
                     let line = match (&c.from, &c.to) {
                         (Some(f), Some(t)) => format!("    {}: {f} → {t}", c.field),

@@ -2,7 +2,9 @@
 //! repositories and for running the real `strata` binary.
 
 mod changes;
+mod cloud;
 mod examples;
 mod harness;
 mod invalid;
+mod network;
 mod render;
