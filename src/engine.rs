@@ -24,6 +24,9 @@ pub struct Target {
     pub tags: BTreeMap<String, String>,
     /// Layers to plan.
     pub layers: BTreeSet<Layer>,
+    /// Also plan a later layer that a change in an earlier one forces (change-driven
+    /// runs); explicit `--layer` selections plan exactly what was asked.
+    pub follow_forced: bool,
 }
 
 /// Why the engine stopped.
@@ -91,6 +94,7 @@ pub fn select(
                     .collect(),
                 environment: Some(env.clone()),
                 layers: layers.clone(),
+                follow_forced: false,
             })
         })
         .collect()
@@ -133,6 +137,7 @@ pub fn from_changes(
                     .collect(),
                 environment,
                 layers: chosen,
+                follow_forced: only.is_none(),
             })
         })
         .collect()
@@ -244,7 +249,8 @@ fn plan_target(
             Layer::Cluster => e.spec.cluster.is_some(),
             _ => e.spec.node.is_some(),
         });
-        let forced_by = if layer == Layer::Cluster && !t.layers.contains(&layer) {
+        let forced_by = if layer == Layer::Cluster && !t.layers.contains(&layer) && t.follow_forced
+        {
             forced.clone()
         } else {
             None

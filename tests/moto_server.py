@@ -6,9 +6,13 @@ stdout, then serves until its stdin closes, which happens when the test process 
 so no server outlives the tests. Pinned to the moto version scripts/setup installs.
 """
 
+import logging
 import sys
 
 from moto.server import ThreadedMotoServer
+
+# One line per request on stderr would drown test and demo output.
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
 server.start()

@@ -19,11 +19,17 @@ pub struct Output {
 
 /// Runs `strata --repo <repo> <args...>`.
 pub fn strata(repo: &Path, args: &[&str]) -> Output {
+    strata_with(repo, args, &[])
+}
+
+/// Runs `strata --repo <repo> <args...>` with extra environment variables.
+pub fn strata_with(repo: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
         .arg("--repo")
         .arg(repo)
         .args(args)
         .env_remove("AWS_REGION")
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("run strata");
     Output {

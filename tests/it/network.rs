@@ -702,3 +702,99 @@ async fn https_listeners_and_redirects_are_created() {
     );
     assert!(plan(&connector, &[e]).await.is_empty());
 }
+
+#[test]
+fn the_command_line_plans_applies_and_reports_changes_in_its_exit_code() {
+    // The binary talks to moto's default account; the environment name keeps it apart.
+    let vars = [
+        ("AWS_ENDPOINT_URL", crate::cloud::moto().url()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ("AWS_MAX_ATTEMPTS", "1".to_owned()),
+    ];
+    let repo = GitRepo::new();
+    repo.write(
+        "environments/cli.yaml",
+        BASE.replace("10.10.0.0/16", "10.99.0.0/16"),
+    );
+    let commit = repo.commit("cli");
+    let run = |args: &[&str]| crate::harness::strata_with(repo.path(), args, &vars);
+
+    let before = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(before.code, 2, "{}", before.stderr);
+    assert!(before.stdout.contains("16 to create"), "{}", before.stdout);
+    assert!(
+        before
+            .stdout
+            .contains(&format!("for commit `{}`", &commit[..12])),
+        "{}",
+        before.stdout
+    );
+
+    let applied = run(&["apply", "--layer", "network"]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    assert!(
+        applied.stdout.contains("cli: + create VPC vpc (vpc-"),
+        "{}",
+        applied.stdout
+    );
+    assert!(
+        applied.stdout.contains("Applied 16 changes."),
+        "{}",
+        applied.stdout
+    );
+
+    let after = run(&["plan", "--detailed-exitcode", "--format", "json"]);
+    assert_eq!(after.code, 0, "{}", after.stderr);
+    let json: serde_json::Value = serde_json::from_str(&after.stdout).unwrap();
+    assert_eq!(json["version"], 1);
+    assert_eq!(json["commit"], commit.as_str());
+    assert_eq!(
+        json["summary"],
+        serde_json::json!({"create": 0, "update": 0, "replace": 0, "delete": 0})
+    );
+
+    let unknown = run(&["plan", "--env", "nope"]);
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.stderr.contains("no environment `nope`"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_network_change_pulls_in_the_cluster_layer_with_its_reason() {
+    let cloud = Cloud::new();
+    let connector = cloud.connector().await;
+    let with_cluster = format!(
+        "{BASE}cluster:\n  mode: autoscaling\n  min: 1\n  max: 2\n  instance_type: t3.small\n  ami: ami-0123456789abcdef0\n  security_groups: [app]\n"
+    );
+    let e = env("forced", &with_cluster);
+    let set = strata::changes::ChangeSet {
+        base: "a".into(),
+        head: "b".into(),
+        environments: vec![strata::changes::EnvironmentChange {
+            name: "forced".into(),
+            change: strata::changes::ChangeKind::Modified,
+            layers: vec![Layer::Network],
+            reasons: Vec::new(),
+        }],
+    };
+    let head: BTreeMap<String, Environment> = [("forced".to_owned(), e)].into();
+    let targets = engine::from_changes(&set, &head, &BTreeMap::new(), &[]);
+    let (p, _) = engine::plan(&connector, &targets, None).await.unwrap();
+    let layers: Vec<String> = p.environments[0]
+        .layers
+        .iter()
+        .map(|l| format!("{} {:?}", l.layer, l.forced_by))
+        .collect();
+    assert_eq!(
+        layers,
+        [
+            "network None",
+            "cluster Some(\"the network layer will create subnet subnet/private/0, which the cluster uses\")"
+        ]
+    );
+}

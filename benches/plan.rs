@@ -1,0 +1,264 @@
+//! Requests and wall time of a network plan against moto, next to the slowest single
+//! read of the same run. Run with `cargo bench --bench plan` (after scripts/setup).
+//!
+//! Sets up 1 and then 10 environments (each: 2 zones, 4 subnets, NAT, 2 security
+//! groups, an application load balancer), then plans them. Nothing here asserts on time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_sdk_ec2::config::{Credentials, Region};
+use aws_sdk_ec2::types::Filter;
+use strata::aws::Connector;
+use strata::config::{Environment, Layer};
+use strata::engine;
+
+const RUNS: usize = 9;
+
+fn environment(i: usize) -> Environment {
+    let yaml = format!(
+        "region: eu-west-1\nnetwork:\n  cidr: 10.{i}.0.0/16\n  zones: 2\n  private_subnets: 2\n  public_subnets: 2\n  nat: single\n  \
+         security_groups:\n    app:\n      ingress: [ssh, https, postgres]\n      egress: [all-traffic]\n    lb:\n      ingress: [http]\n      \
+         ingress_cidrs: [0.0.0.0/0]\n  load_balancers:\n    api:\n      type: application\n      subnets: public\n      \
+         security_groups: [lb]\n      listeners:\n        - {{ front: http, back: 8080 }}\n"
+    );
+    strata::config::load(
+        &format!("environments/bench-{i}.yaml"),
+        &yaml,
+        &BTreeSet::new(),
+    )
+    .expect("valid environment")
+}
+
+fn main() {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let python = std::env::var("STRATA_MOTO_PYTHON")
+        .unwrap_or_else(|_| format!("{home}/.cache/strata/moto-5.2.5/bin/python"));
+    let mut moto = Command::new(python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/moto_server.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("moto is installed (scripts/setup)");
+    let mut line = String::new();
+    BufReader::new(moto.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    let moto_port: u16 = line.trim().parse().expect("port");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        for latency in [Duration::ZERO, Duration::from_millis(20)] {
+            let port = if latency.is_zero() {
+                moto_port
+            } else {
+                latency_proxy(moto_port, latency).await
+            };
+            println!(
+                "\nnetwork plan against moto on loopback{}; median of {RUNS} runs\n",
+                if latency.is_zero() {
+                    String::new()
+                } else {
+                    format!(", {} ms added to every request", latency.as_millis())
+                }
+            );
+            run(&format!("http://127.0.0.1:{port}")).await;
+        }
+    });
+    drop(moto.stdin.take());
+    let _ = moto.wait();
+}
+
+/// A loopback proxy that delays every request by `latency`, as a distant AWS would.
+async fn latency_proxy(target: u16, latency: Duration) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let upstream = async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = client_read.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        tokio::time::sleep(latency).await;
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let downstream = async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                };
+                tokio::join!(upstream, downstream);
+            });
+        }
+    });
+    port
+}
+
+async fn run(url: &str) {
+    {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(url)
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
+            .retry_config(RetryConfig::disabled())
+            .load()
+            .await;
+        println!(
+            "{:<14} {:>6} {:>10} {:>14} {:>7} {:>15}",
+            "environments", "reads", "plan", "slowest read", "ratio", "reads in series"
+        );
+        for count in [1usize, 10] {
+            // The same environments in every pass: a later pass finds them applied.
+            let envs: Vec<Environment> = (0..count).map(environment).collect();
+            let map: BTreeMap<String, Environment> = envs
+                .iter()
+                .map(|e| (e.name.to_string(), e.clone()))
+                .collect();
+            let targets = engine::select(&map, &[], &[Layer::Network]).expect("targets");
+            let connector = Connector::new(config.clone(), Vec::new());
+            let (plan, observed) = engine::plan(&connector, &targets, None)
+                .await
+                .expect("plan");
+            let mut quiet = |_: &str| {};
+            engine::apply(&connector, &plan, &observed, &targets, false, &mut quiet)
+                .await
+                .expect("apply");
+
+            let mut plan_times = Vec::new();
+            let mut reads = 0;
+            for _ in 0..RUNS {
+                let before = connector.metrics().reads();
+                let start = Instant::now();
+                let (plan, _) = engine::plan(&connector, &targets, None)
+                    .await
+                    .expect("plan");
+                plan_times.push(start.elapsed());
+                reads = connector.metrics().reads() - before;
+                assert!(plan.is_empty(), "a fresh apply leaves nothing to plan");
+            }
+            let (slowest, series) = single_reads(&connector, &envs).await;
+            let plan = median(plan_times);
+            println!(
+                "{count:<14} {reads:>6} {:>8.1}ms {:>12.1}ms {:>6.2}x {:>13.1}ms",
+                ms(plan),
+                ms(slowest),
+                plan.as_secs_f64() / slowest.as_secs_f64(),
+                ms(series)
+            );
+        }
+    }
+}
+
+/// The slowest of the reads a plan makes, each timed alone (median of runs), and
+/// their sum (what the plan would cost with one request at a time).
+async fn single_reads(connector: &Connector, envs: &[Environment]) -> (Duration, Duration) {
+    let aws = connector.connect("eu-west-1");
+    let names: Vec<String> = envs.iter().map(|e| e.name.to_string()).collect();
+    let tag = || {
+        Filter::builder()
+            .name("tag:strata:environment")
+            .set_values(Some(names.clone()))
+            .build()
+    };
+    let mut worst = Duration::ZERO;
+    let mut series = Duration::ZERO;
+    for op in [
+        "vpcs",
+        "subnets",
+        "igws",
+        "addresses",
+        "nats",
+        "route tables",
+        "groups",
+        "load balancers",
+        "target groups",
+        "zones",
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..RUNS {
+            let start = Instant::now();
+            let ok = match op {
+                "vpcs" => aws.ec2.describe_vpcs().filters(tag()).send().await.is_ok(),
+                "subnets" => aws
+                    .ec2
+                    .describe_subnets()
+                    .filters(tag())
+                    .send()
+                    .await
+                    .is_ok(),
+                "igws" => aws
+                    .ec2
+                    .describe_internet_gateways()
+                    .filters(tag())
+                    .send()
+                    .await
+                    .is_ok(),
+                "addresses" => aws
+                    .ec2
+                    .describe_addresses()
+                    .filters(tag())
+                    .send()
+                    .await
+                    .is_ok(),
+                "nats" => aws
+                    .ec2
+                    .describe_nat_gateways()
+                    .filter(tag())
+                    .send()
+                    .await
+                    .is_ok(),
+                "route tables" => aws
+                    .ec2
+                    .describe_route_tables()
+                    .filters(tag())
+                    .send()
+                    .await
+                    .is_ok(),
+                "groups" => aws
+                    .ec2
+                    .describe_security_groups()
+                    .filters(tag())
+                    .send()
+                    .await
+                    .is_ok(),
+                "load balancers" => aws.elb.describe_load_balancers().send().await.is_ok(),
+                "target groups" => aws.elb.describe_target_groups().send().await.is_ok(),
+                _ => aws.ec2.describe_availability_zones().send().await.is_ok(),
+            };
+            assert!(ok, "{op}");
+            times.push(start.elapsed());
+        }
+        let typical = median(times);
+        worst = worst.max(typical);
+        series += typical;
+    }
+    (worst, series)
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
