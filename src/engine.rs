@@ -369,92 +369,63 @@ pub async fn apply(
     Ok(applied)
 }
 
-/// Runs one environment's network actions in dependency order: replaced resources
-/// are removed first (dependents before what they depend on), then everything is
-/// created or updated in creation order, then deletions run in reverse order.
+/// Runs one environment's network actions in the order [`plan::schedule::schedule`]
+/// gives. Returns how many actions it completed.
 async fn execute_network(
     exec: &mut Executor<'_>,
     env: &str,
     actions: &[Action],
 ) -> Result<usize, EngineError> {
+    use crate::plan::schedule::{Step, schedule};
     let mut done = 0;
-    let note = |exec: &mut Executor<'_>, a: &Action| {
+    for step in schedule(actions) {
+        let a = step.action();
+        match step {
+            Step::ReleaseReferences(_) => {
+                if let Some(o) = &a.observed {
+                    exec.release_group_references(o).await?;
+                }
+                continue;
+            }
+            Step::RemoveReplaced(_) => {
+                if let Some(o) = &a.observed {
+                    exec.delete(o).await?;
+                }
+                continue;
+            }
+            Step::SyncRules(_) => {
+                if let Some(desired) = &a.desired {
+                    exec.sync_rules(desired, None).await?;
+                }
+                continue;
+            }
+            Step::Create(_) => match &a.desired {
+                Some(desired) => exec.create(desired).await?,
+                None => continue,
+            },
+            Step::Update(_) => match (&a.desired, &a.observed) {
+                (Some(desired), Some(o)) => exec.update(desired, o).await?,
+                _ => continue,
+            },
+            Step::Delete(_) => match &a.observed {
+                Some(o) => exec.delete(o).await?,
+                None => continue,
+            },
+        }
         let aws = exec
             .ids
             .get(&a.id)
+            .or(a.aws_id.as_ref())
             .map(|id| format!(" ({id})"))
             .unwrap_or_default();
-        let line = format!(
+        exec.say(&format!(
             "{env}: {} {} {} {}{aws}",
             a.action.symbol(),
             a.action,
             a.kind.describe(),
             a.id
-        );
-        exec.say(&line);
-    };
-    let mut by_rank: Vec<&Action> = actions.iter().collect();
-    by_rank.sort_by_key(|a| a.kind.rank());
-
-    // 1. Remove what is replaced, dependents first.
-    let replaced: Vec<&Action> = by_rank
-        .iter()
-        .rev()
-        .copied()
-        .filter(|a| a.action == ActionKind::Replace)
-        .collect();
-    for a in replaced.iter().filter(|a| a.kind == Kind::SecurityGroup) {
-        if let Some(o) = &a.observed {
-            exec.release_group_references(o).await?;
-        }
-    }
-    for a in &replaced {
-        if let Some(o) = &a.observed {
-            exec.delete(o).await?;
-        }
-    }
-    // 2. Create and update in creation order; groups get their rules once all exist.
-    for kind in Kind::ORDER {
-        let here: Vec<&Action> = by_rank
-            .iter()
-            .copied()
-            .filter(|a| a.kind == kind && a.action != ActionKind::Delete)
-            .collect();
-        for a in &here {
-            let Some(desired) = &a.desired else { continue };
-            match (a.action, &a.observed) {
-                (ActionKind::Update, Some(o)) => exec.update(desired, o).await?,
-                _ => exec.create(desired).await?,
-            }
-            note(exec, a);
-            done += 1;
-        }
-        if kind == Kind::SecurityGroup {
-            for a in here.iter().filter(|a| a.action != ActionKind::Update) {
-                if let Some(desired) = &a.desired {
-                    exec.sync_rules(desired, None).await?;
-                }
-            }
-        }
-    }
-    // 3. Delete what is no longer wanted, dependents first.
-    let deleted: Vec<&Action> = by_rank
-        .iter()
-        .rev()
-        .copied()
-        .filter(|a| a.action == ActionKind::Delete)
-        .collect();
-    for a in deleted.iter().filter(|a| a.kind == Kind::SecurityGroup) {
-        if let Some(o) = &a.observed {
-            exec.release_group_references(o).await?;
-        }
-    }
-    for a in deleted {
-        if let Some(o) = &a.observed {
-            exec.delete(o).await?;
-            note(exec, a);
-            done += 1;
-        }
+        ));
+        done += 1;
     }
     Ok(done)
 }

@@ -5,6 +5,7 @@ mod diff;
 pub mod model;
 pub mod network;
 pub mod render;
+pub mod schedule;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
