@@ -152,7 +152,7 @@ pub struct RenderArgs {
     /// Node index, for fixed-size clusters.
     #[arg(long, value_name = "N")]
     pub node: Option<u16>,
-    /// Render without fetching the SSH public key from Secrets Manager.
+    /// Render without fetching the SSH public key from Secrets Manager (no AWS access).
     #[arg(long)]
     pub offline: bool,
 }
@@ -283,27 +283,48 @@ fn render(
             known.join(", ")
         );
     };
-    if !args.offline {
-        anyhow::bail!(
-            "fetching the SSH public key from Secrets Manager is not available in this version of strata; \
-             pass --offline to render without it"
-        );
-    }
+    let node = environment.spec.node.as_ref();
+    // The key lives only in memory: fetched here, rendered into the config, dropped.
+    let key = match node {
+        Some(node) if !args.offline => {
+            let region = environment.spec.region.to_string();
+            let key = runtime()?.block_on(async {
+                let connector = Connector::from_env().await;
+                crate::aws::secrets::ssh_public_key(
+                    &connector.connect(&region),
+                    &node.ssh.public_key_secret,
+                )
+                .await
+            })?;
+            if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
+                // Registers the value with the runner so no log line can show it.
+                writeln!(err, "::add-mask::{}", key.openssh())?;
+            }
+            Some(key)
+        }
+        _ => None,
+    };
     let request = RenderRequest {
         environment,
         units: &repository.units,
         node: args.node,
-        ssh_public_key: None,
+        ssh_public_key: key.as_ref().map(|k| k.openssh()),
         etcd_discovery: None,
     };
     let data = ignition::render(&request)?;
-    let node = environment.spec.node.as_ref();
     if let Some(node) = node {
-        writeln!(
-            err,
-            "note: rendered offline: user `{}` gets no SSH key (secret {} was not read)",
-            node.ssh.user, node.ssh.public_key_secret
-        )?;
+        match &key {
+            Some(key) => writeln!(
+                err,
+                "note: user `{}` gets the {} key {} from secret {}",
+                node.ssh.user, key.algorithm, key.fingerprint, node.ssh.public_key_secret
+            )?,
+            None => writeln!(
+                err,
+                "note: rendered offline: user `{}` gets no SSH key (secret {} was not read)",
+                node.ssh.user, node.ssh.public_key_secret
+            )?,
+        }
         if node
             .etcd
             .as_ref()
@@ -311,7 +332,7 @@ fn render(
         {
             writeln!(
                 err,
-                "note: rendered offline: ETCD_DISCOVERY is left out (the token is fetched when the cluster is created)"
+                "note: ETCD_DISCOVERY is left out (the token is fetched when the cluster is created)"
             )?;
         }
     }

@@ -6,6 +6,7 @@
 //! region of its clients.
 
 pub mod network;
+pub mod secrets;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -90,6 +91,8 @@ pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
     /// Elastic Load Balancing v2.
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    /// Secrets Manager.
+    pub secrets: aws_sdk_secretsmanager::Client,
     /// Requests sent through these clients.
     pub metrics: Metrics,
     /// The region.
@@ -143,15 +146,20 @@ impl Connector {
             .region(region_value.clone())
             .interceptor(counter.clone());
         let mut elb = aws_sdk_elasticloadbalancingv2::config::Builder::from(&self.base)
+            .region(region_value.clone())
+            .interceptor(counter.clone());
+        let mut secrets = aws_sdk_secretsmanager::config::Builder::from(&self.base)
             .region(region_value)
             .interceptor(counter);
         for i in &self.interceptors {
             ec2 = ec2.interceptor(i.clone());
             elb = elb.interceptor(i.clone());
+            secrets = secrets.interceptor(i.clone());
         }
         Aws {
             ec2: aws_sdk_ec2::Client::from_conf(ec2.build()),
             elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb.build()),
+            secrets: aws_sdk_secretsmanager::Client::from_conf(secrets.build()),
             metrics: self.metrics.clone(),
             region: region.to_owned(),
         }

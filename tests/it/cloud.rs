@@ -213,3 +213,33 @@ impl Cloud {
         out["CertificateArn"].as_str().unwrap().to_owned()
     }
 }
+
+/// Environment variables that point the `strata` binary at moto's default account.
+pub fn binary_vars() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", moto().url()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ("AWS_MAX_ATTEMPTS", "1".to_owned()),
+    ]
+}
+
+/// Stores a secret in moto's default account (where the binary looks).
+pub async fn put_secret(region: &str, name: &str, value: &str) {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(moto().url())
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .retry_config(RetryConfig::disabled())
+        .load()
+        .await;
+    let client = aws_sdk_secretsmanager::Client::new(&config);
+    client
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("create secret");
+}

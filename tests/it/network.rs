@@ -706,13 +706,7 @@ async fn https_listeners_and_redirects_are_created() {
 #[test]
 fn the_command_line_plans_applies_and_reports_changes_in_its_exit_code() {
     // The binary talks to moto's default account; the environment name keeps it apart.
-    let vars = [
-        ("AWS_ENDPOINT_URL", crate::cloud::moto().url()),
-        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-        ("AWS_MAX_ATTEMPTS", "1".to_owned()),
-    ];
+    let vars = crate::cloud::binary_vars();
     let repo = GitRepo::new();
     repo.write(
         "environments/cli.yaml",

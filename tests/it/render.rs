@@ -84,12 +84,149 @@ fn autoscaling_config_is_shared_and_refuses_a_node_index() {
     assert!(out.stderr.contains("auto-scaling group"), "{}", out.stderr);
 }
 
-#[test]
-fn render_without_offline_says_the_key_cannot_be_fetched_yet() {
-    let out = harness::strata(&project_root(), &["render", "--env", "web-prod"]);
-    assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("pass --offline"), "{}", out.stderr);
-    assert!(out.stdout.is_empty());
+// A throwaway key made for these tests; it guards nothing.
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICm1bekesu5Ftri4D28WBQVtgKRVpxzfpvoPNIOVyiuK tests@strata";
+
+/// A repository with the example units and etcd-prod reading its key from `secret`.
+fn etcd_reading(secret: &str) -> GitRepo {
+    let repo = GitRepo::new_plain();
+    repo.copy_dir(&project_root().join("units"), "units");
+    let env = std::fs::read_to_string(project_root().join("environments/etcd-prod.yaml")).unwrap();
+    repo.write(
+        "environments/etcd-prod.yaml",
+        env.replace("strata/etcd-prod/ssh-public-key", secret),
+    );
+    repo
+}
+
+/// Files under `dir` (a few levels deep, skipping toolchains and caches) holding `needle`.
+fn files_containing(dir: &std::path::Path, needle: &str, depth: usize) -> Vec<String> {
+    let mut hits = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return hits;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if [".cargo", ".rustup", ".pyenv", ".cache", ".npm", "target"].contains(&name.as_str()) {
+            continue;
+        }
+        if path.is_dir() && depth > 0 {
+            hits.extend(files_containing(&path, needle, depth - 1));
+        } else if std::fs::read(&path)
+            .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        {
+            hits.push(path.display().to_string());
+        }
+    }
+    hits
+}
+
+#[tokio::test]
+async fn render_puts_the_secret_key_in_the_config_and_nowhere_else() {
+    let secret = "tests/render/plain";
+    crate::cloud::put_secret("eu-west-1", secret, KEY).await;
+    let repo = etcd_reading(secret);
+    let out = harness::strata_with(
+        repo.path(),
+        &["render", "--env", "etcd-prod", "--node", "0"],
+        &crate::cloud::binary_vars(),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let config: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(config["passwd"]["users"][0]["sshAuthorizedKeys"][0], KEY);
+    ignition_validate(&out.stdout).unwrap();
+    let key_body = KEY.split(' ').nth(1).unwrap();
+    assert!(
+        out.stderr.contains("ssh-ed25519 key SHA256:"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains(key_body),
+        "stderr shows the key: {}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("::add-mask::"),
+        "masking is for GitHub Actions only"
+    );
+    // Nothing was written anywhere: not in the repository, not under home.
+    assert_eq!(
+        files_containing(repo.path(), key_body, 6),
+        Vec::<String>::new()
+    );
+    let home = std::path::PathBuf::from(std::env::var("HOME").unwrap());
+    assert_eq!(files_containing(&home, key_body, 3), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn render_reads_json_secrets_and_masks_the_key_in_github_actions() {
+    let secret = "tests/render/json";
+    crate::cloud::put_secret(
+        "eu-west-1",
+        secret,
+        &format!("{{\"public_key\": \"{KEY}\", \"owner\": \"platform\"}}"),
+    )
+    .await;
+    let repo = etcd_reading(secret);
+    let mut vars = crate::cloud::binary_vars();
+    vars.push(("GITHUB_ACTIONS", "true".to_owned()));
+    let out = harness::strata_with(
+        repo.path(),
+        &["render", "--env", "etcd-prod", "--node", "1"],
+        &vars,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains(KEY));
+    assert_eq!(
+        out.stderr.lines().next(),
+        Some(format!("::add-mask::{KEY}").as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_secret_is_a_clear_error() {
+    let vars = crate::cloud::binary_vars();
+    let missing = harness::strata_with(
+        etcd_reading("tests/render/absent").path(),
+        &["render", "--env", "etcd-prod", "--node", "0"],
+        &vars,
+    );
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing
+            .stderr
+            .contains("reading secret tests/render/absent in eu-west-1: ResourceNotFoundException"),
+        "{}",
+        missing.stderr
+    );
+    assert!(
+        missing.stderr.contains("aws secretsmanager create-secret"),
+        "{}",
+        missing.stderr
+    );
+    assert!(missing.stdout.is_empty());
+
+    let value = "ssh-ed25519 not-base64-at-all";
+    crate::cloud::put_secret("eu-west-1", "tests/render/garbage", value).await;
+    let wrong = harness::strata_with(
+        etcd_reading("tests/render/garbage").path(),
+        &["render", "--env", "etcd-prod", "--node", "0"],
+        &vars,
+    );
+    assert_eq!(wrong.code, 1);
+    assert!(
+        wrong.stderr.contains("does not hold an OpenSSH public key"),
+        "{}",
+        wrong.stderr
+    );
+    assert!(
+        !wrong.stderr.contains("not-base64-at-all"),
+        "the value is never echoed: {}",
+        wrong.stderr
+    );
 }
 
 #[test]
