@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::aws::images::{self, Image};
 use crate::aws::network::{self as aws_network, Executor, NetworkState};
 use crate::aws::{AwsError, Connector};
 use crate::changes::{ChangeKind, ChangeSet};
@@ -35,6 +36,14 @@ pub enum EngineError {
     /// An AWS call failed.
     #[error(transparent)]
     Aws(#[from] AwsError),
+    /// The OS image could not be found or verified.
+    #[error("environment `{env}`: {source}")]
+    Image {
+        /// Environment.
+        env: String,
+        /// What went wrong.
+        source: Box<crate::aws::images::ImageError>,
+    },
     /// The region has fewer zones than an environment asks for.
     #[error("environment `{env}` asks for {wanted} zones but {region} has {available}")]
     NotEnoughZones {
@@ -180,9 +189,10 @@ pub async fn plan(
             }
             (false, false) => (aws_network::observe(&aws, &names).await?, Vec::new()),
         };
+        let images = resolve_images(&aws, &targets).await?;
         for t in targets {
             let observed = state.get(&t.name).cloned().unwrap_or_default();
-            environments.push(plan_target(t, &observed, &zones)?);
+            environments.push(plan_target(t, &observed, &zones, images.get(&t.name))?);
             observations.network.insert(t.name.clone(), observed);
         }
     }
@@ -202,10 +212,39 @@ pub async fn plan(
     ))
 }
 
+/// The OS image of every target whose cluster layer is planned, looked up before any
+/// write so a feed that is down or an image that is not the publisher's stops the run.
+async fn resolve_images(
+    aws: &crate::aws::Aws,
+    targets: &[&Target],
+) -> Result<BTreeMap<String, Image>, EngineError> {
+    let mut images = BTreeMap::new();
+    for t in targets
+        .iter()
+        .filter(|t| t.layers.contains(&Layer::Cluster))
+    {
+        let Some(cluster) = t.environment.as_ref().and_then(|e| e.spec.cluster.as_ref()) else {
+            continue;
+        };
+        let image = match (&cluster.os, &cluster.ami) {
+            (Some(os), _) => images::resolve(aws, os).await,
+            (None, Some(ami)) => images::pinned(aws, ami).await,
+            (None, None) => continue,
+        };
+        let image = image.map_err(|source| EngineError::Image {
+            env: t.name.clone(),
+            source: Box::new(source),
+        })?;
+        images.insert(t.name.clone(), image);
+    }
+    Ok(images)
+}
+
 fn plan_target(
     t: &Target,
     observed: &[Observed],
     zones: &[String],
+    image: Option<&Image>,
 ) -> Result<EnvironmentPlan, EngineError> {
     let mut layers = Vec::new();
     let mut network_actions: Vec<Action> = Vec::new();
@@ -256,12 +295,26 @@ fn plan_target(
             None
         };
         if (t.layers.contains(&layer) || forced_by.is_some()) && has_section {
+            let mut notes = vec![format!(
+                "the {layer} layer is not managed by this version of strata yet; nothing is planned for it"
+            )];
+            if let (Layer::Cluster, Some(image)) = (layer, image) {
+                let release = image
+                    .release
+                    .as_ref()
+                    .map(|r| format!(" {r}"))
+                    .unwrap_or_default();
+                notes.push(format!(
+                    "image: {} ({}{release}, {})",
+                    image.id, image.source, image.name
+                ));
+            }
             layers.push(LayerPlan {
                 layer,
                 forced_by,
                 summary: Summary::default(),
                 actions: Vec::new(),
-                notes: vec![format!("the {layer} layer is not managed by this version of strata yet; nothing is planned for it")],
+                notes,
             });
         }
     }

@@ -5,6 +5,7 @@
 //! chain, `AWS_ENDPOINT_URL` for a local emulator); an environment's `region:` picks the
 //! region of its clients.
 
+pub mod images;
 pub mod network;
 pub mod secrets;
 

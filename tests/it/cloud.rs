@@ -49,6 +49,8 @@ pub fn moto() -> &'static Moto {
         let script = crate::harness::project_root().join("tests/moto_server.py");
         let mut child = Command::new(python())
             .arg(script)
+            // Flatcar and Fedora CoreOS images under their publishers' real account ids.
+            .env("MOTO_AMIS_PATH", crate::harness::project_root().join("tests/data/amis.json"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -5,6 +5,7 @@ mod changes;
 mod cloud;
 mod examples;
 mod harness;
+mod images;
 mod invalid;
 mod network;
 mod render;
