@@ -468,18 +468,32 @@ fn work(
     }))
 }
 
+/// Reads the repository, picks targets and plans them: what plan and apply share.
+async fn planned(
+    cli: &Cli,
+    selection: &Selection,
+    err: &mut dyn Write,
+) -> anyhow::Result<Result<(Work, Connector, crate::plan::Plan, engine::Observations), Outcome>> {
+    let work = match work(cli, selection, err)? {
+        Ok(w) => w,
+        Err(outcome) => return Ok(Err(outcome)),
+    };
+    let connector = Connector::from_env().await;
+    let (plan, observations) =
+        engine::plan(&connector, &work.targets, work.commit.as_deref()).await?;
+    Ok(Ok((work, connector, plan, observations)))
+}
+
 async fn plan(
     cli: &Cli,
     args: &PlanArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
-    let work = match work(cli, &args.selection, err)? {
-        Ok(w) => w,
+    let (_, _, plan, _) = match planned(cli, &args.selection, err).await? {
+        Ok(planned) => planned,
         Err(outcome) => return Ok(outcome),
     };
-    let connector = Connector::from_env().await;
-    let (plan, _) = engine::plan(&connector, &work.targets, work.commit.as_deref()).await?;
     match args.format {
         PlanFormat::Markdown => out.write_all(render::markdown(&plan).as_bytes())?,
         PlanFormat::Json => out.write_all(render::json(&plan).as_bytes())?,
@@ -497,13 +511,10 @@ async fn apply(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
-    let work = match work(cli, &args.selection, err)? {
-        Ok(w) => w,
+    let (work, connector, plan, observations) = match planned(cli, &args.selection, err).await? {
+        Ok(planned) => planned,
         Err(outcome) => return Ok(outcome),
     };
-    let connector = Connector::from_env().await;
-    let (plan, observations) =
-        engine::plan(&connector, &work.targets, work.commit.as_deref()).await?;
     out.write_all(render::markdown(&plan).as_bytes())?;
     if plan.is_empty() {
         writeln!(out, "\nNothing to apply.")?;

@@ -1181,40 +1181,62 @@ impl<'a> Executor<'a> {
             .filter(|(k, _)| !old_out.contains_key(*k))
             .map(|(k, _)| self.permission(&k.0, &k.1))
             .collect();
-        let ec2c = &self.aws.ec2;
-        if !revoke_in.is_empty() {
-            ec2c.revoke_security_group_ingress()
-                .group_id(&group)
-                .set_ip_permissions(Some(revoke_in))
+        self.change_rules(&group, RuleChange::RevokeIngress, revoke_in, &what)
+            .await?;
+        self.change_rules(&group, RuleChange::RevokeEgress, revoke_out, &what)
+            .await?;
+        self.change_rules(&group, RuleChange::AuthorizeIngress, add_in, &what)
+            .await?;
+        self.change_rules(&group, RuleChange::AuthorizeEgress, add_out, &what)
+            .await
+    }
+
+    /// One rules call on a group; nothing is sent for an empty list.
+    async fn change_rules(
+        &self,
+        group: &str,
+        change: RuleChange,
+        permissions: Vec<ec2::IpPermission>,
+        what: &str,
+    ) -> Result<()> {
+        if permissions.is_empty() {
+            return Ok(());
+        }
+        let (ec2c, permissions) = (&self.aws.ec2, Some(permissions));
+        match change {
+            RuleChange::RevokeIngress => ec2c
+                .revoke_security_group_ingress()
+                .group_id(group)
+                .set_ip_permissions(permissions)
                 .send()
                 .await
-                .map_err(|e| error(&what, e))?;
-        }
-        if !revoke_out.is_empty() {
-            ec2c.revoke_security_group_egress()
-                .group_id(&group)
-                .set_ip_permissions(Some(revoke_out))
+                .map(drop)
+                .map_err(|e| error(what, e)),
+            RuleChange::RevokeEgress => ec2c
+                .revoke_security_group_egress()
+                .group_id(group)
+                .set_ip_permissions(permissions)
                 .send()
                 .await
-                .map_err(|e| error(&what, e))?;
-        }
-        if !add_in.is_empty() {
-            ec2c.authorize_security_group_ingress()
-                .group_id(&group)
-                .set_ip_permissions(Some(add_in))
+                .map(drop)
+                .map_err(|e| error(what, e)),
+            RuleChange::AuthorizeIngress => ec2c
+                .authorize_security_group_ingress()
+                .group_id(group)
+                .set_ip_permissions(permissions)
                 .send()
                 .await
-                .map_err(|e| error(&what, e))?;
-        }
-        if !add_out.is_empty() {
-            ec2c.authorize_security_group_egress()
-                .group_id(&group)
-                .set_ip_permissions(Some(add_out))
+                .map(drop)
+                .map_err(|e| error(what, e)),
+            RuleChange::AuthorizeEgress => ec2c
+                .authorize_security_group_egress()
+                .group_id(group)
+                .set_ip_permissions(permissions)
                 .send()
                 .await
-                .map_err(|e| error(&what, e))?;
+                .map(drop)
+                .map_err(|e| error(what, e)),
         }
-        Ok(())
     }
 
     /// Before groups are deleted: revokes their rules that name other groups, which
@@ -1238,27 +1260,10 @@ impl<'a> Executor<'a> {
             "releasing rules of security group {} ({})",
             observed.id, observed.aws_id
         );
-        if !inbound.is_empty() {
-            self.aws
-                .ec2
-                .revoke_security_group_ingress()
-                .group_id(&observed.aws_id)
-                .set_ip_permissions(Some(inbound))
-                .send()
-                .await
-                .map_err(|e| error(&what, e))?;
-        }
-        if !outbound.is_empty() {
-            self.aws
-                .ec2
-                .revoke_security_group_egress()
-                .group_id(&observed.aws_id)
-                .set_ip_permissions(Some(outbound))
-                .send()
-                .await
-                .map_err(|e| error(&what, e))?;
-        }
-        Ok(())
+        self.change_rules(&observed.aws_id, RuleChange::RevokeIngress, inbound, &what)
+            .await?;
+        self.change_rules(&observed.aws_id, RuleChange::RevokeEgress, outbound, &what)
+            .await
     }
 
     /// Deletes a resource (and waits where later deletions depend on it being gone).
@@ -1597,6 +1602,15 @@ impl<'a> Executor<'a> {
         tokio::time::sleep(self.poll).await;
         Ok(())
     }
+}
+
+/// The four calls that change a group's rules.
+#[derive(Debug, Clone, Copy)]
+enum RuleChange {
+    RevokeIngress,
+    RevokeEgress,
+    AuthorizeIngress,
+    AuthorizeEgress,
 }
 
 fn all_traffic() -> Rule {

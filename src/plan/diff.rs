@@ -237,6 +237,16 @@ mod tests {
         }
     }
 
+    fn vpc() -> Resource {
+        Resource {
+            kind: Kind::Vpc,
+            id: "vpc".into(),
+            spec: Spec::Vpc {
+                cidr: "10.0.0.0/16".into(),
+            },
+        }
+    }
+
     fn seen(r: &Resource, aws: &str) -> Observed {
         Observed {
             kind: r.kind,
@@ -250,13 +260,7 @@ mod tests {
 
     #[test]
     fn identical_state_plans_nothing() {
-        let vpc = Resource {
-            kind: Kind::Vpc,
-            id: "vpc".into(),
-            spec: Spec::Vpc {
-                cidr: "10.0.0.0/16".into(),
-            },
-        };
+        let vpc = vpc();
         let s = subnet("subnet/public/0", "10.0.0.0/20");
         assert!(
             plan_resources(
@@ -269,13 +273,7 @@ mod tests {
 
     #[test]
     fn a_cidr_change_replaces_the_subnet_and_its_nat_gateway() {
-        let vpc = Resource {
-            kind: Kind::Vpc,
-            id: "vpc".into(),
-            spec: Spec::Vpc {
-                cidr: "10.0.0.0/16".into(),
-            },
-        };
+        let vpc = vpc();
         let old = subnet("subnet/public/0", "10.0.0.0/20");
         let new = subnet("subnet/public/0", "10.0.16.0/20");
         let eip = Resource {
@@ -313,13 +311,7 @@ mod tests {
 
     #[test]
     fn undesired_and_duplicate_resources_are_deleted() {
-        let vpc = Resource {
-            kind: Kind::Vpc,
-            id: "vpc".into(),
-            spec: Spec::Vpc {
-                cidr: "10.0.0.0/16".into(),
-            },
-        };
+        let vpc = vpc();
         let extra = subnet("subnet/public/3", "10.0.48.0/20");
         let actions = plan_resources(
             std::slice::from_ref(&vpc),
