@@ -792,3 +792,68 @@ async fn a_network_change_pulls_in_the_cluster_layer_with_its_reason() {
         ]
     );
 }
+
+#[test]
+fn the_command_line_tears_down_a_removed_environment_only_with_consent() {
+    let vars = crate::cloud::binary_vars();
+    let repo = GitRepo::new();
+    repo.write(
+        "environments/cli-gone.yaml",
+        BASE.replace("10.10.0.0/16", "10.98.0.0/16"),
+    );
+    repo.commit("add");
+    let run = |args: &[&str]| crate::harness::strata_with(repo.path(), args, &vars);
+    let created = run(&["apply", "--env", "cli-gone"]);
+    assert_eq!(created.code, 0, "{}", created.stderr);
+
+    repo.remove("environments/cli-gone.yaml");
+    repo.commit("remove");
+    let plan = run(&["plan", "--base", "HEAD~1", "--head", "HEAD"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stdout
+            .contains("### cli-gone (eu-west-1) — environment removed: teardown"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("16 to delete"), "{}", plan.stdout);
+
+    let refused = run(&["apply", "--base", "HEAD~1", "--head", "HEAD"]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused
+            .stderr
+            .contains("the plan deletes or replaces 16 resources; nothing was changed"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("strata apply --allow-destroy"),
+        "{}",
+        refused.stderr
+    );
+
+    let done = run(&[
+        "apply",
+        "--base",
+        "HEAD~1",
+        "--head",
+        "HEAD",
+        "--allow-destroy",
+    ]);
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    assert!(
+        done.stdout.contains("cli-gone: - delete VPC vpc"),
+        "{}",
+        done.stdout
+    );
+    let again = run(&[
+        "plan",
+        "--base",
+        "HEAD~1",
+        "--head",
+        "HEAD",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(again.code, 0, "nothing left to tear down: {}", again.stdout);
+}
