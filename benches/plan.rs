@@ -135,9 +135,14 @@ async fn run(url: &str) {
                 .collect();
             let targets = engine::select(&map, &[], &[Layer::Network]).expect("targets");
             let connector = Connector::new(config.clone(), Vec::new());
-            let (plan, observed) = engine::plan(&connector, &targets, None)
-                .await
-                .expect("plan");
+            let (plan, observed) = engine::plan(
+                &connector,
+                &targets,
+                &strata::units::UnitSet::default(),
+                None,
+            )
+            .await
+            .expect("plan");
             let mut quiet = |_: &str| {};
             engine::apply(&connector, &plan, &observed, &targets, false, &mut quiet)
                 .await
@@ -148,9 +153,14 @@ async fn run(url: &str) {
             for _ in 0..RUNS {
                 let before = connector.metrics().reads();
                 let start = Instant::now();
-                let (plan, _) = engine::plan(&connector, &targets, None)
-                    .await
-                    .expect("plan");
+                let (plan, _) = engine::plan(
+                    &connector,
+                    &targets,
+                    &strata::units::UnitSet::default(),
+                    None,
+                )
+                .await
+                .expect("plan");
                 plan_times.push(start.elapsed());
                 reads = connector.metrics().reads() - before;
                 assert!(plan.is_empty(), "a fresh apply leaves nothing to plan");

@@ -359,6 +359,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// The targets of a plan or apply, and the commit they come from.
 struct Work {
     targets: Vec<Target>,
+    units: crate::units::UnitSet,
     commit: Option<String>,
 }
 
@@ -387,7 +388,11 @@ fn work(
             .as_ref()
             .and_then(|g| g.commit("HEAD").ok())
             .map(|c| c.reference.id);
-        return Ok(Ok(Work { targets, commit }));
+        return Ok(Ok(Work {
+            targets,
+            units: repository.units,
+            commit,
+        }));
     };
     let git = git
         .ok_or_else(|| anyhow::anyhow!("{}: --head needs a git repository", cli.repo.display()))?;
@@ -406,6 +411,7 @@ fn work(
             return report(err, &diagnostics).map(Err);
         }
     };
+    let units = repository.units;
     let environments: std::collections::BTreeMap<String, _> = repository
         .environments
         .into_iter()
@@ -464,6 +470,7 @@ fn work(
     };
     Ok(Ok(Work {
         targets,
+        units,
         commit: Some(head.reference.id),
     }))
 }
@@ -479,8 +486,13 @@ async fn planned(
         Err(outcome) => return Ok(Err(outcome)),
     };
     let connector = Connector::from_env().await;
-    let (plan, observations) =
-        engine::plan(&connector, &work.targets, work.commit.as_deref()).await?;
+    let (plan, observations) = engine::plan(
+        &connector,
+        &work.targets,
+        &work.units,
+        work.commit.as_deref(),
+    )
+    .await?;
     Ok(Ok((work, connector, plan, observations)))
 }
 

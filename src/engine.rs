@@ -11,6 +11,7 @@ use crate::config::{Environment, Layer, SubnetKind, Zones};
 use crate::plan::{
     self, Action, ActionKind, EnvironmentPlan, Kind, LayerPlan, Observed, Plan, Summary,
 };
+use crate::units::UnitSet;
 
 /// One environment to plan.
 #[derive(Debug, Clone)]
@@ -55,6 +56,14 @@ pub enum EngineError {
         available: usize,
         /// Region.
         region: String,
+    },
+    /// The node config could not be rendered.
+    #[error("environment `{env}`: {message}")]
+    Render {
+        /// Environment.
+        env: String,
+        /// What went wrong.
+        message: String,
     },
     /// The plan destroys something and consent was not given. Nothing was changed.
     #[error(
@@ -156,12 +165,26 @@ pub fn from_changes(
 #[derive(Debug, Clone, Default)]
 pub struct Observations {
     network: BTreeMap<String, Vec<Observed>>,
+    cluster: BTreeMap<String, Vec<Observed>>,
+    /// The desired launch template per environment (a node change re-versions it).
+    launch_templates: BTreeMap<String, plan::Resource>,
+}
+
+/// What the cluster and node layers of one environment are made from: the image, and
+/// the rendered config (only in memory; it holds the SSH key).
+struct Machine {
+    image: Image,
+    /// The full config JSON (what the node layer compares).
+    config: Option<String>,
+    /// Base64 of the user data EC2 gets (the config, or its gzip wrapper).
+    user_data: String,
 }
 
 /// Reads the live state of every target and plans it.
 pub async fn plan(
     connector: &Connector,
     targets: &[Target],
+    units: &UnitSet,
     commit: Option<&str>,
 ) -> Result<(Plan, Observations), EngineError> {
     let mut by_region: BTreeMap<&str, Vec<&Target>> = BTreeMap::new();
@@ -172,11 +195,8 @@ pub async fn plan(
     let mut environments = Vec::new();
     for (region, targets) in by_region {
         let aws = connector.connect(region);
-        let names: Vec<String> = targets
-            .iter()
-            .filter(|t| t.layers.contains(&Layer::Network))
-            .map(|t| t.name.clone())
-            .collect();
+        // The network is read for every target: later layers refer to its resources.
+        let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
         let counted = targets.iter().any(|t| {
             t.environment
                 .as_ref()
@@ -190,10 +210,63 @@ pub async fn plan(
             (false, false) => (aws_network::observe(&aws, &names).await?, Vec::new()),
         };
         let images = resolve_images(&aws, &targets).await?;
+        let mut machines = BTreeMap::new();
+        for t in targets.iter().filter(|t| manages_machines(t)) {
+            let (Some(env), Some(image)) = (&t.environment, images.get(&t.name)) else {
+                continue;
+            };
+            machines.insert(
+                t.name.clone(),
+                machine(&aws, env, units, image.clone()).await?,
+            );
+        }
+        let clustered: Vec<String> = targets
+            .iter()
+            .filter(|t| manages_machines(t) || t.environment.is_none())
+            .map(|t| t.name.clone())
+            .collect();
+        let cluster_state = if clustered.is_empty() {
+            BTreeMap::new()
+        } else {
+            let logical: BTreeMap<String, String> = state
+                .values()
+                .flatten()
+                .map(|o| (o.aws_id.clone(), o.id.clone()))
+                .collect();
+            let map = |aws_id: &str| {
+                logical
+                    .get(aws_id)
+                    .cloned()
+                    .unwrap_or_else(|| aws_id.to_owned())
+            };
+            crate::aws::cluster::observe(&aws, &clustered, &map).await?
+        };
         for t in targets {
             let observed = state.get(&t.name).cloned().unwrap_or_default();
-            environments.push(plan_target(t, &observed, &zones, images.get(&t.name))?);
+            let machine_observed = cluster_state.get(&t.name).cloned().unwrap_or_default();
+            let planned = plan_target(
+                t,
+                &observed,
+                &machine_observed,
+                &zones,
+                images.get(&t.name),
+                machines.get(&t.name),
+            )?;
+            if let (Some(env), Some(m)) = (&t.environment, machines.get(&t.name)) {
+                let template = plan::cluster::desired(env, &m.image.id, &m.user_data, &[])
+                    .into_iter()
+                    .find(|r| r.kind == Kind::LaunchTemplate);
+                if let Some(template) = template {
+                    observations
+                        .launch_templates
+                        .insert(t.name.clone(), template);
+                }
+            }
+            environments.push(planned);
             observations.network.insert(t.name.clone(), observed);
+            observations
+                .cluster
+                .insert(t.name.clone(), machine_observed);
         }
     }
     environments.sort_by(|a, b| a.name.cmp(&b.name));
@@ -210,6 +283,59 @@ pub async fn plan(
         },
         observations,
     ))
+}
+
+/// True when strata manages this target's machines (cluster or node layer selected, an
+/// auto-scaling cluster; fixed-size clusters come next).
+fn manages_machines(t: &Target) -> bool {
+    (t.layers.contains(&Layer::Cluster) || t.layers.contains(&Layer::Node))
+        && t.environment
+            .as_ref()
+            .and_then(|e| e.spec.cluster.as_ref())
+            .is_some_and(|c| c.mode == crate::config::ClusterMode::Autoscaling)
+}
+
+/// Renders the config the instances will boot with, reading the SSH key (in memory only).
+async fn machine(
+    aws: &crate::aws::Aws,
+    env: &Environment,
+    units: &UnitSet,
+    image: Image,
+) -> Result<Machine, EngineError> {
+    use base64::Engine as _;
+    let Some(node) = &env.spec.node else {
+        // A cluster without a node section boots an empty config.
+        let empty =
+            serde_json::json!({"ignition": {"version": crate::ignition::SPEC_VERSION}}).to_string();
+        return Ok(Machine {
+            image,
+            config: None,
+            user_data: base64::engine::general_purpose::STANDARD.encode(empty),
+        });
+    };
+    let key = crate::aws::secrets::ssh_public_key(aws, &node.ssh.public_key_secret).await?;
+    let request = crate::ignition::RenderRequest {
+        environment: env,
+        units,
+        node: None,
+        ssh_public_key: Some(key.openssh()),
+        etcd_discovery: None,
+    };
+    let config = crate::ignition::build(&request)
+        .map(|c| crate::ignition::to_json(&c))
+        .map_err(|e| EngineError::Render {
+            env: env.name.to_string(),
+            message: e.to_string(),
+        })?;
+    let data = crate::ignition::fit(config.clone()).map_err(|e| EngineError::Render {
+        env: env.name.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(Machine {
+        image,
+        config: Some(config),
+        user_data: base64::engine::general_purpose::STANDARD.encode(data.json),
+    })
 }
 
 /// The OS image of every target whose cluster layer is planned, looked up before any
@@ -243,8 +369,10 @@ async fn resolve_images(
 fn plan_target(
     t: &Target,
     observed: &[Observed],
+    machine_observed: &[Observed],
     zones: &[String],
     image: Option<&Image>,
+    machine: Option<&Machine>,
 ) -> Result<EnvironmentPlan, EngineError> {
     let mut layers = Vec::new();
     let mut network_actions: Vec<Action> = Vec::new();
@@ -283,8 +411,40 @@ fn plan_target(
         .environment
         .as_ref()
         .and_then(|env| forced_cluster_reason(env, &network_actions));
+    // Desired cluster and node resources, when strata manages this cluster.
+    let desired_machines: Option<(Vec<plan::Resource>, Vec<plan::Resource>)> =
+        match (&t.environment, machine) {
+            (Some(env), Some(m)) => {
+                let tgs: Vec<String> = env
+                    .spec
+                    .cluster
+                    .iter()
+                    .flat_map(|c| &c.load_balancers)
+                    .flat_map(|lb| {
+                        plan::network::desired(env, &[])
+                            .into_iter()
+                            .filter(move |r| {
+                                r.kind == Kind::TargetGroup
+                                    && r.id.starts_with(&format!("tg/{lb}/"))
+                            })
+                            .map(|r| r.id)
+                    })
+                    .collect();
+                let node = m
+                    .config
+                    .as_deref()
+                    .map(plan::cluster::node)
+                    .unwrap_or_default();
+                Some((
+                    plan::cluster::desired(env, &m.image.id, &m.user_data, &tgs),
+                    node,
+                ))
+            }
+            (None, _) => Some((Vec::new(), Vec::new())),
+            _ => None,
+        };
     for layer in [Layer::Cluster, Layer::Node] {
-        let has_section = t.environment.as_ref().is_some_and(|e| match layer {
+        let has_section = t.environment.as_ref().is_none_or(|e| match layer {
             Layer::Cluster => e.spec.cluster.is_some(),
             _ => e.spec.node.is_some(),
         });
@@ -294,30 +454,55 @@ fn plan_target(
         } else {
             None
         };
-        if (t.layers.contains(&layer) || forced_by.is_some()) && has_section {
-            let mut notes = vec![format!(
-                "the {layer} layer is not managed by this version of strata yet; nothing is planned for it"
-            )];
-            if let (Layer::Cluster, Some(image)) = (layer, image) {
-                let release = image
-                    .release
-                    .as_ref()
-                    .map(|r| format!(" {r}"))
-                    .unwrap_or_default();
-                notes.push(format!(
-                    "image: {} ({}{release}, {})",
-                    image.id, image.source, image.name
-                ));
-            }
-            layers.push(LayerPlan {
-                layer,
-                forced_by,
-                summary: Summary::default(),
-                actions: Vec::new(),
-                notes,
-            });
+        if !(t.layers.contains(&layer) || forced_by.is_some()) || !has_section {
+            continue;
         }
+        let mut notes = Vec::new();
+        if let (Layer::Cluster, Some(image)) = (layer, image) {
+            let release = image
+                .release
+                .as_ref()
+                .map(|r| format!(" {r}"))
+                .unwrap_or_default();
+            notes.push(format!(
+                "image: {} ({}{release}, {})",
+                image.id, image.source, image.name
+            ));
+        }
+        let actions = match &desired_machines {
+            Some((cluster, node)) => {
+                let desired = if layer == Layer::Cluster {
+                    cluster
+                } else {
+                    node
+                };
+                let live: Vec<Observed> = machine_observed
+                    .iter()
+                    .filter(|o| o.kind.layer() == layer)
+                    .cloned()
+                    .collect();
+                plan::plan_resources(desired, &live)
+            }
+            None => {
+                notes.push(format!(
+                    "the {layer} layer of a fixed-size cluster is not managed by this version of strata yet; nothing is planned for it"
+                ));
+                Vec::new()
+            }
+        };
+        layers.push(LayerPlan {
+            layer,
+            forced_by,
+            summary: Summary::of(&actions),
+            actions,
+            notes,
+        });
     }
+    follow_new_template_version(
+        &mut layers,
+        machine_observed,
+        desired_machines.as_ref().map(|(c, _)| c.as_slice()),
+    );
     let mut summary = Summary::default();
     for l in &layers {
         summary.add(l.summary);
@@ -329,6 +514,59 @@ fn plan_target(
         summary,
         layers,
     })
+}
+
+/// A changed launch template (cluster) or node config (node) makes a new template
+/// version; the auto-scaling group must move to it. When the group has no change of
+/// its own, the layer that made the version gets an update of the group, saying so.
+fn follow_new_template_version(
+    layers: &mut [LayerPlan],
+    observed: &[Observed],
+    desired_cluster: Option<&[plan::Resource]>,
+) {
+    let Some(group) = observed.iter().find(|o| o.kind == Kind::AutoScalingGroup) else {
+        return;
+    };
+    let Some(desired) =
+        desired_cluster.and_then(|d| d.iter().find(|r| r.kind == Kind::AutoScalingGroup))
+    else {
+        return;
+    };
+    let touched = |l: &LayerPlan| {
+        l.actions.iter().any(|a| {
+            matches!(a.kind, Kind::LaunchTemplate | Kind::NodeConfig)
+                && a.action == ActionKind::Update
+        })
+    };
+    if layers
+        .iter()
+        .any(|l| l.actions.iter().any(|a| a.kind == Kind::AutoScalingGroup))
+    {
+        return;
+    }
+    let Some(layer) = layers.iter_mut().find(|l| touched(l)) else {
+        return;
+    };
+    let version = group
+        .extra
+        .get("launch_template_version")
+        .cloned()
+        .unwrap_or_default();
+    layer.actions.push(Action {
+        action: ActionKind::Update,
+        kind: Kind::AutoScalingGroup,
+        id: group.id.clone(),
+        aws_id: Some(group.aws_id.clone()),
+        changes: vec![plan::FieldChange {
+            field: "launch_template_version".into(),
+            from: Some(version),
+            to: Some("the new version".into()),
+        }],
+        forced_by: None,
+        desired: Some(desired.clone()),
+        observed: Some(group.clone()),
+    });
+    layer.summary = Summary::of(&layer.actions);
 }
 
 /// A network change the cluster must follow: its subnets, groups or target groups.
@@ -399,27 +637,114 @@ pub async fn apply(
             continue;
         };
         let aws = connector.connect(&env_plan.region);
-        for layer in env_plan.layers.iter().filter(|l| l.layer == Layer::Network) {
-            let observed = observations
-                .network
+        let network_observed = observations
+            .network
+            .get(&env_plan.name)
+            .cloned()
+            .unwrap_or_default();
+        let mut observed = network_observed.clone();
+        observed.extend(
+            observations
+                .cluster
                 .get(&env_plan.name)
                 .cloned()
-                .unwrap_or_default();
-            let mut say = |line: &str| progress(line);
-            let mut exec = Executor::new(&aws, &env_plan.name, &target.tags, &observed, &mut say);
-            applied.actions += execute_network(&mut exec, &env_plan.name, &layer.actions).await?;
-            if let (Some(commit), Some(vpc)) = (&plan.commit, exec.ids.get("vpc").cloned()) {
-                let current = observed
-                    .iter()
-                    .find(|o| o.id == "vpc" && o.aws_id == vpc)
-                    .and_then(|o| o.tags.get(plan::TAG_COMMIT));
-                if current != Some(commit) {
-                    aws_network::record_commit(&aws, &vpc, commit).await?;
-                }
+                .unwrap_or_default(),
+        );
+        let actions_of = |layer: Layer| {
+            env_plan
+                .layers
+                .iter()
+                .filter(move |l| l.layer == layer)
+                .flat_map(|l| l.actions.iter())
+        };
+        let machine_actions: Vec<&Action> = actions_of(Layer::Cluster)
+            .chain(actions_of(Layer::Node))
+            .collect();
+        let network_actions: Vec<Action> = actions_of(Layer::Network).cloned().collect();
+        let mut say = |line: &str| progress(line);
+        let mut exec = Executor::new(&aws, &env_plan.name, &target.tags, &observed, &mut say);
+        // Machines go first when they go: their instances hold the subnets and groups.
+        applied.actions +=
+            execute_machines(&mut exec, &env_plan.name, &machine_actions, None, true).await?;
+        applied.actions += execute_network(&mut exec, &env_plan.name, &network_actions).await?;
+        let template = observations.launch_templates.get(&env_plan.name);
+        applied.actions +=
+            execute_machines(&mut exec, &env_plan.name, &machine_actions, template, false).await?;
+        if let (Some(commit), Some(vpc)) = (&plan.commit, exec.ids.get("vpc").cloned())
+            && env_plan.layers.iter().any(|l| l.layer == Layer::Network)
+        {
+            let current = network_observed
+                .iter()
+                .find(|o| o.id == "vpc" && o.aws_id == vpc)
+                .and_then(|o| o.tags.get(plan::TAG_COMMIT));
+            if current != Some(commit) {
+                aws_network::record_commit(&aws, &vpc, commit).await?;
             }
         }
     }
     Ok(applied)
+}
+
+/// Runs the cluster and node layers' actions: with `deletions`, only what is deleted
+/// (the group before its template); otherwise creations and updates in order:
+/// template, then a new template version for a node change, then the group.
+async fn execute_machines(
+    exec: &mut Executor<'_>,
+    env: &str,
+    actions: &[&Action],
+    template: Option<&plan::Resource>,
+    deletions: bool,
+) -> Result<usize, EngineError> {
+    let mut ordered: Vec<&Action> = actions
+        .iter()
+        .copied()
+        .filter(|a| (a.action == ActionKind::Delete) == deletions)
+        .collect();
+    ordered.sort_by_key(|a| a.kind.rank());
+    if deletions {
+        ordered.reverse();
+    }
+    let mut done = 0;
+    for a in ordered {
+        match (a.action, a.kind, &a.desired, &a.observed) {
+            (ActionKind::Delete, _, _, Some(o)) => exec.delete(o).await?,
+            (ActionKind::Create, _, Some(desired), _) => exec.create(desired).await?,
+            (_, Kind::LaunchTemplate, Some(desired), _) => {
+                if let plan::Spec::LaunchTemplate { user_data, .. } = &desired.spec {
+                    exec.new_template_version(&desired.spec, user_data).await?;
+                }
+            }
+            (_, Kind::NodeConfig, _, _) => {
+                // One new version carries both a cluster and a node change.
+                if !exec
+                    .ids
+                    .contains_key(&format!("{}#version", plan::cluster::LAUNCH_TEMPLATE))
+                    && let Some(template) = template
+                    && let plan::Spec::LaunchTemplate { user_data, .. } = &template.spec
+                {
+                    exec.new_template_version(&template.spec, user_data).await?;
+                }
+            }
+            (_, Kind::AutoScalingGroup, Some(desired), Some(o)) => {
+                exec.put_auto_scaling_group(
+                    &desired.spec,
+                    Some(o),
+                    o.extra.get("launch_template_version").map(String::as_str),
+                )
+                .await?;
+            }
+            _ => continue,
+        }
+        exec.say(&format!(
+            "{env}: {} {} {} {}",
+            a.action.symbol(),
+            a.action,
+            a.kind.describe(),
+            a.id
+        ));
+        done += 1;
+    }
+    Ok(done)
 }
 
 /// Runs one environment's network actions in the order [`plan::schedule::schedule`]

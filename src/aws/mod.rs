@@ -5,6 +5,7 @@
 //! chain, `AWS_ENDPOINT_URL` for a local emulator); an environment's `region:` picks the
 //! region of its clients.
 
+pub mod cluster;
 pub mod images;
 pub mod network;
 pub mod secrets;
@@ -94,6 +95,8 @@ pub struct Aws {
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     /// Secrets Manager.
     pub secrets: aws_sdk_secretsmanager::Client,
+    /// EC2 Auto Scaling.
+    pub autoscaling: aws_sdk_autoscaling::Client,
     /// Requests sent through these clients.
     pub metrics: Metrics,
     /// The region.
@@ -150,9 +153,13 @@ impl Connector {
             .region(region_value.clone())
             .interceptor(counter.clone());
         let mut secrets = aws_sdk_secretsmanager::config::Builder::from(&self.base)
+            .region(region_value.clone())
+            .interceptor(counter.clone());
+        let mut autoscaling = aws_sdk_autoscaling::config::Builder::from(&self.base)
             .region(region_value)
             .interceptor(counter);
         for i in &self.interceptors {
+            autoscaling = autoscaling.interceptor(i.clone());
             ec2 = ec2.interceptor(i.clone());
             elb = elb.interceptor(i.clone());
             secrets = secrets.interceptor(i.clone());
@@ -161,6 +168,7 @@ impl Connector {
             ec2: aws_sdk_ec2::Client::from_conf(ec2.build()),
             elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb.build()),
             secrets: aws_sdk_secretsmanager::Client::from_conf(secrets.build()),
+            autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling.build()),
             metrics: self.metrics.clone(),
             region: region.to_owned(),
         }

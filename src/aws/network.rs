@@ -693,12 +693,27 @@ impl<'a> Executor<'a> {
     }
 
     fn tags(&self, id: &str) -> Vec<(String, String)> {
-        crate::plan::tags(self.env, self.user_tags, crate::config::Layer::Network, id)
+        self.tags_for(id, crate::config::Layer::Network)
+    }
+
+    /// The tags every resource of `layer` gets at creation.
+    pub(crate) fn tags_for(&self, id: &str, layer: crate::config::Layer) -> Vec<(String, String)> {
+        crate::plan::tags(self.env, self.user_tags, layer, id)
     }
 
     fn tag_spec(&self, resource: ec2::ResourceType, id: &str) -> ec2::TagSpecification {
+        self.tag_spec_for(resource, id, crate::config::Layer::Network)
+    }
+
+    /// A TagSpecification for a create call.
+    pub(crate) fn tag_spec_for(
+        &self,
+        resource: ec2::ResourceType,
+        id: &str,
+        layer: crate::config::Layer,
+    ) -> ec2::TagSpecification {
         let tags = self
-            .tags(id)
+            .tags_for(id, layer)
             .into_iter()
             .map(|(k, v)| ec2::Tag::builder().key(k).value(v).build())
             .collect();
@@ -706,6 +721,33 @@ impl<'a> Executor<'a> {
             .resource_type(resource)
             .set_tags(Some(tags))
             .build()
+    }
+
+    /// Tags for instances and volumes launched from the template: the environment and
+    /// layer, with `Name` = `<environment>-instance`.
+    pub(crate) fn template_tag_spec(
+        &self,
+        resource: ec2::ResourceType,
+    ) -> ec2::LaunchTemplateTagSpecificationRequest {
+        let tags = self
+            .tags_for("instance", crate::config::Layer::Cluster)
+            .into_iter()
+            .map(|(k, v)| ec2::Tag::builder().key(k).value(v).build())
+            .collect();
+        ec2::LaunchTemplateTagSpecificationRequest::builder()
+            .resource_type(resource)
+            .set_tags(Some(tags))
+            .build()
+    }
+
+    /// The AWS id of a logical id, as known now.
+    pub(crate) fn aws_id(&self, logical: &str) -> String {
+        self.id(logical)
+    }
+
+    /// The clients.
+    pub(crate) fn aws_client(&self) -> &Aws {
+        self.aws
     }
 
     fn elb_tags(&self, id: &str) -> Vec<elb::Tag> {
@@ -726,6 +768,12 @@ impl<'a> Executor<'a> {
         let what = format!("creating {} {}", r.kind.describe(), r.id);
         let ec2c = &self.aws.ec2;
         let aws_id = match &r.spec {
+            Spec::LaunchTemplate { .. } => return self.create_launch_template(&r.spec).await,
+            Spec::AutoScalingGroup { .. } => {
+                return self.put_auto_scaling_group(&r.spec, None, None).await;
+            }
+            // The template is created with the config; the node layer only checks it.
+            Spec::NodeConfig { .. } => return Ok(()),
             Spec::Vpc { cidr } => {
                 let out = ec2c
                     .create_vpc()
@@ -1272,6 +1320,8 @@ impl<'a> Executor<'a> {
         let id = o.aws_id.as_str();
         let ec2c = &self.aws.ec2;
         match o.kind {
+            Kind::LaunchTemplate | Kind::AutoScalingGroup => self.delete_cluster(o).await?,
+            Kind::NodeConfig => {}
             Kind::Vpc => ec2c
                 .delete_vpc()
                 .vpc_id(id)

@@ -1,6 +1,7 @@
 //! Plans: desired state (from the model) against observed state (from AWS), as
 //! ordered actions with field-level changes. Pure: no I/O here.
 
+pub mod cluster;
 mod diff;
 pub mod model;
 pub mod network;
@@ -208,6 +209,44 @@ pub enum Spec {
         /// Default action.
         action: ListenerAction,
     },
+    /// The launch template: what every instance starts from.
+    LaunchTemplate {
+        /// AWS name.
+        name: String,
+        /// Image id.
+        image: String,
+        /// Instance type.
+        instance_type: String,
+        /// Security groups (logical ids).
+        security_groups: BTreeSet<String>,
+        /// Root volume, e.g. `20 GiB gp3`.
+        volume: Option<String>,
+        /// Instance profile name.
+        instance_profile: Option<String>,
+        /// Base64 user data; compared by the node layer through [`Spec::NodeConfig`].
+        user_data: String,
+    },
+    /// The auto-scaling group.
+    AutoScalingGroup {
+        /// AWS name.
+        name: String,
+        /// Smallest size.
+        min: u16,
+        /// Largest size.
+        max: u16,
+        /// Wanted size.
+        desired: u16,
+        /// Subnets (logical ids).
+        subnets: BTreeSet<String>,
+        /// Target groups (logical ids).
+        target_groups: BTreeSet<String>,
+    },
+    /// The config the instances boot with, by digest (the units it installs listed for
+    /// people).
+    NodeConfig {
+        /// `sha256:` of the full (unwrapped) Ignition JSON.
+        digest: String,
+    },
 }
 
 impl Spec {
@@ -298,6 +337,35 @@ impl Spec {
                 set("subnets", subnets.iter().cloned()),
                 set("security_groups", security_groups.iter().cloned()),
             ],
+            Spec::LaunchTemplate {
+                image,
+                instance_type,
+                security_groups,
+                volume,
+                instance_profile,
+                ..
+            } => vec![
+                scalar("image", image, false),
+                scalar("instance_type", instance_type, false),
+                set("security_groups", security_groups.iter().cloned()),
+                scalar("volume", opt(volume), false),
+                scalar("instance_profile", opt(instance_profile), false),
+            ],
+            Spec::AutoScalingGroup {
+                min,
+                max,
+                desired,
+                subnets,
+                target_groups,
+                ..
+            } => vec![
+                scalar("min", min, false),
+                scalar("max", max, false),
+                scalar("desired", desired, false),
+                set("subnets", subnets.iter().cloned()),
+                set("target_groups", target_groups.iter().cloned()),
+            ],
+            Spec::NodeConfig { digest } => vec![scalar("config", digest, false)],
             Spec::Listener {
                 load_balancer,
                 protocol,
@@ -348,6 +416,19 @@ impl Spec {
                     refs.push(tg.clone());
                 }
             }
+            Spec::LaunchTemplate {
+                security_groups, ..
+            } => refs.extend(security_groups.iter().cloned()),
+            Spec::AutoScalingGroup {
+                subnets,
+                target_groups,
+                ..
+            } => {
+                refs.extend(subnets.iter().cloned());
+                refs.extend(target_groups.iter().cloned());
+                refs.push("launch-template".to_owned());
+            }
+            Spec::NodeConfig { .. } => refs.push("launch-template".to_owned()),
             Spec::Subnet { .. }
             | Spec::InternetGateway { .. }
             | Spec::ElasticIp

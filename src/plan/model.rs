@@ -35,11 +35,17 @@ pub enum Kind {
     LoadBalancer,
     /// ELBv2 listener.
     Listener,
+    /// The EC2 launch template instances start from.
+    LaunchTemplate,
+    /// The EC2 auto-scaling group.
+    AutoScalingGroup,
+    /// The Ignition config the instances boot with (the launch template's user data).
+    NodeConfig,
 }
 
 impl Kind {
     /// Creation order; deletion runs the other way.
-    pub const ORDER: [Kind; 10] = [
+    pub const ORDER: [Kind; 13] = [
         Kind::Vpc,
         Kind::Subnet,
         Kind::InternetGateway,
@@ -50,6 +56,10 @@ impl Kind {
         Kind::TargetGroup,
         Kind::LoadBalancer,
         Kind::Listener,
+        Kind::LaunchTemplate,
+        // A node change makes a new template version before the group moves to it.
+        Kind::NodeConfig,
+        Kind::AutoScalingGroup,
     ];
 
     /// Position in [`Kind::ORDER`].
@@ -62,7 +72,11 @@ impl Kind {
 
     /// The layer the resource belongs to.
     pub fn layer(self) -> Layer {
-        Layer::Network
+        match self {
+            Kind::LaunchTemplate | Kind::AutoScalingGroup => Layer::Cluster,
+            Kind::NodeConfig => Layer::Node,
+            _ => Layer::Network,
+        }
     }
 
     /// Words for people.
@@ -78,6 +92,9 @@ impl Kind {
             Kind::TargetGroup => "target group",
             Kind::LoadBalancer => "load balancer",
             Kind::Listener => "listener",
+            Kind::LaunchTemplate => "launch template",
+            Kind::AutoScalingGroup => "auto-scaling group",
+            Kind::NodeConfig => "node config",
         }
     }
 

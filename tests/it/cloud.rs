@@ -245,3 +245,17 @@ pub async fn put_secret(region: &str, name: &str, value: &str) {
         .await
         .expect("create secret");
 }
+
+impl Cloud {
+    /// Stores a secret in this account.
+    pub async fn put_secret(&self, region: &str, name: &str, value: &str) {
+        let aws = self.connector().await.connect(region);
+        aws.secrets
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .expect("create secret");
+    }
+}

@@ -23,7 +23,13 @@ async fn cluster_notes(env: Environment) -> Result<Vec<String>, EngineError> {
     let connector = cloud.connector().await;
     let map: BTreeMap<String, Environment> = [("img".to_owned(), env)].into();
     let targets = engine::select(&map, &[], &[Layer::Cluster]).unwrap();
-    let (plan, _) = engine::plan(&connector, &targets, None).await?;
+    let (plan, _) = engine::plan(
+        &connector,
+        &targets,
+        &strata::units::UnitSet::default(),
+        None,
+    )
+    .await?;
     Ok(plan.environments[0].layers[0].notes.clone())
 }
 

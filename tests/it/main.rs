@@ -3,6 +3,7 @@
 
 mod changes;
 mod cloud;
+mod cluster;
 mod examples;
 mod harness;
 mod images;

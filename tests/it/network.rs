@@ -62,6 +62,7 @@ async fn plan(connector: &Connector, envs: &[Environment]) -> Plan {
     engine::plan(
         connector,
         &targets(envs),
+        &strata::units::UnitSet::default(),
         Some("0123456789abcdef0123456789abcdef01234567"),
     )
     .await
@@ -78,6 +79,7 @@ async fn apply(
     let (plan, observed) = engine::plan(
         connector,
         &targets,
+        &strata::units::UnitSet::default(),
         Some("0123456789abcdef0123456789abcdef01234567"),
     )
     .await?;
@@ -617,7 +619,14 @@ async fn a_removed_environment_file_is_torn_down_with_consent() {
     let targets = engine::from_changes(&set, &BTreeMap::new(), &old, &[]);
     assert!(targets[0].environment.is_none());
 
-    let (p, observed) = engine::plan(&connector, &targets, None).await.unwrap();
+    let (p, observed) = engine::plan(
+        &connector,
+        &targets,
+        &strata::units::UnitSet::default(),
+        None,
+    )
+    .await
+    .unwrap();
     assert!(p.environments[0].removed);
     assert_eq!(p.summary.delete, 16);
     assert_eq!(p.summary.create + p.summary.update + p.summary.replace, 0);
@@ -642,10 +651,15 @@ async fn example_web_environment_plan_snapshot() {
         .map(String::from)
         .into();
     let e = strata::config::load("environments/web-prod.yaml", &text, &units).unwrap();
-    let p = engine::plan(&connector, &targets(&[e]), None)
-        .await
-        .unwrap()
-        .0;
+    let p = engine::plan(
+        &connector,
+        &targets(&[e]),
+        &strata::units::UnitSet::default(),
+        None,
+    )
+    .await
+    .unwrap()
+    .0;
     insta::assert_snapshot!("web_prod_plan_markdown", render::markdown(&p));
     insta::assert_snapshot!("web_prod_plan_json", render::json(&p));
 }
@@ -778,7 +792,14 @@ async fn a_network_change_pulls_in_the_cluster_layer_with_its_reason() {
     };
     let head: BTreeMap<String, Environment> = [("forced".to_owned(), e)].into();
     let targets = engine::from_changes(&set, &head, &BTreeMap::new(), &[]);
-    let (p, _) = engine::plan(&connector, &targets, None).await.unwrap();
+    let (p, _) = engine::plan(
+        &connector,
+        &targets,
+        &strata::units::UnitSet::default(),
+        None,
+    )
+    .await
+    .unwrap();
     let layers: Vec<String> = p.environments[0]
         .layers
         .iter()

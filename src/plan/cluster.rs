@@ -1,0 +1,105 @@
+//! The cluster and node layers' desired resources (pure): a launch template and an
+//! auto-scaling group, and the config the instances boot with.
+
+use std::collections::BTreeSet;
+
+use sha2::{Digest, Sha256};
+
+use super::{Kind, Resource, Spec};
+use crate::addressing;
+use crate::config::{ClusterMode, Environment};
+
+/// Logical id of the launch template.
+pub const LAUNCH_TEMPLATE: &str = "launch-template";
+/// Logical id of the auto-scaling group.
+pub const AUTO_SCALING_GROUP: &str = "asg";
+/// Logical id of the node config.
+pub const NODE_CONFIG: &str = "node/config";
+
+/// `sha256:<hex>` of a config: what the node layer compares.
+pub fn digest(config_json: &str) -> String {
+    let hash = Sha256::digest(config_json.as_bytes());
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{}", &hex[..16])
+}
+
+/// The cluster layer of `env`: its launch template (image, type, groups, volume,
+/// profile; `user_data` is what it is created with) and, for an auto-scaling cluster,
+/// the group. `target_groups` are the logical ids of the target groups of the load
+/// balancers the cluster joins.
+pub fn desired(
+    env: &Environment,
+    image: &str,
+    user_data: &str,
+    target_groups: &[String],
+) -> Vec<Resource> {
+    let Some(cluster) = &env.spec.cluster else {
+        return Vec::new();
+    };
+    let name = env.name.to_string();
+    let mut out = vec![Resource {
+        kind: Kind::LaunchTemplate,
+        id: LAUNCH_TEMPLATE.into(),
+        spec: Spec::LaunchTemplate {
+            name: name.clone(),
+            image: image.to_owned(),
+            instance_type: cluster.instance_type.to_string(),
+            security_groups: cluster
+                .security_groups
+                .iter()
+                .map(|g| format!("sg/{g}"))
+                .collect(),
+            volume: cluster
+                .volume
+                .as_ref()
+                .map(|v| format!("{} GiB {}", v.size_gb, volume_kind(v.kind))),
+            instance_profile: cluster.instance_profile.clone(),
+            user_data: user_data.to_owned(),
+        },
+    }];
+    if cluster.mode == ClusterMode::Autoscaling {
+        let min = cluster.min.unwrap_or(0);
+        let subnets: BTreeSet<String> = addressing::subnets_of(&env.spec.network, cluster.subnets)
+            .iter()
+            .map(|s| s.id())
+            .collect();
+        out.push(Resource {
+            kind: Kind::AutoScalingGroup,
+            id: AUTO_SCALING_GROUP.into(),
+            spec: Spec::AutoScalingGroup {
+                name,
+                min,
+                max: cluster.max.unwrap_or(min),
+                desired: cluster.desired.unwrap_or(min),
+                subnets,
+                target_groups: target_groups.iter().cloned().collect(),
+            },
+        });
+    }
+    out
+}
+
+/// The node layer: the config every instance boots with.
+pub fn node(config_json: &str) -> Vec<Resource> {
+    vec![Resource {
+        kind: Kind::NodeConfig,
+        id: NODE_CONFIG.into(),
+        spec: Spec::NodeConfig {
+            digest: digest(config_json),
+        },
+    }]
+}
+
+/// The EBS spelling of a volume type.
+pub fn volume_kind(kind: crate::config::VolumeKind) -> &'static str {
+    use crate::config::VolumeKind::*;
+    match kind {
+        Gp3 => "gp3",
+        Gp2 => "gp2",
+        Io1 => "io1",
+        Io2 => "io2",
+        St1 => "st1",
+        Sc1 => "sc1",
+        Standard => "standard",
+    }
+}

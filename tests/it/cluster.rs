@@ -1,0 +1,257 @@
+//! The cluster and node layers against moto: a launch template whose user data is the
+//! rendered config, an auto-scaling group pinned to an explicit template version, and
+//! node changes rolled into a new version.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use strata::config::{Environment, Layer};
+use strata::engine;
+use strata::plan::{Plan, render};
+use strata::units::UnitSet;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::cloud::Cloud;
+use crate::harness::{ignition_validate, project_root};
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICm1bekesu5Ftri4D28WBQVtgKRVpxzfpvoPNIOVyiuK tests@strata";
+
+fn units(web_image: &str) -> UnitSet {
+    let text = std::fs::read_to_string(project_root().join("units/web.service"))
+        .unwrap()
+        .replace("nginx:1.27-alpine", web_image);
+    strata::units::load([("web.service", text.as_bytes())]).unwrap()
+}
+
+fn env(feed: &str, instance_type: &str) -> Environment {
+    let yaml = format!(
+        "region: eu-west-1
+network:
+  cidr: 10.40.0.0/16
+  zones: 2
+  private_subnets: 2
+  public_subnets: 2
+  nat: single
+  security_groups:
+    web:
+      ingress: [http, ssh]
+      egress: [all-traffic]
+  load_balancers:
+    api:
+      type: application
+      subnets: public
+      security_groups: [web]
+      listeners:
+        - {{ front: http, back: 80 }}
+cluster:
+  mode: autoscaling
+  min: 1
+  max: 3
+  desired: 2
+  instance_type: {instance_type}
+  os: {{ name: flatcar, channel: stable, feed_url: \"{feed}/{{channel}}.json\" }}
+  security_groups: [web]
+  load_balancers: [api]
+  volume: {{ size_gb: 20, type: gp3 }}
+node:
+  units: [web.service]
+  ssh: {{ public_key_secret: tests/cluster/ssh }}
+"
+    );
+    strata::config::load("environments/machines.yaml", &yaml, &units("x").names()).unwrap()
+}
+
+async fn feed() -> MockServer {
+    let server = MockServer::start().await;
+    let body = serde_json::json!({"amis": [{"name": "eu-west-1", "hvm": "ami-0f1a7ca7000000001"}]});
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn plan_and_apply(cloud: &Cloud, e: &Environment, units: &UnitSet) -> Plan {
+    let connector = cloud.connector().await;
+    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e.clone())].into();
+    let targets = engine::select(&map, &[], &[]).unwrap();
+    let (plan, observed) = engine::plan(&connector, &targets, units, None)
+        .await
+        .unwrap();
+    let mut quiet = |_: &str| {};
+    engine::apply(&connector, &plan, &observed, &targets, false, &mut quiet)
+        .await
+        .unwrap();
+    plan
+}
+
+async fn plan_only(cloud: &Cloud, e: &Environment, units: &UnitSet) -> Plan {
+    let connector = cloud.connector().await;
+    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e.clone())].into();
+    let targets = engine::select(&map, &[], &[]).unwrap();
+    engine::plan(&connector, &targets, units, None)
+        .await
+        .unwrap()
+        .0
+}
+
+fn actions(plan: &Plan, layer: Layer) -> Vec<String> {
+    plan.environments[0]
+        .layers
+        .iter()
+        .filter(|l| l.layer == layer)
+        .flat_map(|l| l.actions.iter().map(|a| format!("{} {}", a.action, a.id)))
+        .collect()
+}
+
+/// (version, image, instance type, http tokens, decoded config) of the template's latest version.
+async fn latest_template(cloud: &Cloud) -> (i64, String, String, String, String) {
+    let ec2 = cloud.connector().await.connect("eu-west-1").ec2;
+    let out = ec2
+        .describe_launch_template_versions()
+        .launch_template_name("machines")
+        .versions("$Latest")
+        .send()
+        .await
+        .unwrap();
+    let v = &out.launch_template_versions()[0];
+    let data = v.launch_template_data().unwrap();
+    let user_data = base64::engine::general_purpose::STANDARD
+        .decode(data.user_data().unwrap())
+        .unwrap();
+    (
+        v.version_number().unwrap(),
+        data.image_id().unwrap().to_owned(),
+        data.instance_type().unwrap().as_str().to_owned(),
+        data.metadata_options()
+            .and_then(|m| m.http_tokens())
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default(),
+        String::from_utf8(user_data).unwrap(),
+    )
+}
+
+async fn group(cloud: &Cloud) -> aws_sdk_autoscaling::types::AutoScalingGroup {
+    let asg = cloud.connector().await.connect("eu-west-1").autoscaling;
+    let out = asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("machines")
+        .send()
+        .await
+        .unwrap();
+    out.auto_scaling_groups()[0].clone()
+}
+
+#[tokio::test]
+async fn an_autoscaling_cluster_boots_the_rendered_config_and_follows_node_changes() {
+    let cloud = Cloud::new();
+    cloud
+        .put_secret("eu-west-1", "tests/cluster/ssh", KEY)
+        .await;
+    let server = feed().await;
+    let e = env(&server.uri(), "t3.small");
+    let first = plan_and_apply(&cloud, &e, &units("nginx:1.27-alpine")).await;
+    assert_eq!(
+        actions(&first, Layer::Cluster),
+        ["create launch-template", "create asg"],
+        "{}",
+        render::markdown(&first)
+    );
+    assert_eq!(actions(&first, Layer::Node), ["create node/config"]);
+    let markdown = render::markdown(&first);
+    assert!(
+        markdown.contains("image: ami-0f1a7ca7000000001 (flatcar stable 4081.2.0"),
+        "{markdown}"
+    );
+    assert!(
+        !markdown.contains("AAAAC3NzaC1lZDI1NTE5"),
+        "the plan never shows the key"
+    );
+
+    // Read back: the template's latest version boots the rendered config.
+    let (version, image, instance_type, tokens, config) = latest_template(&cloud).await;
+    assert_eq!(
+        (
+            version,
+            image.as_str(),
+            instance_type.as_str(),
+            tokens.as_str()
+        ),
+        (1, "ami-0f1a7ca7000000001", "t3.small", "required")
+    );
+    ignition_validate(&config).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(parsed["passwd"]["users"][0]["sshAuthorizedKeys"][0], KEY);
+    assert!(config.contains("nginx:1.27-alpine"));
+    let g = group(&cloud).await;
+    assert_eq!(
+        (g.min_size(), g.max_size(), g.desired_capacity()),
+        (Some(1), Some(3), Some(2))
+    );
+    assert_eq!(g.launch_template().and_then(|t| t.version()), Some("1"));
+    assert_eq!(g.target_group_arns().len(), 1);
+    assert_eq!(g.vpc_zone_identifier().unwrap().split(',').count(), 2);
+    assert!(g.tags().iter().any(|t| t.key() == Some("strata:environment") && t.propagate_at_launch() == Some(true)));
+
+    // Nothing changed: nothing planned.
+    let again = plan_only(&cloud, &e, &units("nginx:1.27-alpine")).await;
+    assert!(again.is_empty(), "{}", render::markdown(&again));
+
+    // A unit change is a node change only: a new template version, the group follows.
+    let newer = units("nginx:1.28-alpine");
+    let node_change = plan_and_apply(&cloud, &e, &newer).await;
+    assert_eq!(actions(&node_change, Layer::Cluster), Vec::<String>::new());
+    assert_eq!(
+        actions(&node_change, Layer::Node),
+        ["update node/config", "update asg"]
+    );
+    let (version, _, _, _, config) = latest_template(&cloud).await;
+    assert_eq!(version, 2);
+    assert!(config.contains("nginx:1.28-alpine"));
+    assert_eq!(
+        group(&cloud)
+            .await
+            .launch_template()
+            .and_then(|t| t.version()),
+        Some("2")
+    );
+
+    // A cluster change (instance type) is one new version too.
+    let bigger = env(&server.uri(), "t3.large");
+    let cluster_change = plan_and_apply(&cloud, &bigger, &newer).await;
+    assert_eq!(
+        actions(&cluster_change, Layer::Cluster),
+        ["update launch-template", "update asg"]
+    );
+    let (version, _, instance_type, _, _) = latest_template(&cloud).await;
+    assert_eq!((version, instance_type.as_str()), (3, "t3.large"));
+    assert_eq!(
+        group(&cloud)
+            .await
+            .launch_template()
+            .and_then(|t| t.version()),
+        Some("3")
+    );
+    assert!(plan_only(&cloud, &bigger, &newer).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_key_secret_stops_the_plan_before_any_write() {
+    let cloud = Cloud::new();
+    let server = feed().await;
+    let e = env(&server.uri(), "t3.small");
+    let connector = cloud.connector().await;
+    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e)].into();
+    let targets = engine::select(&map, &[], &[]).unwrap();
+    let err = engine::plan(&connector, &targets, &units("x"), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("reading secret tests/cluster/ssh in eu-west-1: ResourceNotFoundException"),
+        "{err}"
+    );
+    assert_eq!(connector.metrics().writes(), Vec::<String>::new());
+}
