@@ -435,8 +435,10 @@ fn plan_target(
                     .as_deref()
                     .map(plan::cluster::node)
                     .unwrap_or_default();
+                let image = kept_image(env, machine_observed, &m.image)
+                    .unwrap_or_else(|| m.image.id.clone());
                 Some((
-                    plan::cluster::desired(env, &m.image.id, &m.user_data, &tgs),
+                    plan::cluster::desired(env, &image, &m.user_data, &tgs),
                     node,
                 ))
             }
@@ -464,10 +466,17 @@ fn plan_target(
                 .as_ref()
                 .map(|r| format!(" {r}"))
                 .unwrap_or_default();
-            notes.push(format!(
-                "image: {} ({}{release}, {})",
-                image.id, image.source, image.name
-            ));
+            let kept = t
+                .environment
+                .as_ref()
+                .and_then(|env| kept_image(env, machine_observed, image));
+            match kept {
+                Some(running) => notes.push(format!(
+                    "image: {running} kept; {} ({}{release}) is published (set os.follow: true to move to it)",
+                    image.id, image.source
+                )),
+                None => notes.push(format!("image: {} ({}{release}, {})", image.id, image.source, image.name)),
+            }
         }
         let actions = match &desired_machines {
             Some((cluster, node)) => {
@@ -513,6 +522,22 @@ fn plan_target(
         removed: t.environment.is_none(),
         summary,
         layers,
+    })
+}
+
+/// The image the cluster runs now, when a newer one is published but `os.follow` is
+/// off: a new release alone does not move the cluster.
+fn kept_image(env: &Environment, observed: &[Observed], published: &Image) -> Option<String> {
+    let cluster = env.spec.cluster.as_ref()?;
+    let os = cluster.os.as_ref()?;
+    if os.follow {
+        return None;
+    }
+    observed.iter().find_map(|o| match &o.spec {
+        plan::Spec::LaunchTemplate { image, .. } if *image != published.id && !image.is_empty() => {
+            Some(image.clone())
+        }
+        _ => None,
     })
 }
 

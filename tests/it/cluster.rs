@@ -64,8 +64,12 @@ node:
 }
 
 async fn feed() -> MockServer {
+    feed_of("ami-0f1a7ca7000000001").await
+}
+
+async fn feed_of(ami: &str) -> MockServer {
     let server = MockServer::start().await;
-    let body = serde_json::json!({"amis": [{"name": "eu-west-1", "hvm": "ami-0f1a7ca7000000001"}]});
+    let body = serde_json::json!({"amis": [{"name": "eu-west-1", "hvm": ami}]});
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(200).set_body_json(body))
         .mount(&server)
@@ -254,4 +258,40 @@ async fn a_missing_key_secret_stops_the_plan_before_any_write() {
         "{err}"
     );
     assert_eq!(connector.metrics().writes(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_new_image_release_moves_the_cluster_only_with_follow() {
+    let cloud = Cloud::new();
+    cloud
+        .put_secret("eu-west-1", "tests/cluster/ssh", KEY)
+        .await;
+    let web = units("nginx:1.27-alpine");
+    let old = feed().await;
+    plan_and_apply(&cloud, &env(&old.uri(), "t3.small"), &web).await;
+
+    // The vendor publishes 4152.2.0: without follow, the running image is kept.
+    let new = feed_of("ami-0f1a7ca7000000004").await;
+    let kept = plan_only(&cloud, &env(&new.uri(), "t3.small"), &web).await;
+    assert!(kept.is_empty(), "{}", render::markdown(&kept));
+    let notes = &kept.environments[0]
+        .layers
+        .iter()
+        .find(|l| l.layer == Layer::Cluster)
+        .unwrap()
+        .notes;
+    assert!(notes.iter().any(|n| n.starts_with("image: ami-0f1a7ca7000000001 kept; ami-0f1a7ca7000000004 (flatcar stable 4152.2.0) is published")), "{notes:?}");
+
+    // With follow, the template moves to it.
+    let mut following = env(&new.uri(), "t3.small");
+    if let Some(os) = following.spec.cluster.as_mut().and_then(|c| c.os.as_mut()) {
+        os.follow = true;
+    }
+    let moved = plan_and_apply(&cloud, &following, &web).await;
+    assert_eq!(
+        actions(&moved, Layer::Cluster),
+        ["update launch-template", "update asg"]
+    );
+    let (version, image, ..) = latest_template(&cloud).await;
+    assert_eq!((version, image.as_str()), (2, "ami-0f1a7ca7000000004"));
 }
