@@ -490,7 +490,19 @@ fn plan_target(
                     .filter(|o| o.kind.layer() == layer)
                     .cloned()
                     .collect();
-                plan::plan_resources(desired, &live)
+                let mut actions = plan::plan_resources(desired, &live);
+                // A node change shows what changes on the machines, unit by unit.
+                if let Some(new) = machine.and_then(|m| m.config.as_deref()) {
+                    for a in actions
+                        .iter_mut()
+                        .filter(|a| a.kind == Kind::NodeConfig && a.action == ActionKind::Update)
+                    {
+                        if let Some(old) = a.observed.as_ref().and_then(|o| o.extra.get("config")) {
+                            a.detail = plan::node_diff::diff(old, new);
+                        }
+                    }
+                }
+                actions
             }
             None => {
                 notes.push(format!(
@@ -578,6 +590,7 @@ fn follow_new_template_version(
         .cloned()
         .unwrap_or_default();
     layer.actions.push(Action {
+        detail: Vec::new(),
         action: ActionKind::Update,
         kind: Kind::AutoScalingGroup,
         id: group.id.clone(),

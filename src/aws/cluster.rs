@@ -147,7 +147,13 @@ pub async fn observe(
                 digest: digest(&config),
             },
             tags: node_tags,
-            extra,
+            // The running config, for the plan's unit-level diff; in memory only (it
+            // holds the SSH key, which the diff shows as a fingerprint).
+            extra: {
+                let mut extra = extra;
+                extra.insert("config".to_owned(), config);
+                extra
+            },
         });
     }
     for g in groups {

@@ -28,6 +28,7 @@ pub fn plan_resources(desired: &[Resource], observed: &[Observed]) -> Vec<Action
     for r in desired {
         match by_id.get(r.id.as_str()) {
             None => actions.push(Action {
+                detail: Vec::new(),
                 action: ActionKind::Create,
                 kind: r.kind,
                 id: r.id.clone(),
@@ -43,6 +44,7 @@ pub fn plan_resources(desired: &[Resource], observed: &[Observed]) -> Vec<Action
                     continue;
                 }
                 actions.push(Action {
+                    detail: Vec::new(),
                     action: if forced_by.is_some() {
                         ActionKind::Replace
                     } else {
@@ -66,6 +68,7 @@ pub fn plan_resources(desired: &[Resource], observed: &[Observed]) -> Vec<Action
 
 fn delete(o: &Observed, reason: Option<String>) -> Action {
     Action {
+        detail: Vec::new(),
         action: ActionKind::Delete,
         kind: o.kind,
         id: o.id.clone(),
@@ -178,6 +181,7 @@ fn cascade(desired: &[Resource], observed: &BTreeMap<&str, &Observed>, actions: 
                 Some(_) => {}
                 None => {
                     actions.push(Action {
+                        detail: Vec::new(),
                         action: if replaces {
                             ActionKind::Replace
                         } else {

@@ -5,6 +5,7 @@ pub mod cluster;
 mod diff;
 pub mod model;
 pub mod network;
+pub mod node_diff;
 pub mod render;
 pub mod schedule;
 

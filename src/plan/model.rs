@@ -203,6 +203,10 @@ pub struct Action {
     /// For a replace: the field (or dependency) that forces it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forced_by: Option<String>,
+    /// Diff-style lines showing what the change does in detail (a node change: the
+    /// unit lines that change on the machines). Never holds a secret.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub detail: Vec<String>,
     /// The desired resource (absent for deletes); what execution creates or converges to.
     #[serde(skip)]
     pub desired: Option<super::Resource>,

@@ -114,6 +114,9 @@ pub fn markdown(plan: &Plan) -> String {
                     a.kind.describe(),
                     a.id
                 );
+                for line in &a.detail {
+                    let _ = writeln!(out, "{line}");
+                }
                 for c in &a.changes {
                     let line = match (&c.from, &c.to) {
                         (Some(f), Some(t)) => format!("    {}: {f} → {t}", c.field),
