@@ -575,10 +575,29 @@ fn follow_new_template_version(
                 && a.action == ActionKind::Update
         })
     };
-    if layers
-        .iter()
-        .any(|l| l.actions.iter().any(|a| a.kind == Kind::AutoScalingGroup))
+    if !layers.iter().any(touched) {
+        return;
+    }
+    let rollout = match &desired.spec {
+        plan::Spec::AutoScalingGroup {
+            min_healthy_percent,
+            warmup_seconds,
+            ..
+        } => plan::FieldChange {
+            field: "rollout".into(),
+            from: None,
+            to: Some(format!(
+                "instance refresh, {min_healthy_percent}% kept in service, {warmup_seconds}s warm-up"
+            )),
+        },
+        _ => return,
+    };
+    if let Some(existing) = layers
+        .iter_mut()
+        .flat_map(|l| l.actions.iter_mut())
+        .find(|a| a.kind == Kind::AutoScalingGroup)
     {
+        existing.changes.push(rollout);
         return;
     }
     let Some(layer) = layers.iter_mut().find(|l| touched(l)) else {
@@ -595,11 +614,14 @@ fn follow_new_template_version(
         kind: Kind::AutoScalingGroup,
         id: group.id.clone(),
         aws_id: Some(group.aws_id.clone()),
-        changes: vec![plan::FieldChange {
-            field: "launch_template_version".into(),
-            from: Some(version),
-            to: Some("the new version".into()),
-        }],
+        changes: vec![
+            plan::FieldChange {
+                field: "launch_template_version".into(),
+                from: Some(version),
+                to: Some("the new version".into()),
+            },
+            rollout,
+        ],
         forced_by: None,
         desired: Some(desired.clone()),
         observed: Some(group.clone()),
@@ -708,6 +730,19 @@ pub async fn apply(
         let template = observations.launch_templates.get(&env_plan.name);
         applied.actions +=
             execute_machines(&mut exec, &env_plan.name, &machine_actions, template, false).await?;
+        // A new template version reaches running instances through an instance refresh.
+        if exec.template_renewed
+            && let Some(group) = machine_actions
+                .iter()
+                .find(|a| a.kind == Kind::AutoScalingGroup && a.action == ActionKind::Update)
+            && let Some(desired) = &group.desired
+        {
+            exec.refresh_instances(&desired.spec).await?;
+            exec.say(&format!(
+                "{}: ~ rolled out the new template version to {}",
+                env_plan.name, group.id
+            ));
+        }
         if let (Some(commit), Some(vpc)) = (&plan.commit, exec.ids.get("vpc").cloned())
             && env_plan.layers.iter().any(|l| l.layer == Layer::Network)
         {

@@ -4,12 +4,16 @@ strata's integration tests start this once per test run (one server, every test 
 its own moto account through the `x-moto-account-id` header). It prints the port on
 stdout, then serves until its stdin closes, which happens when the test process ends,
 so no server outlives the tests. Pinned to the moto version scripts/setup installs
-(5.2.5), whose known gap it patches below; strata itself never fakes AWS behaviour.
+(5.2.5), whose known gaps it patches below; strata itself never fakes AWS behaviour.
 """
 
+import datetime
 import logging
 import sys
+import uuid
 
+from moto.autoscaling.responses import AutoScalingResponse
+from moto.core.responses import ActionResult
 from moto.ec2.models.launch_templates import LaunchTemplate
 from moto.ec2.utils import parse_user_data
 from moto.server import ThreadedMotoServer
@@ -27,6 +31,55 @@ def _create_version_parsed(self, data, description):
 
 
 LaunchTemplate.create_version = _create_version_parsed
+
+# moto 5.2.5 gap: StartInstanceRefresh, DescribeInstanceRefreshes and
+# CancelInstanceRefresh are not implemented (HTTP 500). A minimal model: a refresh is
+# recorded with the preferences it was given and completes at once.
+_REFRESHES = {}
+
+
+def _start_instance_refresh(self):
+    group = self._get_param("AutoScalingGroupName")
+    preferences = self._get_param("Preferences") or {}
+    now = datetime.datetime.now(datetime.timezone.utc)
+    refresh = {
+        "InstanceRefreshId": str(uuid.uuid4()),
+        "AutoScalingGroupName": group,
+        "Status": "Successful",
+        "PercentageComplete": 100,
+        "StartTime": now,
+        "EndTime": now,
+        "Preferences": {
+            k: preferences[k]
+            for k in ("MinHealthyPercentage", "InstanceWarmup", "SkipMatching")
+            if k in preferences
+        },
+    }
+    _REFRESHES.setdefault((self.current_account, self.region, group), []).insert(0, refresh)
+    return ActionResult({"InstanceRefreshId": refresh["InstanceRefreshId"]})
+
+
+def _describe_instance_refreshes(self):
+    group = self._get_param("AutoScalingGroupName")
+    ids = self._get_param("InstanceRefreshIds") or []
+    found = _REFRESHES.get((self.current_account, self.region, group), [])
+    if ids:
+        found = [r for r in found if r["InstanceRefreshId"] in ids]
+    return ActionResult({"InstanceRefreshes": found, "NextToken": None})
+
+
+def _cancel_instance_refresh(self):
+    group = self._get_param("AutoScalingGroupName")
+    for refresh in _REFRESHES.get((self.current_account, self.region, group), []):
+        if refresh["Status"] in ("Pending", "InProgress"):
+            refresh["Status"] = "Cancelled"
+            return ActionResult({"InstanceRefreshId": refresh["InstanceRefreshId"]})
+    return ActionResult({})
+
+
+AutoScalingResponse.start_instance_refresh = _start_instance_refresh
+AutoScalingResponse.describe_instance_refreshes = _describe_instance_refreshes
+AutoScalingResponse.cancel_instance_refresh = _cancel_instance_refresh
 
 # One line per request on stderr would drown test and demo output.
 logging.getLogger("werkzeug").setLevel(logging.ERROR)

@@ -193,6 +193,8 @@ pub async fn observe(
                 .map(|s| map(s.trim()))
                 .collect(),
             target_groups: g.target_group_arns().iter().map(|a| map(a)).collect(),
+            min_healthy_percent: 0,
+            warmup_seconds: 0,
         };
         let version = g
             .launch_template()
@@ -340,7 +342,93 @@ impl super::network::Executor<'_> {
             .map_err(|e| error(format!("{what}: making version {version} the default"), e))?;
         self.ids
             .insert(format!("{LAUNCH_TEMPLATE}#version"), version);
+        self.template_renewed = true;
         Ok(())
+    }
+
+    /// Replaces the group's instances with ones from its current template version:
+    /// an instance refresh honouring `rollout`, skipping instances that already match,
+    /// followed to the end with progress lines. Stops at the first failure.
+    pub async fn refresh_instances(&mut self, spec: &Spec) -> Result<()> {
+        let Spec::AutoScalingGroup {
+            name,
+            min_healthy_percent,
+            warmup_seconds,
+            ..
+        } = spec
+        else {
+            return Ok(());
+        };
+        let what = format!("refreshing the instances of auto-scaling group {name}");
+        let client = self.aws_client().autoscaling.clone();
+        let preferences = asg::RefreshPreferences::builder()
+            .min_healthy_percentage(i32::from(*min_healthy_percent))
+            .instance_warmup(i32::try_from(*warmup_seconds).unwrap_or(i32::MAX))
+            .skip_matching(true)
+            .build();
+        let out = client
+            .start_instance_refresh()
+            .auto_scaling_group_name(name)
+            .preferences(preferences)
+            .send()
+            .await
+            .map_err(|e| error(&what, e))?;
+        let id = out.instance_refresh_id().unwrap_or_default().to_owned();
+        let start = std::time::Instant::now();
+        // A refresh replaces instances one warm-up at a time; allow an hour before giving up.
+        let limit = std::time::Duration::from_secs(3600);
+        loop {
+            let out = client
+                .describe_instance_refreshes()
+                .auto_scaling_group_name(name)
+                .instance_refresh_ids(&id)
+                .send()
+                .await
+                .map_err(|e| error(&what, e))?;
+            let refresh = out.instance_refreshes().first();
+            let status = refresh
+                .and_then(|r| r.status())
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default();
+            let percent = refresh.and_then(|r| r.percentage_complete()).unwrap_or(0);
+            match status.as_str() {
+                "Successful" => {
+                    self.say(&format!("  … instance refresh {id} of {name}: done"));
+                    return Ok(());
+                }
+                "Failed" | "Cancelled" | "RollbackSuccessful" | "RollbackFailed" => {
+                    let reason = refresh
+                        .and_then(|r| r.status_reason())
+                        .unwrap_or("no reason given")
+                        .to_owned();
+                    return Err(AwsError {
+                        what,
+                        code: format!("InstanceRefresh{status}"),
+                        message: reason,
+                        hint: Some("the new template version stays in place; fix the cause and run apply again to retry the rollout".into()),
+                    });
+                }
+                _ => {}
+            }
+            if start.elapsed() >= limit {
+                return Err(AwsError {
+                    what,
+                    code: "Timeout".into(),
+                    message: format!(
+                        "still {status} at {percent}% after {}s",
+                        start.elapsed().as_secs()
+                    ),
+                    hint: Some(
+                        "the refresh goes on in AWS; watch it in the console, then run apply again"
+                            .into(),
+                    ),
+                });
+            }
+            self.say(&format!(
+                "  … instance refresh {id} of {name}: {status} {percent}%"
+            ));
+            tokio::time::sleep(self.poll).await;
+        }
     }
 
     /// The template version the group should run: the one made in this run, else the
@@ -367,6 +455,7 @@ impl super::network::Executor<'_> {
             desired,
             subnets,
             target_groups,
+            ..
         } = spec
         else {
             return Ok(());

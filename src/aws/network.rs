@@ -659,6 +659,8 @@ pub struct Executor<'a> {
     pub timeout: Duration,
     /// How often to poll it.
     pub poll: Duration,
+    /// A new launch-template version was made in this run (the group must roll).
+    pub template_renewed: bool,
 }
 
 impl<'a> Executor<'a> {
@@ -682,6 +684,7 @@ impl<'a> Executor<'a> {
             progress,
             timeout: Duration::from_secs(600),
             poll: Duration::from_secs(5),
+            template_renewed: false,
         }
     }
 

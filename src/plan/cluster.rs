@@ -73,6 +73,8 @@ pub fn desired(
                 desired: cluster.desired.unwrap_or(min),
                 subnets,
                 target_groups: target_groups.iter().cloned().collect(),
+                min_healthy_percent: cluster.rollout.min_healthy_percent,
+                warmup_seconds: cluster.rollout.warmup_seconds,
             },
         });
     }

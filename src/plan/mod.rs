@@ -241,6 +241,10 @@ pub enum Spec {
         subnets: BTreeSet<String>,
         /// Target groups (logical ids).
         target_groups: BTreeSet<String>,
+        /// Instance refresh: share of the group that stays in service (not compared).
+        min_healthy_percent: u8,
+        /// Instance refresh: seconds a new instance gets to warm up (not compared).
+        warmup_seconds: u32,
     },
     /// The config the instances boot with, by digest (the units it installs listed for
     /// people).

@@ -211,8 +211,45 @@ async fn an_autoscaling_cluster_boots_the_rendered_config_and_follows_node_chang
         actions(&node_change, Layer::Node),
         ["update node/config", "update asg"]
     );
+    let markdown = render::markdown(&node_change);
+    assert!(markdown.contains("~ unit web.service"), "{markdown}");
+    assert!(
+        markdown.contains("\n-     Environment=WEB_IMAGE=docker.io/library/nginx:1.27-alpine\n"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("\n+     Environment=WEB_IMAGE=docker.io/library/nginx:1.28-alpine\n"),
+        "{markdown}"
+    );
+    assert!(
+        !markdown.contains("AAAAC3NzaC1lZDI1NTE5"),
+        "the plan never shows the key"
+    );
     let (version, _, _, _, config) = latest_template(&cloud).await;
     assert_eq!(version, 2);
+    // ...and rolls out through an instance refresh with the rollout settings.
+    let refreshes = cloud.connector().await.connect("eu-west-1").autoscaling;
+    let out = refreshes
+        .describe_instance_refreshes()
+        .auto_scaling_group_name("machines")
+        .send()
+        .await
+        .unwrap();
+    let refresh = &out.instance_refreshes()[0];
+    assert_eq!(refresh.status().map(|s| s.as_str()), Some("Successful"));
+    let preferences = refresh.preferences().unwrap();
+    assert_eq!(
+        (
+            preferences.min_healthy_percentage(),
+            preferences.instance_warmup(),
+            preferences.skip_matching()
+        ),
+        (Some(90), Some(60), Some(true))
+    );
+    assert!(
+        markdown.contains("instance refresh, 90% kept in service, 60s warm-up"),
+        "{markdown}"
+    );
     assert!(config.contains("nginx:1.28-alpine"));
     assert_eq!(
         group(&cloud)
