@@ -13,6 +13,9 @@ use crate::plan::{Kind, Observed, Spec, TAG_ENVIRONMENT, TAG_ID};
 
 type Result<T> = std::result::Result<T, AwsError>;
 
+/// The root device of Flatcar and Fedora CoreOS images on EC2.
+const ROOT_DEVICE: &str = "/dev/xvda";
+
 /// Reads the launch templates (with their latest version) and auto-scaling groups of
 /// `envs`: three requests for all of them. `map` turns AWS ids into logical ids (from
 /// the network layer's observation). The node config is read from the latest
@@ -91,16 +94,23 @@ pub async fn observe(
             continue;
         };
         let data = version.launch_template_data();
-        let volume = data
-            .and_then(|d| d.block_device_mappings().first())
-            .and_then(|b| b.ebs())
-            .and_then(|e| {
-                Some(format!(
-                    "{} GiB {}",
-                    e.volume_size()?,
-                    e.volume_type()?.as_str()
-                ))
-            });
+        let mappings = data.map(|d| d.block_device_mappings()).unwrap_or_default();
+        let describe = |b: &ec2::LaunchTemplateBlockDeviceMapping| {
+            let e = b.ebs()?;
+            Some(format!(
+                "{} GiB {}",
+                e.volume_size()?,
+                e.volume_type()?.as_str()
+            ))
+        };
+        let volume = mappings
+            .iter()
+            .find(|b| b.device_name() == Some(ROOT_DEVICE))
+            .and_then(describe);
+        let data_volume = mappings
+            .iter()
+            .find(|b| b.device_name() != Some(ROOT_DEVICE))
+            .and_then(|b| Some(format!("{} at {}", describe(b)?, b.device_name()?)));
         let user_data = data
             .and_then(|d| d.user_data())
             .unwrap_or_default()
@@ -119,6 +129,7 @@ pub async fn observe(
                 .map(|d| d.security_group_ids().iter().map(|g| map(g)).collect())
                 .unwrap_or_default(),
             volume,
+            data_volume,
             instance_profile: data
                 .and_then(|d| d.iam_instance_profile())
                 .and_then(|p| p.name())
@@ -230,6 +241,7 @@ impl super::network::Executor<'_> {
             instance_type,
             security_groups,
             volume,
+            data_volume,
             instance_profile,
             ..
         } = spec
@@ -252,19 +264,27 @@ impl super::network::Executor<'_> {
             )
             .tag_specifications(self.template_tag_spec(ec2::ResourceType::Instance))
             .tag_specifications(self.template_tag_spec(ec2::ResourceType::Volume));
+        let mapping = |device: &str, size: &str, kind: &str, keep: bool| {
+            ec2::LaunchTemplateBlockDeviceMappingRequest::builder()
+                .device_name(device)
+                .ebs(
+                    ec2::LaunchTemplateEbsBlockDeviceRequest::builder()
+                        .set_volume_size(size.parse().ok())
+                        .volume_type(ec2::VolumeType::from(kind))
+                        .delete_on_termination(!keep)
+                        .build(),
+                )
+                .build()
+        };
         if let Some((size, kind)) = volume.as_ref().and_then(|v| v.split_once(" GiB ")) {
-            data = data.block_device_mappings(
-                ec2::LaunchTemplateBlockDeviceMappingRequest::builder()
-                    .device_name("/dev/xvda")
-                    .ebs(
-                        ec2::LaunchTemplateEbsBlockDeviceRequest::builder()
-                            .set_volume_size(size.parse().ok())
-                            .volume_type(ec2::VolumeType::from(kind))
-                            .delete_on_termination(true)
-                            .build(),
-                    )
-                    .build(),
-            );
+            data = data.block_device_mappings(mapping(ROOT_DEVICE, size, kind, false));
+        }
+        // "200 GiB gp3 at /dev/xvdf": the data volume outlives its instance, so a
+        // replaced instance never takes the data with it.
+        if let Some((size, rest)) = data_volume.as_ref().and_then(|v| v.split_once(" GiB "))
+            && let Some((kind, device)) = rest.split_once(" at ")
+        {
+            data = data.block_device_mappings(mapping(device, size, kind, true));
         }
         if let Some(profile) = instance_profile {
             data = data.iam_instance_profile(

@@ -53,6 +53,10 @@ pub fn desired(
                 .volume
                 .as_ref()
                 .map(|v| format!("{} GiB {}", v.size_gb, volume_kind(v.kind))),
+            data_volume: cluster
+                .data_volume
+                .as_ref()
+                .map(|v| format!("{} GiB {} at {}", v.size_gb, volume_kind(v.kind), v.device)),
             instance_profile: cluster.instance_profile.clone(),
             user_data: user_data.to_owned(),
         },

@@ -222,6 +222,8 @@ pub enum Spec {
         security_groups: BTreeSet<String>,
         /// Root volume, e.g. `20 GiB gp3`.
         volume: Option<String>,
+        /// Data volume, e.g. `200 GiB gp3 at /dev/xvdf` (kept when an instance goes).
+        data_volume: Option<String>,
         /// Instance profile name.
         instance_profile: Option<String>,
         /// Base64 user data; compared by the node layer through [`Spec::NodeConfig`].
@@ -347,6 +349,7 @@ impl Spec {
                 instance_type,
                 security_groups,
                 volume,
+                data_volume,
                 instance_profile,
                 ..
             } => vec![
@@ -354,6 +357,7 @@ impl Spec {
                 scalar("instance_type", instance_type, false),
                 set("security_groups", security_groups.iter().cloned()),
                 scalar("volume", opt(volume), false),
+                scalar("data_volume", opt(data_volume), false),
                 scalar("instance_profile", opt(instance_profile), false),
             ],
             Spec::AutoScalingGroup {

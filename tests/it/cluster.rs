@@ -55,6 +55,7 @@ cluster:
   security_groups: [web]
   load_balancers: [api]
   volume: {{ size_gb: 20, type: gp3 }}
+  data_volume: {{ size_gb: 50, type: gp3, device: /dev/xvdf, label: data }}
 node:
   units: [web.service]
   ssh: {{ public_key_secret: tests/cluster/ssh }}
@@ -189,6 +190,37 @@ async fn an_autoscaling_cluster_boots_the_rendered_config_and_follows_node_chang
     let parsed: serde_json::Value = serde_json::from_str(&config).unwrap();
     assert_eq!(parsed["passwd"]["users"][0]["sshAuthorizedKeys"][0], KEY);
     assert!(config.contains("nginx:1.27-alpine"));
+    // The root volume goes with the instance; the data volume outlives it.
+    let ec2 = cloud.connector().await.connect("eu-west-1").ec2;
+    let versions = ec2
+        .describe_launch_template_versions()
+        .launch_template_name("machines")
+        .versions("$Latest")
+        .send()
+        .await
+        .unwrap();
+    let disks: Vec<(String, i32, bool)> = versions.launch_template_versions()[0]
+        .launch_template_data()
+        .unwrap()
+        .block_device_mappings()
+        .iter()
+        .map(|b| {
+            let ebs = b.ebs().unwrap();
+            (
+                b.device_name().unwrap().to_owned(),
+                ebs.volume_size().unwrap(),
+                ebs.delete_on_termination().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        disks,
+        [
+            ("/dev/xvda".to_owned(), 20, true),
+            ("/dev/xvdf".to_owned(), 50, false)
+        ]
+    );
+    assert_eq!(parsed["storage"]["filesystems"][0]["device"], "/dev/xvdf");
     let g = group(&cloud).await;
     assert_eq!(
         (g.min_size(), g.max_size(), g.desired_capacity()),
