@@ -253,7 +253,10 @@ pub async fn plan(
                 machines.get(&t.name),
             )?;
             if let (Some(env), Some(m)) = (&t.environment, machines.get(&t.name)) {
-                let template = plan::cluster::desired(env, &m.image.id, &m.user_data, &[])
+                // The same image choice as the plan: a node change keeps the running image.
+                let image = kept_image(env, &machine_observed, &m.image)
+                    .unwrap_or_else(|| m.image.id.clone());
+                let template = plan::cluster::desired(env, &image, &m.user_data, &[])
                     .into_iter()
                     .find(|r| r.kind == Kind::LaunchTemplate);
                 if let Some(template) = template {
@@ -347,7 +350,7 @@ async fn resolve_images(
     let mut images = BTreeMap::new();
     for t in targets
         .iter()
-        .filter(|t| t.layers.contains(&Layer::Cluster))
+        .filter(|t| t.layers.contains(&Layer::Cluster) || manages_machines(t))
     {
         let Some(cluster) = t.environment.as_ref().and_then(|e| e.spec.cluster.as_ref()) else {
             continue;

@@ -364,3 +364,42 @@ async fn a_new_image_release_moves_the_cluster_only_with_follow() {
     let (version, image, ..) = latest_template(&cloud).await;
     assert_eq!((version, image.as_str()), (2, "ami-0f1a7ca7000000004"));
 }
+
+#[tokio::test]
+async fn a_change_driven_node_only_plan_rolls_the_group() {
+    let cloud = Cloud::new();
+    cloud
+        .put_secret("eu-west-1", "tests/cluster/ssh", KEY)
+        .await;
+    let server = feed().await;
+    let e = env(&server.uri(), "t3.small");
+    plan_and_apply(&cloud, &e, &units("nginx:1.27-alpine")).await;
+
+    // What `--base/--head` gives for a unit edit: the node layer of this environment.
+    let set = strata::changes::ChangeSet {
+        base: "a".into(),
+        head: "b".into(),
+        environments: vec![strata::changes::EnvironmentChange {
+            name: "machines".into(),
+            change: strata::changes::ChangeKind::Modified,
+            layers: vec![Layer::Node],
+            reasons: Vec::new(),
+        }],
+    };
+    let head: BTreeMap<String, Environment> = [("machines".to_owned(), e)].into();
+    let targets = engine::from_changes(&set, &head, &BTreeMap::new(), &[]);
+    let connector = cloud.connector().await;
+    let (plan, _) = engine::plan(&connector, &targets, &units("nginx:1.28-alpine"), None)
+        .await
+        .unwrap();
+    let layers: Vec<String> = plan.environments[0]
+        .layers
+        .iter()
+        .map(|l| l.layer.to_string())
+        .collect();
+    assert_eq!(layers, ["node"]);
+    assert_eq!(
+        actions(&plan, Layer::Node),
+        ["update node/config", "update asg"]
+    );
+}
