@@ -40,6 +40,10 @@ fn main() {
         .unwrap_or_else(|_| format!("{home}/.cache/strata/moto-5.2.5/bin/python"));
     let mut moto = Command::new(python)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/moto_server.py"))
+        .env(
+            "MOTO_AMIS_PATH",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/amis.json"),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -71,6 +75,8 @@ fn main() {
             );
             run(&format!("http://127.0.0.1:{port}")).await;
         }
+        println!("\nthree-layer plan (network, auto-scaling cluster, node) against moto on loopback; median of {RUNS} runs\n");
+        three_layers(&format!("http://127.0.0.1:{moto_port}")).await;
     });
     drop(moto.stdin.take());
     let _ = moto.wait();
@@ -175,6 +181,81 @@ async fn run(url: &str) {
                 ms(series)
             );
         }
+    }
+}
+
+/// A whole environment per plan: network, an auto-scaling cluster from a Flatcar image
+/// (feed served on loopback) and its node config with a key from Secrets Manager.
+async fn three_layers(url: &str) {
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
+    let feed = MockServer::start().await;
+    let body = serde_json::json!({"amis": [{"name": "eu-west-1", "hvm": "ami-0f1a7ca7000000001"}]});
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&feed)
+        .await;
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(Region::new("eu-west-1"))
+        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
+        .retry_config(RetryConfig::disabled())
+        .load()
+        .await;
+    let connector = Connector::new(config, Vec::new());
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICm1bekesu5Ftri4D28WBQVtgKRVpxzfpvoPNIOVyiuK bench@strata";
+    connector
+        .connect("eu-west-1")
+        .secrets
+        .create_secret()
+        .name("bench/ssh")
+        .secret_string(key)
+        .send()
+        .await
+        .expect("secret");
+    let unit = "[Unit]\nDescription=app\n[Service]\nExecStart=/usr/bin/true\n[Install]\nWantedBy=multi-user.target\n";
+    let units = strata::units::load([("app.service", unit.as_bytes())]).expect("unit");
+    println!("{:<14} {:>6} {:>10}", "environments", "reads", "plan");
+    for count in [1usize, 10] {
+        let envs: Vec<Environment> = (0..count)
+            .map(|i| {
+                let yaml = format!(
+                    "region: eu-west-1\nnetwork:\n  cidr: 10.{}.0.0/16\n  zones: 2\n  private_subnets: 2\n  public_subnets: 2\n  nat: single\n  \
+                     security_groups:\n    app:\n      ingress: [ssh, http]\n  load_balancers:\n    api:\n      type: application\n      \
+                     subnets: public\n      security_groups: [app]\n      listeners:\n        - {{ front: http, back: 80 }}\n\
+                     cluster:\n  mode: autoscaling\n  min: 1\n  max: 2\n  instance_type: t3.small\n  \
+                     os: {{ name: flatcar, channel: stable, feed_url: \"{}/{{channel}}.json\" }}\n  security_groups: [app]\n  load_balancers: [api]\n\
+                     node:\n  units: [app.service]\n  ssh: {{ public_key_secret: bench/ssh }}\n",
+                    100 + i,
+                    feed.uri()
+                );
+                strata::config::load(&format!("environments/full-{i}.yaml"), &yaml, &units.names()).expect("valid environment")
+            })
+            .collect();
+        let map: BTreeMap<String, Environment> = envs
+            .iter()
+            .map(|e| (e.name.to_string(), e.clone()))
+            .collect();
+        let targets = engine::select(&map, &[], &[]).expect("targets");
+        let (plan, observed) = engine::plan(&connector, &targets, &units, None)
+            .await
+            .expect("plan");
+        let mut quiet = |_: &str| {};
+        engine::apply(&connector, &plan, &observed, &targets, false, &mut quiet)
+            .await
+            .expect("apply");
+        let mut times = Vec::new();
+        let mut reads = 0;
+        for _ in 0..RUNS {
+            let before = connector.metrics().reads();
+            let start = Instant::now();
+            let (plan, _) = engine::plan(&connector, &targets, &units, None)
+                .await
+                .expect("plan");
+            times.push(start.elapsed());
+            reads = connector.metrics().reads() - before;
+            assert!(plan.is_empty(), "a fresh apply leaves nothing to plan");
+        }
+        println!("{count:<14} {reads:>6} {:>8.1}ms", ms(median(times)));
     }
 }
 

@@ -211,14 +211,25 @@ pub async fn plan(
         };
         let images = resolve_images(&aws, &targets).await?;
         let mut machines = BTreeMap::new();
+        // Each secret is read once per run, however many environments share it.
+        let mut keys: BTreeMap<String, crate::aws::secrets::SshPublicKey> = BTreeMap::new();
         for t in targets.iter().filter(|t| manages_machines(t)) {
             let (Some(env), Some(image)) = (&t.environment, images.get(&t.name)) else {
                 continue;
             };
-            machines.insert(
-                t.name.clone(),
-                machine(&aws, env, units, image.clone()).await?,
-            );
+            if let Some(node) = &env.spec.node
+                && !keys.contains_key(node.ssh.public_key_secret.as_str())
+            {
+                let key =
+                    crate::aws::secrets::ssh_public_key(&aws, &node.ssh.public_key_secret).await?;
+                keys.insert(node.ssh.public_key_secret.to_string(), key);
+            }
+            let key = env
+                .spec
+                .node
+                .as_ref()
+                .and_then(|n| keys.get(n.ssh.public_key_secret.as_str()));
+            machines.insert(t.name.clone(), machine(env, units, image.clone(), key)?);
         }
         let clustered: Vec<String> = targets
             .iter()
@@ -298,15 +309,15 @@ fn manages_machines(t: &Target) -> bool {
             .is_some_and(|c| c.mode == crate::config::ClusterMode::Autoscaling)
 }
 
-/// Renders the config the instances will boot with, reading the SSH key (in memory only).
-async fn machine(
-    aws: &crate::aws::Aws,
+/// Renders the config the instances will boot with (in memory only: it holds the key).
+fn machine(
     env: &Environment,
     units: &UnitSet,
     image: Image,
+    key: Option<&crate::aws::secrets::SshPublicKey>,
 ) -> Result<Machine, EngineError> {
     use base64::Engine as _;
-    let Some(node) = &env.spec.node else {
+    if env.spec.node.is_none() {
         // A cluster without a node section boots an empty config.
         let empty =
             serde_json::json!({"ignition": {"version": crate::ignition::SPEC_VERSION}}).to_string();
@@ -315,13 +326,12 @@ async fn machine(
             config: None,
             user_data: base64::engine::general_purpose::STANDARD.encode(empty),
         });
-    };
-    let key = crate::aws::secrets::ssh_public_key(aws, &node.ssh.public_key_secret).await?;
+    }
     let request = crate::ignition::RenderRequest {
         environment: env,
         units,
         node: None,
-        ssh_public_key: Some(key.openssh()),
+        ssh_public_key: key.map(|k| k.openssh()),
         etcd_discovery: None,
     };
     let config = crate::ignition::build(&request)
@@ -348,6 +358,8 @@ async fn resolve_images(
     targets: &[&Target],
 ) -> Result<BTreeMap<String, Image>, EngineError> {
     let mut images = BTreeMap::new();
+    // Environments that ask for the same image share one lookup.
+    let mut looked_up: BTreeMap<String, Image> = BTreeMap::new();
     for t in targets
         .iter()
         .filter(|t| t.layers.contains(&Layer::Cluster) || manages_machines(t))
@@ -355,6 +367,15 @@ async fn resolve_images(
         let Some(cluster) = t.environment.as_ref().and_then(|e| e.spec.cluster.as_ref()) else {
             continue;
         };
+        let key = match (&cluster.os, &cluster.ami) {
+            (Some(os), _) => format!("{}|{:?}", images::feed_url(os), images::owners(os)),
+            (None, Some(ami)) => ami.to_string(),
+            (None, None) => continue,
+        };
+        if let Some(image) = looked_up.get(&key) {
+            images.insert(t.name.clone(), image.clone());
+            continue;
+        }
         let image = match (&cluster.os, &cluster.ami) {
             (Some(os), _) => images::resolve(aws, os).await,
             (None, Some(ami)) => images::pinned(aws, ami).await,
@@ -364,6 +385,7 @@ async fn resolve_images(
             env: t.name.clone(),
             source: Box::new(source),
         })?;
+        looked_up.insert(key, image.clone());
         images.insert(t.name.clone(), image);
     }
     Ok(images)
