@@ -76,16 +76,7 @@ pub async fn observe(
     let mut out: BTreeMap<String, Vec<Observed>> =
         envs.iter().map(|e| (e.clone(), Vec::new())).collect();
     for t in templates {
-        let tags: BTreeMap<String, String> = t
-            .tags()
-            .iter()
-            .filter_map(|t| {
-                Some((
-                    t.key()?.to_owned(),
-                    t.value().unwrap_or_default().to_owned(),
-                ))
-            })
-            .collect();
+        let tags = super::network::ec2_tags(t.tags());
         let Some(env) = tags.get(TAG_ENVIRONMENT).cloned() else {
             continue;
         };
@@ -168,16 +159,7 @@ pub async fn observe(
         });
     }
     for g in groups {
-        let tags: BTreeMap<String, String> = g
-            .tags()
-            .iter()
-            .filter_map(|t| {
-                Some((
-                    t.key()?.to_owned(),
-                    t.value().unwrap_or_default().to_owned(),
-                ))
-            })
-            .collect();
+        let tags = super::tag_map(g.tags().iter().map(|t| (t.key(), t.value())));
         let Some(env) = tags.get(TAG_ENVIRONMENT).cloned() else {
             continue;
         };

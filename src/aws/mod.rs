@@ -54,6 +54,16 @@ impl Metrics {
     }
 }
 
+/// Tags as a map, from any SDK's `(key, value)` pairs; a tag without a key is skipped.
+pub(crate) fn tag_map<'a>(
+    pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
+) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| Some((k?.to_owned(), v.unwrap_or_default().to_owned())))
+        .collect()
+}
+
 fn is_read(operation: &str) -> bool {
     ["Describe", "Get", "List"]
         .iter()

@@ -25,15 +25,8 @@ fn env_filter(envs: &[String]) -> ec2::Filter {
         .build()
 }
 
-fn ec2_tags(tags: &[ec2::Tag]) -> BTreeMap<String, String> {
-    tags.iter()
-        .filter_map(|t| {
-            Some((
-                t.key()?.to_owned(),
-                t.value().unwrap_or_default().to_owned(),
-            ))
-        })
-        .collect()
+pub(crate) fn ec2_tags(tags: &[ec2::Tag]) -> BTreeMap<String, String> {
+    super::tag_map(tags.iter().map(|t| (t.key(), t.value())))
 }
 
 /// Builds a resource's spec and bookkeeping once AWS ids can be mapped to logical ids.
@@ -501,16 +494,7 @@ async fn observe_load_balancers(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>> 
             .map_err(|e| join_error("reading load balancer tags", e))?
             .map_err(|e| error("reading load balancer tags", e))?;
         for d in out.tag_descriptions() {
-            let map = d
-                .tags()
-                .iter()
-                .filter_map(|t| {
-                    Some((
-                        t.key()?.to_owned(),
-                        t.value().unwrap_or_default().to_owned(),
-                    ))
-                })
-                .collect();
+            let map = super::tag_map(d.tags().iter().map(|t| (t.key(), t.value())));
             tags.insert(d.resource_arn().unwrap_or_default().to_owned(), map);
         }
     }
