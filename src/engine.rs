@@ -202,28 +202,28 @@ pub async fn plan(
                 .as_ref()
                 .is_some_and(|e| matches!(e.spec.network.zones, Zones::Count(_)))
         });
-        let (state, zones): (NetworkState, Vec<String>) = match (names.is_empty(), counted) {
-            (true, _) => (NetworkState::new(), Vec::new()),
-            (false, true) => {
-                tokio::try_join!(aws_network::observe(&aws, &names), aws_network::zones(&aws))?
+        let network = async {
+            match (names.is_empty(), counted) {
+                (true, _) => Ok((NetworkState::new(), Vec::new())),
+                (false, true) => {
+                    tokio::try_join!(aws_network::observe(&aws, &names), aws_network::zones(&aws))
+                }
+                (false, false) => Ok((aws_network::observe(&aws, &names).await?, Vec::new())),
             }
-            (false, false) => (aws_network::observe(&aws, &names).await?, Vec::new()),
         };
-        let images = resolve_images(&aws, &targets).await?;
+        // The image and the keys do not depend on the network: read them alongside it.
+        let (network, images, keys) = tokio::join!(
+            network,
+            resolve_images(&aws, &targets),
+            read_keys(&aws, &targets)
+        );
+        let ((state, zones), images, keys): ((NetworkState, Vec<String>), _, _) =
+            (network?, images?, keys?);
         let mut machines = BTreeMap::new();
-        // Each secret is read once per run, however many environments share it.
-        let mut keys: BTreeMap<String, crate::aws::secrets::SshPublicKey> = BTreeMap::new();
         for t in targets.iter().filter(|t| manages_machines(t)) {
             let (Some(env), Some(image)) = (&t.environment, images.get(&t.name)) else {
                 continue;
             };
-            if let Some(node) = &env.spec.node
-                && !keys.contains_key(node.ssh.public_key_secret.as_str())
-            {
-                let key =
-                    crate::aws::secrets::ssh_public_key(&aws, &node.ssh.public_key_secret).await?;
-                keys.insert(node.ssh.public_key_secret.to_string(), key);
-            }
             let key = env
                 .spec
                 .node
@@ -307,6 +307,25 @@ fn manages_machines(t: &Target) -> bool {
             .as_ref()
             .and_then(|e| e.spec.cluster.as_ref())
             .is_some_and(|c| c.mode == crate::config::ClusterMode::Autoscaling)
+}
+
+/// The SSH keys of the targets whose machines strata manages; each secret is read once
+/// per run, however many environments share it.
+async fn read_keys(
+    aws: &crate::aws::Aws,
+    targets: &[&Target],
+) -> Result<BTreeMap<String, crate::aws::secrets::SshPublicKey>, EngineError> {
+    let mut keys = BTreeMap::new();
+    for t in targets.iter().filter(|t| manages_machines(t)) {
+        let Some(node) = t.environment.as_ref().and_then(|e| e.spec.node.as_ref()) else {
+            continue;
+        };
+        if !keys.contains_key(node.ssh.public_key_secret.as_str()) {
+            let key = crate::aws::secrets::ssh_public_key(aws, &node.ssh.public_key_secret).await?;
+            keys.insert(node.ssh.public_key_secret.to_string(), key);
+        }
+    }
+    Ok(keys)
 }
 
 /// Renders the config the instances will boot with (in memory only: it holds the key).
