@@ -852,16 +852,27 @@ async fn execute_machines(
             }
             _ => continue,
         }
-        exec.say(&format!(
-            "{env}: {} {} {} {}",
-            a.action.symbol(),
-            a.action,
-            a.kind.describe(),
-            a.id
-        ));
+        report(exec, env, a);
         done += 1;
     }
     Ok(done)
+}
+
+/// One progress line per action done, with the AWS id when there is one.
+fn report(exec: &mut Executor<'_>, env: &str, a: &Action) {
+    let aws = exec
+        .ids
+        .get(&a.id)
+        .or(a.aws_id.as_ref())
+        .map(|id| format!(" ({id})"))
+        .unwrap_or_default();
+    exec.say(&format!(
+        "{env}: {} {} {} {}{aws}",
+        a.action.symbol(),
+        a.action,
+        a.kind.describe(),
+        a.id
+    ));
 }
 
 /// Runs one environment's network actions in the order [`plan::schedule::schedule`]
@@ -907,19 +918,7 @@ async fn execute_network(
                 None => continue,
             },
         }
-        let aws = exec
-            .ids
-            .get(&a.id)
-            .or(a.aws_id.as_ref())
-            .map(|id| format!(" ({id})"))
-            .unwrap_or_default();
-        exec.say(&format!(
-            "{env}: {} {} {} {}{aws}",
-            a.action.symbol(),
-            a.action,
-            a.kind.describe(),
-            a.id
-        ));
+        report(exec, env, a);
         done += 1;
     }
     Ok(done)
