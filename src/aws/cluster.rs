@@ -233,9 +233,7 @@ impl super::network::Executor<'_> {
         let mut data = ec2::RequestLaunchTemplateData::builder()
             .image_id(image)
             .instance_type(ec2::InstanceType::from(instance_type.as_str()))
-            .set_security_group_ids(Some(
-                security_groups.iter().map(|g| self.aws_id(g)).collect(),
-            ))
+            .set_security_group_ids(Some(security_groups.iter().map(|g| self.id(g)).collect()))
             .user_data(user_data)
             // IMDSv2 only: no instance answers metadata requests without a session token.
             .metadata_options(
@@ -288,7 +286,7 @@ impl super::network::Executor<'_> {
         };
         let what = format!("creating launch template {name}");
         let out = self
-            .aws_client()
+            .aws
             .ec2
             .create_launch_template()
             .launch_template_name(name)
@@ -318,10 +316,10 @@ impl super::network::Executor<'_> {
     /// Adds a version with the desired settings and `user_data`, and makes it the
     /// default. Returns nothing; the new version number is remembered for the group.
     pub async fn new_template_version(&mut self, spec: &Spec, user_data: &str) -> Result<()> {
-        let template = self.aws_id(LAUNCH_TEMPLATE);
+        let template = self.id(LAUNCH_TEMPLATE);
         let what = format!("adding a version to launch template {template}");
         let out = self
-            .aws_client()
+            .aws
             .ec2
             .create_launch_template_version()
             .launch_template_id(&template)
@@ -334,7 +332,7 @@ impl super::network::Executor<'_> {
             .and_then(|v| v.version_number())
             .unwrap_or(0)
             .to_string();
-        self.aws_client()
+        self.aws
             .ec2
             .modify_launch_template()
             .launch_template_id(&template)
@@ -362,7 +360,7 @@ impl super::network::Executor<'_> {
             return Ok(());
         };
         let what = format!("refreshing the instances of auto-scaling group {name}");
-        let client = self.aws_client().autoscaling.clone();
+        let client = self.aws.autoscaling.clone();
         let preferences = asg::RefreshPreferences::builder()
             .min_healthy_percentage(i32::from(*min_healthy_percent))
             .instance_warmup(i32::try_from(*warmup_seconds).unwrap_or(i32::MAX))
@@ -463,16 +461,16 @@ impl super::network::Executor<'_> {
             return Ok(());
         };
         let template = asg::LaunchTemplateSpecification::builder()
-            .launch_template_id(self.aws_id(LAUNCH_TEMPLATE))
+            .launch_template_id(self.id(LAUNCH_TEMPLATE))
             .version(self.template_version(latest))
             .build();
         let zones = subnets
             .iter()
-            .map(|s| self.aws_id(s))
+            .map(|s| self.id(s))
             .collect::<Vec<_>>()
             .join(",");
-        let groups: Vec<String> = target_groups.iter().map(|t| self.aws_id(t)).collect();
-        let client = &self.aws_client().autoscaling;
+        let groups: Vec<String> = target_groups.iter().map(|t| self.id(t)).collect();
+        let client = &self.aws.autoscaling;
         match observed {
             None => {
                 let what = format!("creating auto-scaling group {name}");
@@ -520,14 +518,10 @@ impl super::network::Executor<'_> {
                     target_groups: old, ..
                 } = &o.spec
                 {
-                    let attach: Vec<String> = target_groups
-                        .difference(old)
-                        .map(|t| self.aws_id(t))
-                        .collect();
-                    let detach: Vec<String> = old
-                        .difference(target_groups)
-                        .map(|t| self.aws_id(t))
-                        .collect();
+                    let attach: Vec<String> =
+                        target_groups.difference(old).map(|t| self.id(t)).collect();
+                    let detach: Vec<String> =
+                        old.difference(target_groups).map(|t| self.id(t)).collect();
                     if !attach.is_empty() {
                         client
                             .attach_load_balancer_target_groups()
@@ -558,7 +552,7 @@ impl super::network::Executor<'_> {
         let what = format!("deleting {} {} ({})", o.kind.describe(), o.id, o.aws_id);
         match o.kind {
             Kind::AutoScalingGroup => self
-                .aws_client()
+                .aws
                 .autoscaling
                 .delete_auto_scaling_group()
                 .auto_scaling_group_name(&o.aws_id)
@@ -568,7 +562,7 @@ impl super::network::Executor<'_> {
                 .map(drop)
                 .map_err(|e| error(&what, e)),
             Kind::LaunchTemplate => self
-                .aws_client()
+                .aws
                 .ec2
                 .delete_launch_template()
                 .launch_template_id(&o.aws_id)

@@ -633,7 +633,7 @@ fn join_error(what: &str, e: tokio::task::JoinError) -> AwsError {
 /// Runs network actions for one environment, keeping logical → AWS ids current as
 /// resources are created, so later resources can refer to earlier ones.
 pub struct Executor<'a> {
-    aws: &'a Aws,
+    pub(crate) aws: &'a Aws,
     env: &'a str,
     user_tags: &'a BTreeMap<String, String>,
     /// Logical id → AWS id of everything that exists now.
@@ -672,7 +672,8 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn id(&self, logical: &str) -> String {
+    /// The AWS id of a logical id, as known now (the logical id itself when unknown).
+    pub(crate) fn id(&self, logical: &str) -> String {
         self.ids
             .get(logical)
             .cloned()
@@ -725,16 +726,6 @@ impl<'a> Executor<'a> {
             .resource_type(resource)
             .set_tags(Some(tags))
             .build()
-    }
-
-    /// The AWS id of a logical id, as known now.
-    pub(crate) fn aws_id(&self, logical: &str) -> String {
-        self.id(logical)
-    }
-
-    /// The clients.
-    pub(crate) fn aws_client(&self) -> &Aws {
-        self.aws
     }
 
     fn elb_tags(&self, id: &str) -> Vec<elb::Tag> {
