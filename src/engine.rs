@@ -255,6 +255,12 @@ pub async fn plan(
         for t in targets {
             let observed = state.get(&t.name).cloned().unwrap_or_default();
             let machine_observed = cluster_state.get(&t.name).cloned().unwrap_or_default();
+            // Removed environments desire nothing; fixed-size clusters are not managed yet.
+            let desired = match (&t.environment, machines.get(&t.name)) {
+                (Some(env), Some(m)) => Some(desired_machines(env, m, &machine_observed)),
+                (None, _) => Some((Vec::new(), Vec::new())),
+                _ => None,
+            };
             let planned = plan_target(
                 t,
                 &observed,
@@ -262,19 +268,17 @@ pub async fn plan(
                 &zones,
                 images.get(&t.name),
                 machines.get(&t.name),
+                desired.as_ref(),
             )?;
-            if let (Some(env), Some(m)) = (&t.environment, machines.get(&t.name)) {
-                // The same image choice as the plan: a node change keeps the running image.
-                let image = kept_image(env, &machine_observed, &m.image)
-                    .unwrap_or_else(|| m.image.id.clone());
-                let template = plan::cluster::desired(env, &image, &m.user_data, &[])
-                    .into_iter()
-                    .find(|r| r.kind == Kind::LaunchTemplate);
-                if let Some(template) = template {
-                    observations
-                        .launch_templates
-                        .insert(t.name.clone(), template);
-                }
+            // A node change re-versions the template the plan wants.
+            if let Some(template) = desired
+                .iter()
+                .flat_map(|(c, _)| c)
+                .find(|r| r.kind == Kind::LaunchTemplate)
+            {
+                observations
+                    .launch_templates
+                    .insert(t.name.clone(), template.clone());
             }
             environments.push(planned);
             observations.network.insert(t.name.clone(), observed);
@@ -410,6 +414,40 @@ async fn resolve_images(
     Ok(images)
 }
 
+/// The cluster and node layers' desired resources of an environment whose machines
+/// strata manages: the image as `os.follow` says, and the target groups of the load
+/// balancers the cluster joins.
+fn desired_machines(
+    env: &Environment,
+    m: &Machine,
+    machine_observed: &[Observed],
+) -> (Vec<plan::Resource>, Vec<plan::Resource>) {
+    let prefixes: Vec<String> = env
+        .spec
+        .cluster
+        .iter()
+        .flat_map(|c| &c.load_balancers)
+        .map(|lb| format!("tg/{lb}/"))
+        .collect();
+    let tgs: Vec<String> = plan::network::desired(env, &[])
+        .into_iter()
+        .filter(|r| {
+            r.kind == Kind::TargetGroup && prefixes.iter().any(|p| r.id.starts_with(p.as_str()))
+        })
+        .map(|r| r.id)
+        .collect();
+    let image = kept_image(env, machine_observed, &m.image).unwrap_or_else(|| m.image.id.clone());
+    let node = m
+        .config
+        .as_deref()
+        .map(plan::cluster::node)
+        .unwrap_or_default();
+    (
+        plan::cluster::desired(env, &image, &m.user_data, &tgs),
+        node,
+    )
+}
+
 fn plan_target(
     t: &Target,
     observed: &[Observed],
@@ -417,6 +455,7 @@ fn plan_target(
     zones: &[String],
     image: Option<&Image>,
     machine: Option<&Machine>,
+    desired_machines: Option<&(Vec<plan::Resource>, Vec<plan::Resource>)>,
 ) -> Result<EnvironmentPlan, EngineError> {
     let mut layers = Vec::new();
     let mut network_actions: Vec<Action> = Vec::new();
@@ -455,40 +494,6 @@ fn plan_target(
         .environment
         .as_ref()
         .and_then(|env| forced_cluster_reason(env, &network_actions));
-    // Desired cluster and node resources, when strata manages this cluster.
-    let desired_machines: Option<(Vec<plan::Resource>, Vec<plan::Resource>)> =
-        match (&t.environment, machine) {
-            (Some(env), Some(m)) => {
-                let tgs: Vec<String> = env
-                    .spec
-                    .cluster
-                    .iter()
-                    .flat_map(|c| &c.load_balancers)
-                    .flat_map(|lb| {
-                        plan::network::desired(env, &[])
-                            .into_iter()
-                            .filter(move |r| {
-                                r.kind == Kind::TargetGroup
-                                    && r.id.starts_with(&format!("tg/{lb}/"))
-                            })
-                            .map(|r| r.id)
-                    })
-                    .collect();
-                let node = m
-                    .config
-                    .as_deref()
-                    .map(plan::cluster::node)
-                    .unwrap_or_default();
-                let image = kept_image(env, machine_observed, &m.image)
-                    .unwrap_or_else(|| m.image.id.clone());
-                Some((
-                    plan::cluster::desired(env, &image, &m.user_data, &tgs),
-                    node,
-                ))
-            }
-            (None, _) => Some((Vec::new(), Vec::new())),
-            _ => None,
-        };
     for layer in [Layer::Cluster, Layer::Node] {
         let has_section = t.environment.as_ref().is_none_or(|e| match layer {
             Layer::Cluster => e.spec.cluster.is_some(),
@@ -522,7 +527,7 @@ fn plan_target(
                 None => notes.push(format!("image: {} ({}{release}, {})", image.id, image.source, image.name)),
             }
         }
-        let actions = match &desired_machines {
+        let actions = match desired_machines {
             Some((cluster, node)) => {
                 let desired = if layer == Layer::Cluster {
                     cluster
@@ -566,7 +571,7 @@ fn plan_target(
     follow_new_template_version(
         &mut layers,
         machine_observed,
-        desired_machines.as_ref().map(|(c, _)| c.as_slice()),
+        desired_machines.map(|(c, _)| c.as_slice()),
     );
     let mut summary = Summary::default();
     for l in &layers {
