@@ -82,6 +82,17 @@ fn main() {
     let _ = moto.wait();
 }
 
+/// The SDK pointed at moto (or the proxy in front of it), retries off.
+async fn moto_config(url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(Region::new("eu-west-1"))
+        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
+        .retry_config(RetryConfig::disabled())
+        .load()
+        .await
+}
+
 /// A loopback proxy that delays every request by `latency`, as a distant AWS would.
 async fn latency_proxy(target: u16, latency: Duration) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -121,13 +132,7 @@ async fn latency_proxy(target: u16, latency: Duration) -> u16 {
 
 async fn run(url: &str) {
     {
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(url)
-            .region(Region::new("eu-west-1"))
-            .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
-            .retry_config(RetryConfig::disabled())
-            .load()
-            .await;
+        let config = moto_config(url).await;
         println!(
             "{:<14} {:>6} {:>10} {:>14} {:>7} {:>15}",
             "environments", "reads", "plan", "slowest read", "ratio", "reads in series"
@@ -194,13 +199,7 @@ async fn three_layers(url: &str) {
         .respond_with(ResponseTemplate::new(200).set_body_json(body))
         .mount(&feed)
         .await;
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(url)
-        .region(Region::new("eu-west-1"))
-        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
-        .retry_config(RetryConfig::disabled())
-        .load()
-        .await;
+    let config = moto_config(url).await;
     let connector = Connector::new(config, Vec::new());
     let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICm1bekesu5Ftri4D28WBQVtgKRVpxzfpvoPNIOVyiuK bench@strata";
     connector

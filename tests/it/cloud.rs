@@ -99,6 +99,18 @@ impl Moto {
     }
 }
 
+/// The SDK pointed at moto in `region`, with test credentials.
+async fn moto_config(region: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(moto().url())
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        // A moto 500 must fail fast, not cost seconds of retries.
+        .retry_config(RetryConfig::disabled())
+        .load()
+        .await
+}
+
 /// Sends every request to one moto account.
 #[derive(Debug)]
 struct Account(String);
@@ -171,14 +183,7 @@ impl Cloud {
     }
 
     async fn config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(moto().url())
-            .region(Region::new("eu-west-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-            // A moto 500 must fail fast, not cost seconds of retries.
-            .retry_config(RetryConfig::disabled())
-            .load()
-            .await
+        moto_config("eu-west-1").await
     }
 
     /// A connector whose clients all talk to this account.
@@ -229,14 +234,7 @@ pub fn binary_vars() -> Vec<(&'static str, String)> {
 
 /// Stores a secret in moto's default account (where the binary looks).
 pub async fn put_secret(region: &str, name: &str, value: &str) {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(moto().url())
-        .region(Region::new(region.to_owned()))
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .retry_config(RetryConfig::disabled())
-        .load()
-        .await;
-    let client = aws_sdk_secretsmanager::Client::new(&config);
+    let client = aws_sdk_secretsmanager::Client::new(&moto_config(region).await);
     client
         .create_secret()
         .name(name)
