@@ -7,7 +7,8 @@ use crate::aws::images::{self, Image};
 use crate::aws::network::{self as aws_network, Executor, NetworkState};
 use crate::aws::{AwsError, Connector};
 use crate::changes::{ChangeKind, ChangeSet};
-use crate::config::{Environment, Layer, SubnetKind, Zones};
+use crate::config::{ClusterMode, Environment, Layer, SubnetKind, Zones};
+use crate::plan::cluster::NodeLaunch;
 use crate::plan::{
     self, Action, ActionKind, EnvironmentPlan, Kind, LayerPlan, Observed, Plan, Summary,
 };
@@ -174,10 +175,23 @@ pub struct Observations {
 /// the rendered config (only in memory; it holds the SSH key).
 struct Machine {
     image: Image,
-    /// The full config JSON (what the node layer compares).
+    /// The full config JSON in the template (what the node layer compares): the
+    /// group's shared config, or node 0's for a fixed-size cluster.
     config: Option<String>,
-    /// Base64 of the user data EC2 gets (the config, or its gzip wrapper).
+    /// Base64 of the template's user data (the config, or its gzip wrapper).
     user_data: String,
+    /// A fixed-size cluster's nodes, by index.
+    nodes: Vec<NodeLaunch>,
+}
+
+/// An environment's desired cluster and node layers.
+struct DesiredMachines {
+    /// The template and, for an auto-scaling cluster, the group.
+    cluster: Vec<plan::Resource>,
+    /// The template's node config.
+    node: Vec<plan::Resource>,
+    /// A fixed-size cluster's instances.
+    instances: Vec<plan::Resource>,
 }
 
 /// Reads the live state of every target and plans it.
@@ -250,15 +264,39 @@ pub async fn plan(
                     .cloned()
                     .unwrap_or_else(|| aws_id.to_owned())
             };
-            crate::aws::cluster::observe(&aws, &clustered, &map).await?
+            // Which instances are registered is read from the target groups of the
+            // fixed-size clusters that join load balancers.
+            let registrations: Vec<String> = targets
+                .iter()
+                .filter_map(|t| t.environment.as_ref())
+                .filter_map(|e| Some((e.name.as_str(), e.spec.cluster.as_ref()?)))
+                .filter(|(_, c)| c.mode == ClusterMode::Fixed)
+                .flat_map(|(name, c)| {
+                    let observed = state.get(name).map(Vec::as_slice).unwrap_or_default();
+                    c.load_balancers.iter().flat_map(move |lb| {
+                        let prefix = format!("tg/{lb}/");
+                        observed
+                            .iter()
+                            .filter(move |o| {
+                                o.kind == Kind::TargetGroup && o.id.starts_with(&prefix)
+                            })
+                            .map(|o| o.aws_id.clone())
+                    })
+                })
+                .collect();
+            crate::aws::cluster::observe(&aws, &clustered, &map, &registrations).await?
         };
         for t in targets {
             let observed = state.get(&t.name).cloned().unwrap_or_default();
             let machine_observed = cluster_state.get(&t.name).cloned().unwrap_or_default();
-            // Removed environments desire nothing; fixed-size clusters are not managed yet.
+            // Removed environments desire nothing.
             let desired = match (&t.environment, machines.get(&t.name)) {
                 (Some(env), Some(m)) => Some(desired_machines(env, m, &machine_observed)),
-                (None, _) => Some((Vec::new(), Vec::new())),
+                (None, _) => Some(DesiredMachines {
+                    cluster: Vec::new(),
+                    node: Vec::new(),
+                    instances: Vec::new(),
+                }),
                 _ => None,
             };
             let planned = plan_target(
@@ -273,7 +311,7 @@ pub async fn plan(
             // A node change re-versions the template the plan wants.
             if let Some(template) = desired
                 .iter()
-                .flat_map(|(c, _)| c)
+                .flat_map(|d| &d.cluster)
                 .find(|r| r.kind == Kind::LaunchTemplate)
             {
                 observations
@@ -303,14 +341,13 @@ pub async fn plan(
     ))
 }
 
-/// True when strata manages this target's machines (cluster or node layer selected, an
-/// auto-scaling cluster; fixed-size clusters come next).
+/// True when strata manages this target's machines (cluster or node layer selected,
+/// and a cluster section).
 fn manages_machines(t: &Target) -> bool {
     (t.layers.contains(&Layer::Cluster) || t.layers.contains(&Layer::Node))
         && t.environment
             .as_ref()
-            .and_then(|e| e.spec.cluster.as_ref())
-            .is_some_and(|c| c.mode == crate::config::ClusterMode::Autoscaling)
+            .is_some_and(|e| e.spec.cluster.is_some())
 }
 
 /// The SSH keys of the targets whose machines strata manages; each secret is read once
@@ -332,7 +369,8 @@ async fn read_keys(
     Ok(keys)
 }
 
-/// Renders the config the instances will boot with (in memory only: it holds the key).
+/// Renders the config the instances will boot with (in memory only: it holds the key):
+/// one shared by a group's instances, or one per node of a fixed-size cluster.
 fn machine(
     env: &Environment,
     units: &UnitSet,
@@ -340,37 +378,64 @@ fn machine(
     key: Option<&crate::aws::secrets::SshPublicKey>,
 ) -> Result<Machine, EngineError> {
     use base64::Engine as _;
+    let encode = |json: String| base64::engine::general_purpose::STANDARD.encode(json);
+    let failed = |e: crate::ignition::RenderError| EngineError::Render {
+        env: env.name.to_string(),
+        message: e.to_string(),
+    };
+    let size = env
+        .spec
+        .cluster
+        .as_ref()
+        .filter(|c| c.mode == ClusterMode::Fixed)
+        .map_or(0, |c| c.size.unwrap_or(0));
     if env.spec.node.is_none() {
         // A cluster without a node section boots an empty config.
         let empty =
             serde_json::json!({"ignition": {"version": crate::ignition::SPEC_VERSION}}).to_string();
+        let nodes = (0..size)
+            .map(|_| NodeLaunch {
+                user_data: encode(empty.clone()),
+                digest: plan::cluster::digest(&empty),
+            })
+            .collect();
         return Ok(Machine {
             image,
             config: None,
-            user_data: base64::engine::general_purpose::STANDARD.encode(empty),
+            user_data: encode(empty),
+            nodes,
         });
     }
-    let request = crate::ignition::RenderRequest {
+    let request = |node: Option<u16>| crate::ignition::RenderRequest {
         environment: env,
         units,
-        node: None,
+        node,
         ssh_public_key: key.map(|k| k.openssh()),
         etcd_discovery: None,
     };
-    let config = crate::ignition::build(&request)
+    let mut nodes = Vec::with_capacity(usize::from(size));
+    for index in 0..size {
+        let request = request(Some(index));
+        let config = crate::ignition::build(&request)
+            .map(|c| crate::ignition::to_json(&c))
+            .map_err(failed)?;
+        nodes.push(NodeLaunch {
+            user_data: encode(crate::ignition::fit(config).map_err(failed)?.json),
+            digest: plan::cluster::digest(
+                &crate::ignition::comparable_json(&request).map_err(failed)?,
+            ),
+        });
+    }
+    // The template holds the group's config, or node 0's as the cluster's example.
+    let config = crate::ignition::build(&request((size > 0).then_some(0)))
         .map(|c| crate::ignition::to_json(&c))
-        .map_err(|e| EngineError::Render {
-            env: env.name.to_string(),
-            message: e.to_string(),
-        })?;
-    let data = crate::ignition::fit(config.clone()).map_err(|e| EngineError::Render {
-        env: env.name.to_string(),
-        message: e.to_string(),
-    })?;
+        .map_err(failed)?;
+    let data = crate::ignition::fit(config.clone()).map_err(failed)?;
     Ok(Machine {
         image,
         config: Some(config),
-        user_data: base64::engine::general_purpose::STANDARD.encode(data.json),
+        user_data: encode(data.json),
+        nodes,
     })
 }
 
@@ -421,7 +486,7 @@ fn desired_machines(
     env: &Environment,
     m: &Machine,
     machine_observed: &[Observed],
-) -> (Vec<plan::Resource>, Vec<plan::Resource>) {
+) -> DesiredMachines {
     let prefixes: Vec<String> = env
         .spec
         .cluster
@@ -437,15 +502,15 @@ fn desired_machines(
         .map(|r| r.id)
         .collect();
     let image = kept_image(env, machine_observed, &m.image).unwrap_or_else(|| m.image.id.clone());
-    let node = m
-        .config
-        .as_deref()
-        .map(plan::cluster::node)
-        .unwrap_or_default();
-    (
-        plan::cluster::desired(env, &image, &m.user_data, &tgs),
-        node,
-    )
+    DesiredMachines {
+        cluster: plan::cluster::desired(env, &image, &m.user_data, &tgs),
+        node: m
+            .config
+            .as_deref()
+            .map(plan::cluster::node)
+            .unwrap_or_default(),
+        instances: plan::cluster::instances(env, &image, &tgs, &m.nodes),
+    }
 }
 
 fn plan_target(
@@ -455,7 +520,7 @@ fn plan_target(
     zones: &[String],
     image: Option<&Image>,
     machine: Option<&Machine>,
-    desired_machines: Option<&(Vec<plan::Resource>, Vec<plan::Resource>)>,
+    desired_machines: Option<&DesiredMachines>,
 ) -> Result<EnvironmentPlan, EngineError> {
     let mut layers = Vec::new();
     let mut network_actions: Vec<Action> = Vec::new();
@@ -494,20 +559,33 @@ fn plan_target(
         .environment
         .as_ref()
         .and_then(|env| forced_cluster_reason(env, &network_actions));
-    for layer in [Layer::Cluster, Layer::Node] {
+    let forced_by_of = |layer: Layer| {
+        if layer == Layer::Cluster && !t.layers.contains(&layer) && t.follow_forced {
+            forced.clone()
+        } else {
+            None
+        }
+    };
+    let planned = |layer: Layer| {
         let has_section = t.environment.as_ref().is_none_or(|e| match layer {
             Layer::Cluster => e.spec.cluster.is_some(),
             _ => e.spec.node.is_some(),
         });
-        let forced_by = if layer == Layer::Cluster && !t.layers.contains(&layer) && t.follow_forced
-        {
-            forced.clone()
-        } else {
-            None
-        };
-        if !(t.layers.contains(&layer) || forced_by.is_some()) || !has_section {
+        has_section && (t.layers.contains(&layer) || forced_by_of(layer).is_some())
+    };
+    let (cluster_planned, node_planned) = (planned(Layer::Cluster), planned(Layer::Node));
+    // A fixed-size cluster's instances belong to the cluster layer; a node-only plan
+    // shows the replacements a node change makes.
+    let instance_layer = if cluster_planned {
+        Layer::Cluster
+    } else {
+        Layer::Node
+    };
+    for layer in [Layer::Cluster, Layer::Node] {
+        if !planned(layer) {
             continue;
         }
+        let forced_by = forced_by_of(layer);
         let mut notes = Vec::new();
         if let (Layer::Cluster, Some(image)) = (layer, image) {
             let release = image
@@ -528,18 +606,27 @@ fn plan_target(
             }
         }
         let actions = match desired_machines {
-            Some((cluster, node)) => {
-                let desired = if layer == Layer::Cluster {
-                    cluster
+            Some(machines) => {
+                let mut desired = if layer == Layer::Cluster {
+                    machines.cluster.clone()
                 } else {
-                    node
+                    machines.node.clone()
                 };
                 let live: Vec<Observed> = machine_observed
                     .iter()
-                    .filter(|o| o.kind.layer() == layer)
+                    .filter(|o| match o.kind {
+                        Kind::Instance => layer == instance_layer,
+                        kind => kind.layer() == layer,
+                    })
                     .cloned()
                     .collect();
-                let mut actions = plan::plan_resources(desired, &live);
+                if layer == instance_layer {
+                    desired.extend(machines.instances.iter().map(|r| {
+                        let observed = live.iter().find(|o| o.id == r.id);
+                        plan::cluster::within_layers(r, observed, cluster_planned, node_planned)
+                    }));
+                }
+                let mut actions = plan::plan_resources(&desired, &live);
                 // A node change shows what changes on the machines, unit by unit.
                 if let Some(new) = machine.and_then(|m| m.config.as_deref()) {
                     for a in actions
@@ -553,13 +640,13 @@ fn plan_target(
                 }
                 actions
             }
-            None => {
-                notes.push(format!(
-                    "the {layer} layer of a fixed-size cluster is not managed by this version of strata yet; nothing is planned for it"
-                ));
-                Vec::new()
-            }
+            None => Vec::new(),
         };
+        if layer == instance_layer
+            && let Some(env) = &t.environment
+        {
+            notes.extend(instance_notes(env, &actions, machine_observed));
+        }
         layers.push(LayerPlan {
             layer,
             forced_by,
@@ -571,7 +658,7 @@ fn plan_target(
     follow_new_template_version(
         &mut layers,
         machine_observed,
-        desired_machines.map(|(c, _)| c.as_slice()),
+        desired_machines.map(|d| d.cluster.as_slice()),
     );
     let mut summary = Summary::default();
     for l in &layers {
@@ -584,6 +671,47 @@ fn plan_target(
         summary,
         layers,
     })
+}
+
+/// What a fixed-size cluster's plan should say about its instances: how replacements
+/// roll, and that a running etcd member list is not changed by launching machines.
+fn instance_notes(env: &Environment, actions: &[Action], observed: &[Observed]) -> Vec<String> {
+    let Some(cluster) = env.spec.cluster.as_ref() else {
+        return Vec::new();
+    };
+    let count = |kind: ActionKind| {
+        actions
+            .iter()
+            .filter(|a| a.kind == Kind::Instance && a.action == kind)
+            .count()
+    };
+    let mut notes = Vec::new();
+    if count(ActionKind::Replace) > 0 {
+        notes.push(format!(
+            "instances are replaced one at a time, lowest index first: each new one keeps its address and must be running (and healthy in its target groups) before the next goes, {}s warm-up between",
+            cluster.rollout.warmup_seconds
+        ));
+    }
+    let running = observed.iter().filter(|o| o.kind == Kind::Instance).count();
+    let static_etcd = env
+        .spec
+        .node
+        .as_ref()
+        .and_then(|n| n.etcd.as_ref())
+        .is_some_and(|e| e.bootstrap == crate::config::EtcdBootstrap::Static);
+    let (added, removed) = (count(ActionKind::Create), count(ActionKind::Delete));
+    if running > removed && (added > 0 || removed > 0) {
+        let members = if static_etcd {
+            "; register joining etcd members with `etcdctl member add` (and remove leaving ones) before applying"
+        } else {
+            ""
+        };
+        notes.push(format!(
+            "running nodes keep their config: the member list (STRATA_CLUSTER_SIZE{}) is read at first boot only{members}",
+            if static_etcd { ", ETCD_INITIAL_CLUSTER" } else { "" }
+        ));
+    }
+    notes
 }
 
 /// The image the cluster runs now, when a newer one is published but `os.follow` is
@@ -772,6 +900,22 @@ pub async fn apply(
         let network_actions: Vec<Action> = actions_of(Layer::Network).cloned().collect();
         let mut say = |line: &str| progress(line);
         let mut exec = Executor::new(&aws, &env_plan.name, &target.tags, &observed, &mut say);
+        // Instances launch from the template's latest version unless this run makes one.
+        if let Some(version) = observed
+            .iter()
+            .find(|o| o.kind == Kind::LaunchTemplate)
+            .and_then(|o| o.extra.get("version"))
+        {
+            exec.ids.insert(
+                format!("{}#version", plan::cluster::LAUNCH_TEMPLATE),
+                version.clone(),
+            );
+        }
+        let warmup = target
+            .environment
+            .as_ref()
+            .and_then(|e| e.spec.cluster.as_ref())
+            .map_or(0, |c| c.rollout.warmup_seconds);
         // Machines go first when they go: their instances hold the subnets and groups.
         applied.actions +=
             execute_machines(&mut exec, &env_plan.name, &machine_actions, None, true).await?;
@@ -779,6 +923,13 @@ pub async fn apply(
         let template = observations.launch_templates.get(&env_plan.name);
         applied.actions +=
             execute_machines(&mut exec, &env_plan.name, &machine_actions, template, false).await?;
+        applied.actions += execute_instances(
+            &mut exec,
+            &env_plan.name,
+            &machine_actions,
+            std::time::Duration::from_secs(u64::from(warmup)),
+        )
+        .await?;
         // A new template version reaches running instances through an instance refresh.
         if exec.template_renewed
             && let Some(group) = machine_actions
@@ -821,6 +972,8 @@ async fn execute_machines(
         .iter()
         .copied()
         .filter(|a| (a.action == ActionKind::Delete) == deletions)
+        // Instances that stay are launched, converged and replaced by `execute_instances`.
+        .filter(|a| deletions || a.kind != Kind::Instance)
         .collect();
     ordered.sort_by_key(|a| a.kind.rank());
     if deletions {
@@ -838,9 +991,7 @@ async fn execute_machines(
             }
             (_, Kind::NodeConfig, _, _) => {
                 // One new version carries both a cluster and a node change.
-                if !exec
-                    .ids
-                    .contains_key(&format!("{}#version", plan::cluster::LAUNCH_TEMPLATE))
+                if !exec.template_renewed
                     && let Some(template) = template
                     && let plan::Spec::LaunchTemplate { user_data, .. } = &template.spec
                 {
@@ -859,6 +1010,86 @@ async fn execute_machines(
         }
         report(exec, env, a);
         done += 1;
+    }
+    Ok(done)
+}
+
+/// Runs a fixed-size cluster's instance actions once the template is in place: new
+/// instances launch together and are awaited (running, registered, healthy); running
+/// ones are converged in place; replacements go one at a time, lowest index first,
+/// each new instance running and healthy before the next old one goes, with
+/// `warmup` between them. Stops at the first failure.
+async fn execute_instances(
+    exec: &mut Executor<'_>,
+    env: &str,
+    actions: &[&Action],
+    warmup: std::time::Duration,
+) -> Result<usize, EngineError> {
+    let index = |a: &&Action| {
+        a.id.strip_prefix(plan::cluster::INSTANCE_PREFIX)
+            .and_then(|i| i.parse::<u16>().ok())
+            .unwrap_or(u16::MAX)
+    };
+    let of = |kind: ActionKind| {
+        let mut list: Vec<&Action> = actions
+            .iter()
+            .copied()
+            .filter(|a| a.kind == Kind::Instance && a.action == kind)
+            .collect();
+        list.sort_by_key(index);
+        list
+    };
+    let mut done = 0;
+    let mut launched = Vec::new();
+    for a in of(ActionKind::Create) {
+        if let Some(desired) = &a.desired {
+            let id = exec.launch_instance(desired, None).await?;
+            launched.push((a, desired, id));
+        }
+    }
+    for (a, desired, id) in launched {
+        if let plan::Spec::Instance { target_groups, .. } = &desired.spec {
+            exec.await_instance(&a.id, &id, target_groups).await?;
+        }
+        report(exec, env, a);
+        done += 1;
+    }
+    for a in of(ActionKind::Update) {
+        if let (Some(desired), Some(o)) = (&a.desired, &a.observed) {
+            exec.update_instance(&desired.spec, o).await?;
+            report(exec, env, a);
+            done += 1;
+        }
+    }
+    let replacements = of(ActionKind::Replace);
+    let last = replacements.len().saturating_sub(1);
+    for (n, a) in replacements.into_iter().enumerate() {
+        let (Some(desired), Some(o)) = (&a.desired, &a.observed) else {
+            continue;
+        };
+        exec.delete(o).await?;
+        exec.say(&format!("  … {} ({}) terminated", a.id, o.aws_id));
+        let id = exec.launch_instance(desired, Some(&o.aws_id)).await?;
+        if let plan::Spec::Instance { target_groups, .. } = &desired.spec {
+            exec.await_instance(&a.id, &id, target_groups).await?;
+        }
+        exec.say(&format!(
+            "{env}: {} {} {} {} ({} → {id})",
+            a.action.symbol(),
+            a.action,
+            a.kind.describe(),
+            a.id,
+            o.aws_id
+        ));
+        done += 1;
+        if n < last && !warmup.is_zero() {
+            exec.say(&format!(
+                "  … warming up {} for {}s",
+                a.id,
+                warmup.as_secs()
+            ));
+            tokio::time::sleep(warmup).await;
+        }
     }
     Ok(done)
 }

@@ -127,6 +127,25 @@ pub fn to_json(config: &ign::Config) -> String {
 
 /// The full (unwrapped) Ignition config.
 pub fn build(request: &RenderRequest) -> Result<ign::Config, RenderError> {
+    build_with(request, Membership::Included)
+}
+
+/// The config as a running node of a fixed-size cluster is compared: without the
+/// member list (`STRATA_CLUSTER_SIZE`, `ETCD_INITIAL_CLUSTER`). A node reads those at
+/// first boot only, so growing or shrinking the cluster launches or removes nodes
+/// but does not replace the ones that run.
+pub fn comparable_json(request: &RenderRequest) -> Result<String, RenderError> {
+    build_with(request, Membership::Omitted).map(|c| to_json(&c))
+}
+
+/// Whether `cluster.env` lists the cluster's members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Membership {
+    Included,
+    Omitted,
+}
+
+fn build_with(request: &RenderRequest, membership: Membership) -> Result<ign::Config, RenderError> {
     let env = request.environment;
     let name = env.name.as_str();
     let (Some(node), Some(cluster)) = (&env.spec.node, &env.spec.cluster) else {
@@ -172,7 +191,7 @@ pub fn build(request: &RenderRequest) -> Result<ign::Config, RenderError> {
     env_file.mode = Some(0o644);
     env_file.overwrite = Some(true);
     env_file.contents = Some(ign::Resource {
-        source: Some(data_url(&cluster_env(request, identity))),
+        source: Some(data_url(&env_file_text(request, identity, membership))),
         ..Default::default()
     });
     let mut storage = ign::Storage {
@@ -223,6 +242,14 @@ pub fn build(request: &RenderRequest) -> Result<ign::Config, RenderError> {
 
 /// `/etc/strata/cluster.env`: what units read through `EnvironmentFile=`.
 pub fn cluster_env(request: &RenderRequest, identity: Option<NodeIdentity>) -> String {
+    env_file_text(request, identity, Membership::Included)
+}
+
+fn env_file_text(
+    request: &RenderRequest,
+    identity: Option<NodeIdentity>,
+    membership: Membership,
+) -> String {
     let env = request.environment;
     let name = env.name.as_str();
     let mut lines: Vec<(String, String)> = vec![
@@ -245,7 +272,9 @@ pub fn cluster_env(request: &RenderRequest, identity: Option<NodeIdentity>) -> S
         }
         .into(),
     ));
-    lines.push(("STRATA_CLUSTER_SIZE".into(), size.to_string()));
+    if membership == Membership::Included {
+        lines.push(("STRATA_CLUSTER_SIZE".into(), size.to_string()));
+    }
     if let Some(id) = identity {
         lines.push(("STRATA_NODE_INDEX".into(), id.index.to_string()));
         lines.push(("STRATA_NODE_IP".into(), id.address.to_string()));
@@ -262,7 +291,9 @@ pub fn cluster_env(request: &RenderRequest, identity: Option<NodeIdentity>) -> S
                 if let Some(id) = identity {
                     lines.push(("ETCD_NAME".into(), format!("{name}-{}", id.index)));
                 }
-                lines.push(("ETCD_INITIAL_CLUSTER".into(), members.join(",")));
+                if membership == Membership::Included {
+                    lines.push(("ETCD_INITIAL_CLUSTER".into(), members.join(",")));
+                }
                 lines.push(("ETCD_INITIAL_CLUSTER_STATE".into(), "new".into()));
                 lines.push(("ETCD_INITIAL_CLUSTER_TOKEN".into(), name.to_owned()));
             }

@@ -4,7 +4,7 @@ strata's integration tests start this once per test run (one server, every test 
 its own moto account through the `x-moto-account-id` header). It prints the port on
 stdout, then serves until its stdin closes, which happens when the test process ends,
 so no server outlives the tests. Pinned to the moto version scripts/setup installs
-(5.2.5), whose known gaps it patches below; strata itself never fakes AWS behaviour.
+(5.2.5), whose known gaps it patches below (three of them); strata itself never fakes AWS behaviour.
 """
 
 import datetime
@@ -14,6 +14,7 @@ import uuid
 
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.responses import ActionResult
+from moto.ec2.models.instances import Instance
 from moto.ec2.models.launch_templates import LaunchTemplate
 from moto.ec2.utils import parse_user_data
 from moto.server import ThreadedMotoServer
@@ -80,6 +81,24 @@ def _cancel_instance_refresh(self):
 AutoScalingResponse.start_instance_refresh = _start_instance_refresh
 AutoScalingResponse.describe_instance_refreshes = _describe_instance_refreshes
 AutoScalingResponse.cancel_instance_refresh = _cancel_instance_refresh
+
+# moto 5.2.5 gap: terminating an instance keeps its private address taken in its
+# subnet (its primary network interface is not deleted), so a replacement cannot
+# launch at the same address. EC2 frees the address with the instance; do the same.
+_terminate = Instance.terminate
+
+
+def _terminate_freeing_address(self):
+    previous = _terminate(self)
+    subnet_id = self.subnet_id
+    if subnet_id:
+        subnet = self.ec2_backend.get_subnet(subnet_id)
+        for ip in list(self._private_ips):
+            subnet.del_subnet_ip(ip)
+    return previous
+
+
+Instance.terminate = _terminate_freeing_address
 
 # One line per request on stderr would drown test and demo output.
 logging.getLogger("werkzeug").setLevel(logging.ERROR)

@@ -1,5 +1,6 @@
-//! The cluster and node layers in AWS: the launch template, the auto-scaling group and
-//! the user data (the node config) of the template's latest version.
+//! The cluster and node layers in AWS: the launch template, the auto-scaling group,
+//! the instances of a fixed-size cluster, and the user data (the node config) of the
+//! template's latest version.
 
 use std::collections::BTreeMap;
 
@@ -8,22 +9,30 @@ use aws_sdk_ec2::types as ec2;
 use base64::Engine as _;
 
 use super::{Aws, AwsError, error};
-use crate::plan::cluster::{AUTO_SCALING_GROUP, LAUNCH_TEMPLATE, NODE_CONFIG, digest};
-use crate::plan::{Kind, Observed, Spec, TAG_ENVIRONMENT, TAG_ID};
+use crate::plan::cluster::{
+    AUTO_SCALING_GROUP, INSTANCE_PREFIX, LAUNCH_TEMPLATE, NODE_CONFIG, digest,
+};
+use crate::plan::{Kind, Observed, Resource, Spec, TAG_CONFIG, TAG_ENVIRONMENT, TAG_ID};
 
 type Result<T> = std::result::Result<T, AwsError>;
 
 /// The root device of Flatcar and Fedora CoreOS images on EC2.
 const ROOT_DEVICE: &str = "/dev/xvda";
 
-/// Reads the launch templates (with their latest version) and auto-scaling groups of
-/// `envs`: three requests for all of them. `map` turns AWS ids into logical ids (from
-/// the network layer's observation). The node config is read from the latest
-/// version's user data.
+/// Instance states of a cluster member; one shutting down or terminated is gone.
+const MEMBER_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+
+/// Reads the launch templates (with their latest version), auto-scaling groups and
+/// fixed-size clusters' instances of `envs`: four requests for all of them, plus one
+/// per target group in `target_groups` (ARNs) to learn which instances are registered,
+/// made only when there are instances. `map` turns AWS ids into logical ids (from the
+/// network layer's observation). The node config is read from the latest version's
+/// user data.
 pub async fn observe(
     aws: &Aws,
     envs: &[String],
     map: &dyn Fn(&str) -> String,
+    target_groups: &[String],
 ) -> Result<BTreeMap<String, Vec<Observed>>> {
     let filter = ec2::Filter::builder()
         .name(format!("tag:{TAG_ENVIRONMENT}"))
@@ -33,7 +42,17 @@ pub async fn observe(
         .name(format!("tag:{TAG_ENVIRONMENT}"))
         .set_values(Some(envs.to_vec()))
         .build();
-    let (templates, versions, groups) = tokio::try_join!(
+    let instance_filters = [
+        ec2::Filter::builder()
+            .name(format!("tag:{TAG_ENVIRONMENT}"))
+            .set_values(Some(envs.to_vec()))
+            .build(),
+        ec2::Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(MEMBER_STATES.map(str::to_owned).to_vec()))
+            .build(),
+    ];
+    let (templates, versions, groups, reservations) = tokio::try_join!(
         async {
             aws.ec2
                 .describe_launch_templates()
@@ -67,6 +86,17 @@ pub async fn observe(
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .await
                 .map_err(|e| error("reading auto-scaling groups", e))
+        },
+        async {
+            aws.ec2
+                .describe_instances()
+                .set_filters(Some(instance_filters.to_vec()))
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .await
+                .map_err(|e| error("reading instances", e))
         },
     )?;
     let latest: BTreeMap<String, ec2::LaunchTemplateVersion> = versions
@@ -204,7 +234,121 @@ pub async fn observe(
             extra,
         });
     }
+    let instances: Vec<&ec2::Instance> = reservations
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| {
+            super::network::ec2_tags(i.tags())
+                .get(TAG_ID)
+                .is_some_and(|id| id.starts_with(INSTANCE_PREFIX))
+        })
+        .collect();
+    let registered = if instances.is_empty() {
+        BTreeMap::new()
+    } else {
+        registrations(aws, target_groups).await?
+    };
+    for i in instances {
+        let tags = super::network::ec2_tags(i.tags());
+        let (Some(env), Some(id)) = (tags.get(TAG_ENVIRONMENT), tags.get(TAG_ID)) else {
+            continue;
+        };
+        let aws_id = i.instance_id().unwrap_or_default().to_owned();
+        let spec = Spec::Instance {
+            subnet: map(i.subnet_id().unwrap_or_default()),
+            private_ip: i.private_ip_address().unwrap_or_default().to_owned(),
+            image: i.image_id().unwrap_or_default().to_owned(),
+            instance_type: i
+                .instance_type()
+                .map(|t| t.as_str().to_owned())
+                .unwrap_or_default(),
+            security_groups: i
+                .security_groups()
+                .iter()
+                .filter_map(|g| g.group_id())
+                .map(map)
+                .collect(),
+            target_groups: registered
+                .get(&aws_id)
+                .into_iter()
+                .flatten()
+                .map(|arn| map(arn))
+                .collect(),
+            config: tags.get(TAG_CONFIG).cloned().unwrap_or_default(),
+            user_data: String::new(),
+        };
+        let state = i
+            .state()
+            .and_then(|s| s.name())
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default();
+        out.entry(env.clone()).or_default().push(Observed {
+            kind: Kind::Instance,
+            id: id.clone(),
+            aws_id,
+            spec,
+            tags: tags.clone(),
+            extra: BTreeMap::from([("state".to_owned(), state)]),
+        });
+    }
     Ok(out)
+}
+
+/// Instance id → the target groups (ARNs) it is registered in, one concurrent read
+/// per target group (ELBv2 has no listing across them).
+async fn registrations(
+    aws: &Aws,
+    target_groups: &[String],
+) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut reads = tokio::task::JoinSet::new();
+    for arn in target_groups {
+        let client = aws.elb.clone();
+        let arn = arn.clone();
+        reads.spawn(async move {
+            let out = client
+                .describe_target_health()
+                .target_group_arn(&arn)
+                .send()
+                .await;
+            (arn, out)
+        });
+    }
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    while let Some(joined) = reads.join_next().await {
+        let (arn, health) = joined.map_err(|e| AwsError {
+            what: "reading target registrations".into(),
+            code: "Internal".into(),
+            message: e.to_string(),
+            hint: None,
+        })?;
+        let health = health.map_err(|e| error(format!("reading the targets of {arn}"), e))?;
+        for d in health.target_health_descriptions() {
+            if let Some(id) = d.target().and_then(|t| t.id()) {
+                out.entry(id.to_owned()).or_default().push(arn.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An instance as a load-balancer target.
+fn target(instance: &str) -> aws_sdk_elasticloadbalancingv2::types::TargetDescription {
+    aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+        .id(instance)
+        .build()
+}
+
+/// `shutting-down` → `ShuttingDown`.
+fn capitalised(state: &str) -> String {
+    state
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// The full config JSON inside base64 user data (a gzip wrapper is unwrapped).
@@ -547,7 +691,227 @@ impl super::network::Executor<'_> {
         Ok(())
     }
 
-    /// Deletes the group (and its instances) or the template.
+    /// Launches instance `r` of a fixed-size cluster from the template's current
+    /// version, with its own subnet, address and config (tagged with its digest).
+    /// `predecessor` is the instance it replaces: with the node's id it makes the
+    /// idempotency token of this generation of the node. Returns the instance id;
+    /// [`Executor::await_instance`] waits for it.
+    pub async fn launch_instance(
+        &mut self,
+        r: &Resource,
+        predecessor: Option<&str>,
+    ) -> Result<String> {
+        let Spec::Instance {
+            subnet,
+            private_ip,
+            config,
+            user_data,
+            ..
+        } = &r.spec
+        else {
+            return Ok(String::new());
+        };
+        let what = format!("launching instance {} at {private_ip}", r.id);
+        let mut tags = self.tags_for(&r.id, crate::config::Layer::Cluster);
+        tags.push((TAG_CONFIG.to_owned(), config.clone()));
+        let tag_spec = |resource: ec2::ResourceType| {
+            ec2::TagSpecification::builder()
+                .resource_type(resource)
+                .set_tags(Some(
+                    tags.iter()
+                        .map(|(k, v)| ec2::Tag::builder().key(k).value(v).build())
+                        .collect(),
+                ))
+                .build()
+        };
+        let template = ec2::LaunchTemplateSpecification::builder()
+            .launch_template_id(self.id(LAUNCH_TEMPLATE))
+            .version(self.template_version(None))
+            .build();
+        let generation = format!("{}@{}", r.id, predecessor.unwrap_or("-"));
+        let out = self
+            .aws
+            .ec2
+            .run_instances()
+            .launch_template(template)
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(self.id(subnet))
+            .private_ip_address(private_ip)
+            .user_data(user_data)
+            .client_token(super::network::client_token(self.env, &generation))
+            .tag_specifications(tag_spec(ec2::ResourceType::Instance))
+            .tag_specifications(tag_spec(ec2::ResourceType::Volume))
+            .send()
+            .await
+            .map_err(|e| error(&what, e))?;
+        let id = out
+            .instances()
+            .first()
+            .and_then(|i| i.instance_id())
+            .unwrap_or_default()
+            .to_owned();
+        self.ids.insert(r.id.clone(), id.clone());
+        Ok(id)
+    }
+
+    /// Waits for a launched instance to run, registers it in `target_groups` (logical
+    /// ids) and waits for it to be healthy in each.
+    pub async fn await_instance(
+        &mut self,
+        logical: &str,
+        instance: &str,
+        target_groups: &std::collections::BTreeSet<String>,
+    ) -> Result<()> {
+        let start = std::time::Instant::now();
+        loop {
+            let state = self.instance_state(instance).await?;
+            match state.0.as_str() {
+                "running" => break,
+                "pending" => {
+                    self.wait_a_bit(logical, instance, "running", start).await?;
+                }
+                other => {
+                    return Err(AwsError {
+                        what: format!("starting instance {logical} ({instance})"),
+                        code: format!("Instance{}", capitalised(other)),
+                        message: state.1.unwrap_or_else(|| format!("the instance is {other}")),
+                        hint: Some("read the instance's console output in EC2 to see why it stopped; the next apply replaces it".into()),
+                    });
+                }
+            }
+        }
+        for tg in target_groups {
+            let arn = self.id(tg);
+            let what = format!("registering instance {logical} ({instance}) in target group {tg}");
+            self.aws
+                .elb
+                .register_targets()
+                .target_group_arn(&arn)
+                .targets(target(instance))
+                .send()
+                .await
+                .map_err(|e| error(&what, e))?;
+            let start = std::time::Instant::now();
+            loop {
+                let out = self
+                    .aws
+                    .elb
+                    .describe_target_health()
+                    .target_group_arn(&arn)
+                    .send()
+                    .await
+                    .map_err(|e| error(format!("reading the health of {logical} in {tg}"), e))?;
+                let healthy = out.target_health_descriptions().iter().any(|d| {
+                    d.target().and_then(|t| t.id()) == Some(instance)
+                        && d.target_health()
+                            .and_then(|h| h.state())
+                            .map(|s| s.as_str())
+                            == Some("healthy")
+                });
+                if healthy {
+                    break;
+                }
+                self.wait_a_bit(logical, instance, &format!("healthy in {tg}"), start)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The state of an instance and, when it stopped, why.
+    async fn instance_state(&self, instance: &str) -> Result<(String, Option<String>)> {
+        let out = self
+            .aws
+            .ec2
+            .describe_instances()
+            .instance_ids(instance)
+            .send()
+            .await
+            .map_err(|e| error(format!("reading instance {instance}"), e))?;
+        let found = out.reservations().iter().flat_map(|r| r.instances()).next();
+        Ok(match found {
+            None => ("terminated".to_owned(), None),
+            Some(i) => (
+                i.state()
+                    .and_then(|s| s.name())
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+                i.state_reason()
+                    .and_then(|r| r.message())
+                    .map(str::to_owned),
+            ),
+        })
+    }
+
+    /// Converges a running instance in place: its security groups and its target
+    /// group registrations.
+    pub async fn update_instance(&mut self, desired: &Spec, observed: &Observed) -> Result<()> {
+        let (
+            Spec::Instance {
+                security_groups,
+                target_groups,
+                ..
+            },
+            Spec::Instance {
+                security_groups: old_groups,
+                target_groups: old_targets,
+                ..
+            },
+        ) = (desired, &observed.spec)
+        else {
+            return Ok(());
+        };
+        let instance = observed.aws_id.as_str();
+        let what = format!("updating instance {} ({instance})", observed.id);
+        if security_groups != old_groups {
+            self.aws
+                .ec2
+                .modify_instance_attribute()
+                .instance_id(instance)
+                .set_groups(Some(security_groups.iter().map(|g| self.id(g)).collect()))
+                .send()
+                .await
+                .map_err(|e| error(format!("{what}: setting its security groups"), e))?;
+        }
+        for tg in old_targets.difference(target_groups) {
+            self.aws
+                .elb
+                .deregister_targets()
+                .target_group_arn(self.id(tg))
+                .targets(target(instance))
+                .send()
+                .await
+                .map_err(|e| error(format!("{what}: leaving target group {tg}"), e))?;
+        }
+        let joining: std::collections::BTreeSet<String> =
+            target_groups.difference(old_targets).cloned().collect();
+        if !joining.is_empty() {
+            self.await_instance(&observed.id, instance, &joining)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Terminates an instance and waits until it is gone (its address is free again).
+    async fn terminate_instance(&mut self, o: &Observed) -> Result<()> {
+        let what = format!("terminating instance {} ({})", o.id, o.aws_id);
+        self.aws
+            .ec2
+            .terminate_instances()
+            .instance_ids(&o.aws_id)
+            .send()
+            .await
+            .map_err(|e| error(&what, e))?;
+        let start = std::time::Instant::now();
+        while self.instance_state(&o.aws_id).await?.0 != "terminated" {
+            self.wait_a_bit(&o.id, &o.aws_id, "terminated", start)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the group (and its instances), an instance, or the template.
     pub async fn delete_cluster(&mut self, o: &Observed) -> Result<()> {
         let what = format!("deleting {} {} ({})", o.kind.describe(), o.id, o.aws_id);
         match o.kind {
@@ -561,6 +925,7 @@ impl super::network::Executor<'_> {
                 .await
                 .map(drop)
                 .map_err(|e| error(&what, e)),
+            Kind::Instance => self.terminate_instance(o).await,
             Kind::LaunchTemplate => self
                 .aws
                 .ec2

@@ -634,7 +634,7 @@ fn join_error(what: &str, e: tokio::task::JoinError) -> AwsError {
 /// resources are created, so later resources can refer to earlier ones.
 pub struct Executor<'a> {
     pub(crate) aws: &'a Aws,
-    env: &'a str,
+    pub(crate) env: &'a str,
     user_tags: &'a BTreeMap<String, String>,
     /// Logical id → AWS id of everything that exists now.
     pub ids: BTreeMap<String, String>,
@@ -752,6 +752,10 @@ impl<'a> Executor<'a> {
             }
             // The template is created with the config; the node layer only checks it.
             Spec::NodeConfig { .. } => return Ok(()),
+            Spec::Instance { .. } => {
+                self.launch_instance(r, None).await?;
+                return Ok(());
+            }
             Spec::Vpc { cidr } => {
                 let out = ec2c
                     .create_vpc()
@@ -1298,7 +1302,9 @@ impl<'a> Executor<'a> {
         let id = o.aws_id.as_str();
         let ec2c = &self.aws.ec2;
         match o.kind {
-            Kind::LaunchTemplate | Kind::AutoScalingGroup => self.delete_cluster(o).await?,
+            Kind::LaunchTemplate | Kind::AutoScalingGroup | Kind::Instance => {
+                self.delete_cluster(o).await?
+            }
             Kind::NodeConfig => {}
             Kind::Vpc => ec2c
                 .delete_vpc()
@@ -1607,7 +1613,7 @@ impl<'a> Executor<'a> {
         }
     }
 
-    async fn wait_a_bit(
+    pub(crate) async fn wait_a_bit(
         &mut self,
         logical: &str,
         id: &str,
@@ -1650,13 +1656,17 @@ fn all_traffic() -> Rule {
     }
 }
 
-/// An idempotency token: the same request retried by the SDK creates one gateway.
-fn client_token(env: &str, id: &str) -> String {
+/// An idempotency token for one create of `id` in this run: the same request retried
+/// by the SDK creates one resource, while a later run (a new generation) creates anew.
+/// At most 64 characters, as EC2 requires.
+pub(crate) fn client_token(env: &str, id: &str) -> String {
+    use sha2::{Digest, Sha256};
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let token = format!("strata-{env}-{id}-{nanos}").replace('/', "-");
-    token.chars().take(64).collect()
+    let hash = Sha256::digest(format!("{env}\0{id}\0{nanos}\0{}", std::process::id()));
+    let hex: String = hash.iter().take(20).map(|b| format!("{b:02x}")).collect();
+    format!("strata-{hex}")
 }
 
 /// Records the commit applied to the network layer on its root resource (the VPC).

@@ -1,11 +1,11 @@
-//! The cluster and node layers' desired resources (pure): a launch template and an
-//! auto-scaling group, and the config the instances boot with.
+//! The cluster and node layers' desired resources (pure): a launch template, and an
+//! auto-scaling group or a fixed-size cluster's instances; the config they boot with.
 
 use std::collections::BTreeSet;
 
 use sha2::{Digest, Sha256};
 
-use super::{Kind, Resource, Spec};
+use super::{Kind, Observed, Resource, Spec};
 use crate::addressing;
 use crate::config::{ClusterMode, Environment};
 
@@ -15,6 +15,8 @@ pub const LAUNCH_TEMPLATE: &str = "launch-template";
 pub const AUTO_SCALING_GROUP: &str = "asg";
 /// Logical id of the node config.
 pub const NODE_CONFIG: &str = "node/config";
+/// Logical id prefix of a fixed-size cluster's instances (`instance/0`).
+pub const INSTANCE_PREFIX: &str = "instance/";
 
 /// `sha256:<hex>` of a config: what the node layer compares.
 pub fn digest(config_json: &str) -> String {
@@ -81,6 +83,115 @@ pub fn desired(
                 warmup_seconds: cluster.rollout.warmup_seconds,
             },
         });
+    }
+    out
+}
+
+/// What node `i` of a fixed-size cluster launches with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLaunch {
+    /// Base64 of its user data.
+    pub user_data: String,
+    /// Digest of its config without the member list
+    /// ([`crate::ignition::comparable_json`]).
+    pub digest: String,
+}
+
+/// The instances of a fixed-size cluster, one per node index: each in the subnet and
+/// at the address [`addressing::node_placement`] gives it, with its own config.
+/// `nodes` holds what each launches with, by index.
+pub fn instances(
+    env: &Environment,
+    image: &str,
+    target_groups: &[String],
+    nodes: &[NodeLaunch],
+) -> Vec<Resource> {
+    let Some(cluster) = env
+        .spec
+        .cluster
+        .as_ref()
+        .filter(|c| c.mode == ClusterMode::Fixed)
+    else {
+        return Vec::new();
+    };
+    nodes
+        .iter()
+        .zip(0u16..)
+        .filter_map(|(node, index)| {
+            let (subnet, ip) =
+                addressing::node_placement(&env.spec.network, cluster.subnets, index)?;
+            Some(Resource {
+                kind: Kind::Instance,
+                id: format!("{}{index}", INSTANCE_PREFIX),
+                spec: Spec::Instance {
+                    subnet: subnet.id(),
+                    private_ip: ip.to_string(),
+                    image: image.to_owned(),
+                    instance_type: cluster.instance_type.to_string(),
+                    security_groups: cluster
+                        .security_groups
+                        .iter()
+                        .map(|g| format!("sg/{g}"))
+                        .collect(),
+                    target_groups: target_groups.iter().cloned().collect(),
+                    config: node.digest.clone(),
+                    user_data: node.user_data.clone(),
+                },
+            })
+        })
+        .collect()
+}
+
+/// The instance a run may change when only some layers are planned: the cluster
+/// layer owns where and what an instance is (subnet, address, image, type, groups,
+/// target groups), the node layer the config it boots with. The fields of a layer
+/// not planned keep their observed values, so they cause no change.
+pub fn within_layers(
+    desired: &Resource,
+    observed: Option<&Observed>,
+    cluster: bool,
+    node: bool,
+) -> Resource {
+    let mut out = desired.clone();
+    let (
+        Some(Observed {
+            spec:
+                Spec::Instance {
+                    subnet: o_subnet,
+                    private_ip: o_ip,
+                    image: o_image,
+                    instance_type: o_type,
+                    security_groups: o_groups,
+                    target_groups: o_targets,
+                    config: o_config,
+                    ..
+                },
+            ..
+        }),
+        Spec::Instance {
+            subnet,
+            private_ip,
+            image,
+            instance_type,
+            security_groups,
+            target_groups,
+            config,
+            ..
+        },
+    ) = (observed, &mut out.spec)
+    else {
+        return out;
+    };
+    if !cluster {
+        subnet.clone_from(o_subnet);
+        private_ip.clone_from(o_ip);
+        image.clone_from(o_image);
+        instance_type.clone_from(o_type);
+        security_groups.clone_from(o_groups);
+        target_groups.clone_from(o_targets);
+    }
+    if !node {
+        config.clone_from(o_config);
     }
     out
 }

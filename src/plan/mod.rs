@@ -23,6 +23,8 @@ pub const TAG_LAYER: &str = "strata:layer";
 pub const TAG_ID: &str = "strata:id";
 /// Tag on a layer's root resource: the commit last applied to the layer.
 pub const TAG_COMMIT: &str = "strata:commit";
+/// Tag on an instance of a fixed-size cluster: the digest of the config it booted with.
+pub const TAG_CONFIG: &str = "strata:config";
 
 /// A resource strata wants to exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,6 +256,26 @@ pub enum Spec {
         /// `sha256:` of the full (unwrapped) Ignition JSON.
         digest: String,
     },
+    /// An instance of a fixed-size cluster, launched from the template with its own
+    /// config and address.
+    Instance {
+        /// Its subnet (logical id).
+        subnet: String,
+        /// Its deterministic private address.
+        private_ip: String,
+        /// Image id.
+        image: String,
+        /// Instance type.
+        instance_type: String,
+        /// Security groups (logical ids).
+        security_groups: BTreeSet<String>,
+        /// Target groups it is registered in (logical ids).
+        target_groups: BTreeSet<String>,
+        /// `sha256:` of its config as [`crate::ignition::comparable_json`] renders it.
+        config: String,
+        /// Base64 user data it launches with (not compared; desired side only).
+        user_data: String,
+    },
 }
 
 impl Spec {
@@ -375,6 +397,24 @@ impl Spec {
                 set("target_groups", target_groups.iter().cloned()),
             ],
             Spec::NodeConfig { digest } => vec![scalar("config", digest, false)],
+            Spec::Instance {
+                subnet,
+                private_ip,
+                image,
+                instance_type,
+                security_groups,
+                target_groups,
+                config,
+                ..
+            } => vec![
+                scalar("subnet", subnet, true),
+                scalar("private_ip", private_ip, true),
+                scalar("image", image, true),
+                scalar("instance_type", instance_type, true),
+                scalar("config", config, true),
+                set("security_groups", security_groups.iter().cloned()),
+                set("target_groups", target_groups.iter().cloned()),
+            ],
             Spec::Listener {
                 load_balancer,
                 protocol,
@@ -438,6 +478,16 @@ impl Spec {
                 refs.push("launch-template".to_owned());
             }
             Spec::NodeConfig { .. } => refs.push("launch-template".to_owned()),
+            Spec::Instance {
+                subnet,
+                security_groups,
+                target_groups,
+                ..
+            } => {
+                refs.push(subnet.clone());
+                refs.extend(security_groups.iter().cloned());
+                refs.extend(target_groups.iter().cloned());
+            }
             Spec::Subnet { .. }
             | Spec::InternetGateway { .. }
             | Spec::ElasticIp

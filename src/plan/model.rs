@@ -41,11 +41,13 @@ pub enum Kind {
     AutoScalingGroup,
     /// The Ignition config the instances boot with (the launch template's user data).
     NodeConfig,
+    /// One instance of a fixed-size cluster, at its node index.
+    Instance,
 }
 
 impl Kind {
     /// Creation order; deletion runs the other way.
-    pub const ORDER: [Kind; 13] = [
+    pub const ORDER: [Kind; 14] = [
         Kind::Vpc,
         Kind::Subnet,
         Kind::InternetGateway,
@@ -60,6 +62,7 @@ impl Kind {
         // A node change makes a new template version before the group moves to it.
         Kind::NodeConfig,
         Kind::AutoScalingGroup,
+        Kind::Instance,
     ];
 
     /// Position in [`Kind::ORDER`].
@@ -73,7 +76,7 @@ impl Kind {
     /// The layer the resource belongs to.
     pub fn layer(self) -> Layer {
         match self {
-            Kind::LaunchTemplate | Kind::AutoScalingGroup => Layer::Cluster,
+            Kind::LaunchTemplate | Kind::AutoScalingGroup | Kind::Instance => Layer::Cluster,
             Kind::NodeConfig => Layer::Node,
             _ => Layer::Network,
         }
@@ -95,6 +98,7 @@ impl Kind {
             Kind::LaunchTemplate => "launch template",
             Kind::AutoScalingGroup => "auto-scaling group",
             Kind::NodeConfig => "node config",
+            Kind::Instance => "instance",
         }
     }
 
@@ -216,6 +220,17 @@ pub struct Action {
 }
 
 impl Action {
+    /// True when applying it needs `--allow-destroy`: every delete, and every replace
+    /// but an instance's (replacing instances one at a time is how a fixed-size
+    /// cluster rolls out a change, as an instance refresh is for a group).
+    pub fn needs_consent(&self) -> bool {
+        match self.action {
+            ActionKind::Delete => true,
+            ActionKind::Replace => self.kind != Kind::Instance,
+            ActionKind::Create | ActionKind::Update => false,
+        }
+    }
+
     /// True when applying it would open something to the internet.
     pub fn widens_security(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -346,7 +361,7 @@ impl Plan {
                     .iter()
                     .flat_map(move |l| l.actions.iter().map(move |a| (e.name.as_str(), a)))
             })
-            .filter(|(_, a)| a.action.is_destructive())
+            .filter(|(_, a)| a.needs_consent())
             .collect()
     }
 }

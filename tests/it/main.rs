@@ -5,6 +5,7 @@ mod changes;
 mod cloud;
 mod cluster;
 mod examples;
+mod fixed;
 mod harness;
 mod images;
 mod invalid;

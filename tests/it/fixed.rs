@@ -1,0 +1,399 @@
+//! Fixed-size clusters against moto: the example etcd environment launches one
+//! instance per node index at its deterministic address, each booting its own config;
+//! a unit change replaces them one at a time; the size grows and shrinks by the
+//! highest indexes.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use strata::changes::{ChangeKind, ChangeSet, EnvironmentChange};
+use strata::config::{Environment, Layer};
+use strata::engine::{self, EngineError};
+use strata::plan::{Plan, render};
+use strata::units::UnitSet;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::cloud::Cloud;
+use crate::harness::{ignition_validate, project_root};
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICm1bekesu5Ftri4D28WBQVtgKRVpxzfpvoPNIOVyiuK tests@strata";
+const SECRET: &str = "strata/etcd-prod/ssh-public-key";
+
+/// The repository's units, with etcd's image swapped for `etcd_image`.
+fn units(etcd_image: &str) -> UnitSet {
+    let root = project_root().join("units");
+    let dropins = std::fs::read_dir(root.join("etcd.service.d"))
+        .unwrap()
+        .map(|e| {
+            format!(
+                "etcd.service.d/{}",
+                e.unwrap().file_name().to_string_lossy()
+            )
+        });
+    let names: Vec<String> = ["etcd.service", "docker-prune.service", "docker-prune.timer"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(dropins)
+        .collect();
+    let files: Vec<(String, Vec<u8>)> = names
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(root.join(name)).unwrap();
+            let text = if *name == "etcd.service" {
+                text.replace("quay.io/coreos/etcd:v3.5.17", etcd_image)
+            } else {
+                text
+            };
+            (name.clone(), text.into_bytes())
+        })
+        .collect();
+    strata::units::load(files.iter().map(|(n, t)| (n.as_str(), t.as_slice()))).unwrap()
+}
+
+/// The example etcd environment, reading its image feed from `feed` and of `size`
+/// nodes, without warm-up pauses between replacements.
+fn etcd(feed: &str, size: u16) -> Environment {
+    let text = std::fs::read_to_string(project_root().join("environments/etcd-prod.yaml"))
+        .unwrap()
+        .replace(
+            "os: { name: flatcar, channel: stable }",
+            &format!(
+                "os: {{ name: flatcar, channel: stable, feed_url: \"{feed}/{{channel}}.json\" }}"
+            ),
+        )
+        .replace("size: 3", &format!("size: {size}"))
+        .replace("warmup_seconds: 120", "warmup_seconds: 0");
+    strata::config::load("environments/etcd-prod.yaml", &text, &units("x").names()).unwrap()
+}
+
+async fn feed() -> MockServer {
+    let server = MockServer::start().await;
+    let body = serde_json::json!({"amis": [{"name": "eu-west-1", "hvm": "ami-0f1a7ca7000000001"}]});
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// Plans `layers` of `e` (all when empty) and applies the plan.
+async fn plan_and_apply(
+    cloud: &Cloud,
+    e: &Environment,
+    units: &UnitSet,
+    layers: &[Layer],
+    allow_destroy: bool,
+) -> Result<Plan, EngineError> {
+    let connector = cloud.connector().await;
+    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e.clone())].into();
+    let targets = engine::select(&map, &[], layers).unwrap();
+    let (plan, observed) = engine::plan(&connector, &targets, units, None).await?;
+    let mut quiet = |_: &str| {};
+    engine::apply(
+        &connector,
+        &plan,
+        &observed,
+        &targets,
+        allow_destroy,
+        &mut quiet,
+    )
+    .await?;
+    Ok(plan)
+}
+
+fn actions(plan: &Plan, layer: Layer) -> Vec<String> {
+    plan.environments[0]
+        .layers
+        .iter()
+        .filter(|l| l.layer == layer)
+        .flat_map(|l| l.actions.iter().map(|a| format!("{} {}", a.action, a.id)))
+        .collect()
+}
+
+/// The running instances: (strata:id, instance id, private address, decoded config).
+async fn instances(cloud: &Cloud) -> Vec<(String, String, String, String)> {
+    let ec2 = cloud.connector().await.connect("eu-west-1").ec2;
+    let out = ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-state-name")
+                .values("running")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    for i in out.reservations().iter().flat_map(|r| r.instances()) {
+        let id = i.instance_id().unwrap().to_owned();
+        let logical = i
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some("strata:id"))
+            .and_then(|t| t.value())
+            .unwrap()
+            .to_owned();
+        let attribute = ec2
+            .describe_instance_attribute()
+            .instance_id(&id)
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+            .send()
+            .await
+            .unwrap();
+        let data = attribute.user_data().and_then(|d| d.value()).unwrap();
+        let json = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap(),
+        )
+        .unwrap();
+        let config = strata::ignition::unwrap(&json).unwrap();
+        found.push((
+            logical,
+            id,
+            i.private_ip_address().unwrap().to_owned(),
+            config,
+        ));
+    }
+    found.sort();
+    found
+}
+
+/// `KEY=value` from the cluster.env a config writes.
+fn env_value(config: &str, key: &str) -> Option<String> {
+    let parsed: serde_json::Value = serde_json::from_str(config).unwrap();
+    let files = parsed["storage"]["files"].as_array()?;
+    let file = files
+        .iter()
+        .find(|f| f["path"] == strata::ignition::CLUSTER_ENV_PATH)?;
+    let source = file["contents"]["source"].as_str()?;
+    let text = percent_decode(source.strip_prefix("data:,")?);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() + 1 {
+            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn a_fixed_cluster_runs_one_instance_per_node_and_rolls_node_changes() {
+    let cloud = Cloud::new();
+    cloud.put_secret("eu-west-1", SECRET, KEY).await;
+    let server = feed().await;
+    let etcd_3517 = units("quay.io/coreos/etcd:v3.5.17");
+
+    // From nothing: the network, the template, three instances.
+    let created = plan_and_apply(&cloud, &etcd(&server.uri(), 3), &etcd_3517, &[], false)
+        .await
+        .unwrap();
+    let markdown = render::markdown(&created);
+    assert_eq!(
+        actions(&created, Layer::Cluster),
+        [
+            "create launch-template",
+            "create instance/0",
+            "create instance/1",
+            "create instance/2"
+        ],
+        "{markdown}"
+    );
+    assert_eq!(actions(&created, Layer::Node), ["create node/config"]);
+    assert!(!markdown.contains("AAAAC3NzaC1lZDI1NTE5"), "{markdown}");
+
+    // Each node at its deterministic address, booting its own valid config with the key.
+    let running = instances(&cloud).await;
+    let placed: Vec<(&str, &str)> = running
+        .iter()
+        .map(|(id, _, ip, _)| (id.as_str(), ip.as_str()))
+        .collect();
+    assert_eq!(
+        placed,
+        [
+            ("instance/0", "10.66.0.10"),
+            ("instance/1", "10.66.16.10"),
+            ("instance/2", "10.66.32.10")
+        ]
+    );
+    for (n, (_, _, ip, config)) in running.iter().enumerate() {
+        ignition_validate(config).unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(config).unwrap();
+        assert_eq!(parsed["passwd"]["users"][0]["sshAuthorizedKeys"][0], KEY);
+        assert_eq!(
+            env_value(config, "ETCD_NAME"),
+            Some(format!("etcd-prod-{n}"))
+        );
+        assert_eq!(
+            env_value(config, "STRATA_NODE_IP").as_deref(),
+            Some(ip.as_str())
+        );
+        assert_eq!(
+            env_value(config, "ETCD_INITIAL_CLUSTER").as_deref(),
+            Some(
+                "etcd-prod-0=http://10.66.0.10:2380,etcd-prod-1=http://10.66.16.10:2380,etcd-prod-2=http://10.66.32.10:2380"
+            )
+        );
+    }
+
+    // Nothing changed: nothing planned.
+    let connector = cloud.connector().await;
+    let e = etcd(&server.uri(), 3);
+    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e.clone())].into();
+    let all = engine::select(&map, &[], &[]).unwrap();
+    let (again, _) = engine::plan(&connector, &all, &etcd_3517, None)
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{}", render::markdown(&again));
+
+    // A unit change is a node change: one new template version, and the instances are
+    // replaced one at a time, each keeping its address.
+    let etcd_3518 = units("quay.io/coreos/etcd:v3.5.18");
+    let set = ChangeSet {
+        base: "a".into(),
+        head: "b".into(),
+        environments: vec![EnvironmentChange {
+            name: "etcd-prod".into(),
+            change: ChangeKind::Modified,
+            layers: vec![Layer::Node],
+            reasons: Vec::new(),
+        }],
+    };
+    let targets = engine::from_changes(&set, &map, &BTreeMap::new(), &[]);
+    let (node_change, observed) = engine::plan(&connector, &targets, &etcd_3518, None)
+        .await
+        .unwrap();
+    let markdown = render::markdown(&node_change);
+    assert_eq!(
+        actions(&node_change, Layer::Node),
+        [
+            "update node/config",
+            "replace instance/0",
+            "replace instance/1",
+            "replace instance/2"
+        ],
+        "{markdown}"
+    );
+    assert_eq!(actions(&node_change, Layer::Cluster), Vec::<String>::new());
+    assert!(
+        markdown.contains("+     Environment=ETCD_IMAGE=quay.io/coreos/etcd:v3.5.18"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("instances are replaced one at a time"),
+        "{markdown}"
+    );
+    // A rolling replacement is how a node change lands: no consent needed.
+    assert!(!markdown.contains("CAUTION"), "{markdown}");
+    let mut lines = Vec::new();
+    let mut record = |l: &str| lines.push(l.to_owned());
+    engine::apply(
+        &connector,
+        &node_change,
+        &observed,
+        &targets,
+        false,
+        &mut record,
+    )
+    .await
+    .unwrap();
+    let replaced = instances(&cloud).await;
+    for ((id, old, ip, _), (new_id, new, new_ip, config)) in running.iter().zip(&replaced) {
+        assert_eq!((id, ip), (new_id, new_ip));
+        assert_ne!(old, new, "{id} was replaced");
+        assert!(config.contains("v3.5.18"));
+        ignition_validate(config).unwrap();
+    }
+    // One at a time: each old instance goes right before its successor comes.
+    let order: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("terminated") || l.contains("replace instance"))
+        .collect();
+    assert_eq!(order.len(), 6, "{lines:#?}");
+    assert!(order[0].contains("instance/0") && order[0].contains("terminated"));
+    assert!(
+        order[1].contains("-/+ replace instance instance/0"),
+        "{order:?}"
+    );
+    assert!(order[2].contains("instance/1") && order[2].contains("terminated"));
+    assert!(
+        order[5].contains("-/+ replace instance instance/2"),
+        "{order:?}"
+    );
+    let (settled, _) = engine::plan(&connector, &all, &etcd_3518, None)
+        .await
+        .unwrap();
+    assert!(settled.is_empty(), "{}", render::markdown(&settled));
+    assert!(!lines.concat().contains("AAAAC3NzaC1lZDI1NTE5"));
+}
+
+#[tokio::test]
+async fn growing_adds_the_highest_indexes_and_shrinking_needs_consent() {
+    let cloud = Cloud::new();
+    cloud.put_secret("eu-west-1", SECRET, KEY).await;
+    let server = feed().await;
+    let u = units("quay.io/coreos/etcd:v3.5.17");
+    plan_and_apply(&cloud, &etcd(&server.uri(), 3), &u, &[], false)
+        .await
+        .unwrap();
+    let before = instances(&cloud).await;
+
+    // 3 → 5: two instances launch; the running three stay (their member list is only
+    // read at first boot).
+    let grown = plan_and_apply(&cloud, &etcd(&server.uri(), 5), &u, &[], false)
+        .await
+        .unwrap();
+    let markdown = render::markdown(&grown);
+    assert_eq!(
+        actions(&grown, Layer::Cluster),
+        ["create instance/3", "create instance/4"],
+        "{markdown}"
+    );
+    assert!(markdown.contains("etcdctl member add"), "{markdown}");
+    let after = instances(&cloud).await;
+    assert_eq!(after.len(), 5);
+    assert_eq!(&after[..3], &before[..], "running nodes are not replaced");
+    assert_eq!(
+        (after[3].2.as_str(), after[4].2.as_str()),
+        ("10.66.0.11", "10.66.16.11")
+    );
+    assert_eq!(
+        env_value(&after[4].3, "ETCD_INITIAL_CLUSTER")
+            .unwrap()
+            .split(',')
+            .count(),
+        5
+    );
+
+    // 5 → 3: the two highest go, only with consent.
+    let refused = plan_and_apply(&cloud, &etcd(&server.uri(), 3), &u, &[], false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, EngineError::NeedsConsent(what) if what.len() == 2),
+        "{refused}"
+    );
+    assert_eq!(instances(&cloud).await.len(), 5);
+    let shrunk = plan_and_apply(&cloud, &etcd(&server.uri(), 3), &u, &[], true)
+        .await
+        .unwrap();
+    assert_eq!(
+        actions(&shrunk, Layer::Cluster),
+        ["delete instance/3", "delete instance/4"]
+    );
+    assert_eq!(instances(&cloud).await, before);
+}
