@@ -284,32 +284,43 @@ fn render(
         );
     };
     let node = environment.spec.node.as_ref();
-    // The key lives only in memory: fetched here, rendered into the config, dropped.
-    let key = match node {
+    let discovery = node
+        .and_then(|n| n.etcd.as_ref())
+        .is_some_and(|e| e.bootstrap == crate::config::EtcdBootstrap::Discovery);
+    // The key (and an etcd discovery token) live only in memory: fetched here,
+    // rendered into the config, dropped.
+    let (key, token) = match node {
         Some(node) if !args.offline => {
             let region = environment.spec.region.to_string();
-            let key = runtime()?.block_on(async {
+            let (key, token) = runtime()?.block_on(async {
                 let connector = Connector::from_env().await;
-                crate::aws::secrets::ssh_public_key(
-                    &connector.connect(&region),
-                    &node.ssh.public_key_secret,
-                )
-                .await
+                let aws = connector.connect(&region);
+                let key =
+                    crate::aws::secrets::ssh_public_key(&aws, &node.ssh.public_key_secret).await?;
+                let token = if discovery {
+                    crate::aws::discovery::read(&aws, environment.name.as_str()).await?
+                } else {
+                    None
+                };
+                Ok::<_, crate::aws::AwsError>((key, token))
             })?;
             if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
-                // Registers the value with the runner so no log line can show it.
+                // Registers the values with the runner so no log line can show them.
                 writeln!(err, "::add-mask::{}", key.openssh())?;
+                if let Some(token) = &token {
+                    writeln!(err, "::add-mask::{}", token.url)?;
+                }
             }
-            Some(key)
+            (Some(key), token)
         }
-        _ => None,
+        _ => (None, None),
     };
     let request = RenderRequest {
         environment,
         units: &repository.units,
         node: args.node,
         ssh_public_key: key.as_ref().map(|k| k.openssh()),
-        etcd_discovery: None,
+        etcd_discovery: token.as_ref().map(|t| t.url.as_str()),
     };
     let data = ignition::render(&request)?;
     if let Some(node) = node {
@@ -325,15 +336,22 @@ fn render(
                 node.ssh.user, node.ssh.public_key_secret
             )?,
         }
-        if node
-            .etcd
-            .as_ref()
-            .is_some_and(|e| e.bootstrap == crate::config::EtcdBootstrap::Discovery)
-        {
-            writeln!(
-                err,
-                "note: ETCD_DISCOVERY is left out (the token is fetched when the cluster is created)"
-            )?;
+        if discovery {
+            let secret = crate::config::names::etcd_discovery_secret(environment.name.as_str());
+            match (&token, args.offline) {
+                (Some(_), _) => writeln!(
+                    err,
+                    "note: ETCD_DISCOVERY is the token kept in secret {secret}"
+                )?,
+                (None, true) => writeln!(
+                    err,
+                    "note: rendered offline: ETCD_DISCOVERY is left out (secret {secret} was not read)"
+                )?,
+                (None, false) => writeln!(
+                    err,
+                    "note: ETCD_DISCOVERY is left out: secret {secret} does not exist yet (the first apply fetches the token)"
+                )?,
+            }
         }
     }
     if data.wrapped {

@@ -66,6 +66,14 @@ pub enum EngineError {
         /// What went wrong.
         message: String,
     },
+    /// The etcd discovery service did not give a token.
+    #[error("environment `{env}`: {message}")]
+    Discovery {
+        /// Environment.
+        env: String,
+        /// What went wrong, with a hint.
+        message: String,
+    },
     /// The plan destroys something and consent was not given. Nothing was changed.
     #[error(
         "the plan deletes or replaces {} resource{}; nothing was changed:\n{}\n  hint: review the plan, then run `strata apply --allow-destroy` to consent",
@@ -169,6 +177,18 @@ pub struct Observations {
     cluster: BTreeMap<String, Vec<Observed>>,
     /// The desired launch template per environment (a node change re-versions it).
     launch_templates: BTreeMap<String, plan::Resource>,
+    /// Environments using etcd discovery that have no token yet.
+    pending_discovery: BTreeMap<String, PendingDiscovery>,
+}
+
+/// What apply needs to render an environment's configs again once it has fetched its
+/// etcd discovery token (in memory only, like the key it holds).
+#[derive(Debug, Clone)]
+struct PendingDiscovery {
+    environment: Environment,
+    units: UnitSet,
+    image: Image,
+    key: Option<crate::aws::secrets::SshPublicKey>,
 }
 
 /// What the cluster and node layers of one environment are made from: the image, and
@@ -226,13 +246,14 @@ pub async fn plan(
             }
         };
         // The image and the keys do not depend on the network: read them alongside it.
-        let (network, images, keys) = tokio::join!(
+        let (network, images, keys, tokens) = tokio::join!(
             network,
             resolve_images(&aws, &targets),
-            read_keys(&aws, &targets)
+            read_keys(&aws, &targets),
+            read_discovery_tokens(&aws, &targets)
         );
-        let ((state, zones), images, keys): ((NetworkState, Vec<String>), _, _) =
-            (network?, images?, keys?);
+        let ((state, zones), images, keys, tokens): ((NetworkState, Vec<String>), _, _, _) =
+            (network?, images?, keys?, tokens?);
         let mut machines = BTreeMap::new();
         for t in targets.iter().filter(|t| manages_machines(t)) {
             let (Some(env), Some(image)) = (&t.environment, images.get(&t.name)) else {
@@ -243,7 +264,29 @@ pub async fn plan(
                 .node
                 .as_ref()
                 .and_then(|n| keys.get(n.ssh.public_key_secret.as_str()));
-            machines.insert(t.name.clone(), machine(env, units, image.clone(), key)?);
+            let token = tokens.get(&t.name).and_then(Option::as_ref);
+            machines.insert(
+                t.name.clone(),
+                machine(
+                    env,
+                    units,
+                    image.clone(),
+                    key,
+                    token.map(|t| t.url.as_str()),
+                )?,
+            );
+            // Without a token yet, apply fetches one and renders again before launching.
+            if let Some(None) = tokens.get(&t.name) {
+                observations.pending_discovery.insert(
+                    t.name.clone(),
+                    PendingDiscovery {
+                        environment: env.clone(),
+                        units: units.clone(),
+                        image: image.clone(),
+                        key: key.cloned(),
+                    },
+                );
+            }
         }
         let clustered: Vec<String> = targets
             .iter()
@@ -299,7 +342,7 @@ pub async fn plan(
                 }),
                 _ => None,
             };
-            let planned = plan_target(
+            let mut planned = plan_target(
                 t,
                 &observed,
                 &machine_observed,
@@ -308,6 +351,15 @@ pub async fn plan(
                 machines.get(&t.name),
                 desired.as_ref(),
             )?;
+            if let (Some(env), Some(token)) = (&t.environment, tokens.get(&t.name))
+                && let Some(layer) = planned
+                    .layers
+                    .iter_mut()
+                    .rev()
+                    .find(|l| l.layer != Layer::Network)
+            {
+                layer.notes.extend(discovery_note(env, token.as_ref()));
+            }
             // A node change re-versions the template the plan wants.
             if let Some(template) = desired
                 .iter()
@@ -369,6 +421,130 @@ async fn read_keys(
     Ok(keys)
 }
 
+/// The etcd discovery tokens of the targets whose machines strata manages and that
+/// bootstrap etcd through discovery: `None` for one that has none yet.
+async fn read_discovery_tokens(
+    aws: &crate::aws::Aws,
+    targets: &[&Target],
+) -> Result<BTreeMap<String, Option<crate::aws::discovery::Token>>, EngineError> {
+    let mut tokens = BTreeMap::new();
+    for t in targets.iter().filter(|t| manages_machines(t)) {
+        if t.environment.as_ref().is_some_and(uses_discovery) {
+            tokens.insert(
+                t.name.clone(),
+                crate::aws::discovery::read(aws, &t.name).await?,
+            );
+        }
+    }
+    Ok(tokens)
+}
+
+fn uses_discovery(env: &Environment) -> bool {
+    env.spec
+        .node
+        .as_ref()
+        .and_then(|n| n.etcd.as_ref())
+        .is_some_and(|e| e.bootstrap == crate::config::EtcdBootstrap::Discovery)
+}
+
+/// The number of members etcd discovery waits for: a fixed cluster's size, or a
+/// group's desired (else minimum) size.
+fn member_count(env: &Environment) -> u16 {
+    env.spec.cluster.as_ref().map_or(0, |c| match c.mode {
+        ClusterMode::Fixed => c.size.unwrap_or(0),
+        ClusterMode::Autoscaling => c.desired.or(c.min).unwrap_or(0),
+    })
+}
+
+/// What the plan says about an environment's etcd discovery token: that apply will
+/// fetch one, or that the cluster's size no longer matches the one it was made for.
+fn discovery_note(
+    env: &Environment,
+    token: Option<&crate::aws::discovery::Token>,
+) -> Option<String> {
+    let etcd = env.spec.node.as_ref()?.etcd.as_ref()?;
+    let size = member_count(env);
+    let secret = crate::config::names::etcd_discovery_secret(env.name.as_str());
+    match token {
+        None => Some(format!(
+            "etcd discovery: apply fetches a token for {size} members from {} and keeps it in Secrets Manager as {secret}; every later render and rollout reuses it",
+            crate::aws::discovery::service_url(etcd, size)
+        )),
+        Some(crate::aws::discovery::Token {
+            size: Some(made_for),
+            ..
+        }) if *made_for != size => Some(format!(
+            "warning: etcd discovery: the token in {secret} was made for {made_for} members and the cluster now has {size}; strata does not fetch another (that would start a second cluster): add or remove members with `etcdctl member add` / `etcdctl member remove`"
+        )),
+        Some(_) => None,
+    }
+}
+
+/// Fetches and stores the environment's first etcd discovery token, then renders its
+/// configs again with it and puts them into the machine actions (and the template a
+/// node change re-versions). Called once the network exists, right before launching.
+async fn fetch_discovery_token(
+    exec: &mut Executor<'_>,
+    pending: &PendingDiscovery,
+    actions: &mut [Action],
+    template: &mut Option<plan::Resource>,
+) -> Result<(), EngineError> {
+    let env = &pending.environment;
+    let name = env.name.to_string();
+    let Some(etcd) = env.spec.node.as_ref().and_then(|n| n.etcd.as_ref()) else {
+        return Ok(());
+    };
+    let size = member_count(env);
+    let url = crate::aws::discovery::fetch(&crate::aws::discovery::service_url(etcd, size))
+        .await
+        .map_err(|message| EngineError::Discovery {
+            env: name.clone(),
+            message,
+        })?;
+    let token = crate::aws::discovery::Token {
+        url,
+        size: Some(size),
+    };
+    let tags = exec.tags_for("etcd-discovery", Layer::Node);
+    crate::aws::discovery::store(exec.aws, &name, &token, tags).await?;
+    exec.say(&format!(
+        "{name}: + stored a new etcd discovery token for {size} members in {}",
+        crate::config::names::etcd_discovery_secret(&name)
+    ));
+    let m = machine(
+        env,
+        &pending.units,
+        pending.image.clone(),
+        pending.key.as_ref(),
+        Some(&token.url),
+    )?;
+    let with_token = |r: &mut plan::Resource| match &mut r.spec {
+        plan::Spec::LaunchTemplate { user_data, .. } => user_data.clone_from(&m.user_data),
+        plan::Spec::Instance {
+            user_data, config, ..
+        } => {
+            let node =
+                r.id.strip_prefix(plan::cluster::INSTANCE_PREFIX)
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .and_then(|i| m.nodes.get(i));
+            if let Some(node) = node {
+                user_data.clone_from(&node.user_data);
+                config.clone_from(&node.digest);
+            }
+        }
+        _ => {}
+    };
+    for a in actions {
+        if let Some(desired) = &mut a.desired {
+            with_token(desired);
+        }
+    }
+    if let Some(template) = template {
+        with_token(template);
+    }
+    Ok(())
+}
+
 /// Renders the config the instances will boot with (in memory only: it holds the key):
 /// one shared by a group's instances, or one per node of a fixed-size cluster.
 fn machine(
@@ -376,6 +552,7 @@ fn machine(
     units: &UnitSet,
     image: Image,
     key: Option<&crate::aws::secrets::SshPublicKey>,
+    discovery: Option<&str>,
 ) -> Result<Machine, EngineError> {
     use base64::Engine as _;
     let encode = |json: String| base64::engine::general_purpose::STANDARD.encode(json);
@@ -411,7 +588,7 @@ fn machine(
         units,
         node,
         ssh_public_key: key.map(|k| k.openssh()),
-        etcd_discovery: None,
+        etcd_discovery: discovery,
     };
     let mut nodes = Vec::with_capacity(usize::from(size));
     for index in 0..size {
@@ -920,9 +1097,23 @@ pub async fn apply(
         applied.actions +=
             execute_machines(&mut exec, &env_plan.name, &machine_actions, None, true).await?;
         applied.actions += execute_network(&mut exec, &env_plan.name, &network_actions).await?;
-        let template = observations.launch_templates.get(&env_plan.name);
-        applied.actions +=
-            execute_machines(&mut exec, &env_plan.name, &machine_actions, template, false).await?;
+        let mut template = observations.launch_templates.get(&env_plan.name).cloned();
+        // The first launch of an etcd-discovery cluster fetches its token first.
+        let mut owned: Vec<Action> = machine_actions.iter().map(|a| (*a).clone()).collect();
+        if let Some(pending) = observations.pending_discovery.get(&env_plan.name)
+            && owned.iter().any(|a| a.action != ActionKind::Delete)
+        {
+            fetch_discovery_token(&mut exec, pending, &mut owned, &mut template).await?;
+        }
+        let machine_actions: Vec<&Action> = owned.iter().collect();
+        applied.actions += execute_machines(
+            &mut exec,
+            &env_plan.name,
+            &machine_actions,
+            template.as_ref(),
+            false,
+        )
+        .await?;
         applied.actions += execute_instances(
             &mut exec,
             &env_plan.name,

@@ -6,6 +6,7 @@
 //! region of its clients.
 
 pub mod cluster;
+pub mod discovery;
 pub mod images;
 pub mod network;
 pub mod secrets;

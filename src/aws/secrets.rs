@@ -9,6 +9,7 @@ use super::{Aws, AwsError, error};
 use crate::config::SecretId;
 
 /// A validated OpenSSH public key.
+#[derive(Clone)]
 pub struct SshPublicKey {
     openssh: Zeroizing<String>,
     /// `SHA256:...`, safe to show.

@@ -207,6 +207,11 @@ pub mod names {
         format!("{env}-{lb}-{port}")
     }
 
+    /// The Secrets Manager secret holding an environment's etcd discovery token.
+    pub fn etcd_discovery_secret(env: &str) -> String {
+        format!("strata/{env}/etcd-discovery")
+    }
+
     /// The longest name ELBv2 accepts for load balancers and target groups.
     pub const ELB_NAME_MAX: usize = 32;
 }

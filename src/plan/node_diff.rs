@@ -51,7 +51,7 @@ fn files(config: &Value) -> BTreeMap<String, String> {
         .filter_map(|f| {
             let path = f["path"].as_str()?.to_owned();
             let source = f["contents"]["source"].as_str().unwrap_or_default();
-            Some((path, decode_data_url(source)))
+            Some((path, without_secrets(&decode_data_url(source))))
         })
         .collect()
 }
@@ -74,6 +74,20 @@ fn keys(config: &Value) -> BTreeMap<String, BTreeSet<String>> {
                 .collect();
             Some((u["name"].as_str()?.to_owned(), keys))
         })
+        .collect()
+}
+
+/// An etcd discovery token lets anyone join the cluster: a file line setting it shows a
+/// digest of it instead.
+fn without_secrets(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.split_once('=') {
+            Some(("ETCD_DISCOVERY", token)) => {
+                format!("ETCD_DISCOVERY=<token {}>", super::cluster::digest(token))
+            }
+            _ => line.to_owned(),
+        })
+        .map(|line| line + "\n")
         .collect()
 }
 
@@ -248,5 +262,22 @@ mod tests {
                 .any(|l| l.starts_with("- ssh key of core: SHA256:")),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn an_etcd_discovery_token_shows_only_as_a_digest() {
+        let old = config("[Unit]\n", KEY, "A%3D1%0A");
+        let new = config(
+            "[Unit]\n",
+            KEY,
+            "A%3D1%0AETCD_DISCOVERY%3Dhttps%3A%2F%2Fdiscovery.etcd.io%2Fs3cr3t%0A",
+        );
+        let lines = diff(&old, &new);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(
+            lines[2].starts_with("+     ETCD_DISCOVERY=<token sha256:"),
+            "{lines:?}"
+        );
+        assert!(lines.iter().all(|l| !l.contains("s3cr3t")), "{lines:?}");
     }
 }

@@ -11,11 +11,11 @@ use strata::config::{Environment, Layer};
 use strata::engine::{self, EngineError};
 use strata::plan::{Plan, render};
 use strata::units::UnitSet;
-use wiremock::matchers::method;
+use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::cloud::Cloud;
-use crate::harness::{ignition_validate, project_root};
+use crate::harness::{GitRepo, ignition_validate, project_root};
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICm1bekesu5Ftri4D28WBQVtgKRVpxzfpvoPNIOVyiuK tests@strata";
@@ -396,4 +396,162 @@ async fn growing_adds_the_highest_indexes_and_shrinking_needs_consent() {
         ["delete instance/3", "delete instance/4"]
     );
     assert_eq!(instances(&cloud).await, before);
+}
+
+#[tokio::test]
+async fn an_etcd_discovery_token_is_fetched_once_and_reused() {
+    let cloud = Cloud::new();
+    cloud.put_secret("eu-west-1", SECRET, KEY).await;
+    let images = feed().await;
+    let service = MockServer::start().await;
+    let token = format!("{}/3f8c1e0a9b7d", service.uri());
+    Mock::given(method("GET"))
+        .and(path("/new"))
+        .and(query_param("size", "3"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(format!("{token}\n")))
+        .expect(1)
+        .mount(&service)
+        .await;
+    let discovering = |size: u16| {
+        let mut e = etcd(&images.uri(), size);
+        if let Some(etcd) = e.spec.node.as_mut().and_then(|n| n.etcd.as_mut()) {
+            etcd.bootstrap = strata::config::EtcdBootstrap::Discovery;
+            etcd.discovery_url = Some(format!("{}/new?size={{size}}", service.uri()));
+        }
+        e
+    };
+    let u = units("quay.io/coreos/etcd:v3.5.17");
+
+    // First apply: the plan says a token will be fetched; apply fetches and keeps it.
+    let first = plan_and_apply(&cloud, &discovering(3), &u, &[], false)
+        .await
+        .unwrap();
+    let markdown = render::markdown(&first);
+    assert!(
+        markdown.contains(&format!(
+            "etcd discovery: apply fetches a token for 3 members from {}/new?size=3",
+            service.uri()
+        )),
+        "{markdown}"
+    );
+    let secrets = cloud.connector().await.connect("eu-west-1").secrets;
+    let stored = secrets
+        .get_secret_value()
+        .secret_id("strata/etcd-prod/etcd-discovery")
+        .send()
+        .await
+        .unwrap();
+    let stored: serde_json::Value = serde_json::from_str(stored.secret_string().unwrap()).unwrap();
+    assert_eq!(stored, serde_json::json!({"url": token, "size": 3}));
+    for (_, _, _, config) in instances(&cloud).await {
+        assert_eq!(
+            env_value(&config, "ETCD_DISCOVERY").as_deref(),
+            Some(token.as_str())
+        );
+        assert_eq!(env_value(&config, "ETCD_INITIAL_CLUSTER"), None);
+        ignition_validate(&config).unwrap();
+    }
+
+    // The configs the instances run match what a plan renders with the stored token.
+    let connector = cloud.connector().await;
+    let e = discovering(3);
+    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e)].into();
+    let all = engine::select(&map, &[], &[]).unwrap();
+    let (again, _) = engine::plan(&connector, &all, &u, None).await.unwrap();
+    assert!(again.is_empty(), "{}", render::markdown(&again));
+
+    // Second apply (a unit change): the same token, no second fetch.
+    let newer = units("quay.io/coreos/etcd:v3.5.18");
+    let second = plan_and_apply(&cloud, &discovering(3), &newer, &[Layer::Node], false)
+        .await
+        .unwrap();
+    assert_eq!(actions(&second, Layer::Node).len(), 4);
+    for (_, _, _, config) in instances(&cloud).await {
+        assert!(config.contains("v3.5.18"));
+        assert_eq!(
+            env_value(&config, "ETCD_DISCOVERY").as_deref(),
+            Some(token.as_str())
+        );
+    }
+
+    // A size change keeps the token and warns.
+    let connector = cloud.connector().await;
+    let e = discovering(4);
+    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e)].into();
+    let all = engine::select(&map, &[], &[]).unwrap();
+    let (grown, _) = engine::plan(&connector, &all, &newer, None).await.unwrap();
+    let markdown = render::markdown(&grown);
+    assert!(
+        markdown.contains("warning: etcd discovery: the token in strata/etcd-prod/etcd-discovery was made for 3 members and the cluster now has 4"),
+        "{markdown}"
+    );
+    for plan in [&first, &second, &grown] {
+        let text = render::markdown(plan) + &render::json(plan);
+        assert!(!text.contains("3f8c1e0a9b7d"), "a plan shows the token");
+    }
+}
+
+#[tokio::test]
+async fn the_command_line_brings_up_a_fixed_cluster_and_shows_the_key_nowhere() {
+    // The binary talks to moto's default account; the environment name keeps it apart.
+    let secret = "tests/fixed-cli/ssh";
+    crate::cloud::put_secret("eu-west-1", secret, KEY).await;
+    let server = feed().await;
+    let repo = GitRepo::new();
+    repo.copy_dir(&project_root().join("units"), "units");
+    let text = std::fs::read_to_string(project_root().join("environments/etcd-prod.yaml"))
+        .unwrap()
+        .replace(
+            "os: { name: flatcar, channel: stable }",
+            &format!(
+                "os: {{ name: flatcar, channel: stable, feed_url: \"{}/{{channel}}.json\" }}",
+                server.uri()
+            ),
+        )
+        .replace(SECRET, secret);
+    repo.write("environments/etcd-cli.yaml", text);
+    repo.commit("etcd-cli");
+    // The binary runs off this thread, which serves the image feed.
+    let run = |args: &'static [&'static str]| {
+        let path = repo.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            crate::harness::strata_with(&path, args, &crate::cloud::binary_vars())
+        })
+    };
+
+    let applied = run(&["apply", "--env", "etcd-cli"]).await.unwrap();
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    for n in 0..3 {
+        assert!(
+            applied
+                .stdout
+                .contains(&format!("etcd-cli: + create instance instance/{n} (i-")),
+            "{}",
+            applied.stdout
+        );
+    }
+    let again = run(&["plan", "--detailed-exitcode"]).await.unwrap();
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+
+    let key_body = KEY.split(' ').nth(1).unwrap();
+    for output in [
+        &applied.stdout,
+        &applied.stderr,
+        &again.stdout,
+        &again.stderr,
+    ] {
+        assert!(
+            !output.contains(key_body),
+            "an output shows the key: {output}"
+        );
+    }
+    assert_eq!(
+        crate::harness::files_containing(repo.path(), key_body, 6),
+        Vec::<String>::new()
+    );
+    let home = std::path::PathBuf::from(std::env::var("HOME").unwrap());
+    assert_eq!(
+        crate::harness::files_containing(&home, key_body, 3),
+        Vec::<String>::new()
+    );
 }

@@ -161,3 +161,26 @@ pub fn ignition_validate(config: &str) -> Result<(), String> {
         ))
     }
 }
+
+/// Files under `dir` (a few levels deep, skipping toolchains and caches) holding `needle`.
+pub fn files_containing(dir: &std::path::Path, needle: &str, depth: usize) -> Vec<String> {
+    let mut hits = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return hits;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if [".cargo", ".rustup", ".pyenv", ".cache", ".npm", "target"].contains(&name.as_str()) {
+            continue;
+        }
+        if path.is_dir() && depth > 0 {
+            hits.extend(files_containing(&path, needle, depth - 1));
+        } else if std::fs::read(&path)
+            .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        {
+            hits.push(path.display().to_string());
+        }
+    }
+    hits
+}

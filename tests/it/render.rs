@@ -100,29 +100,6 @@ fn etcd_reading(secret: &str) -> GitRepo {
     repo
 }
 
-/// Files under `dir` (a few levels deep, skipping toolchains and caches) holding `needle`.
-fn files_containing(dir: &std::path::Path, needle: &str, depth: usize) -> Vec<String> {
-    let mut hits = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return hits;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if [".cargo", ".rustup", ".pyenv", ".cache", ".npm", "target"].contains(&name.as_str()) {
-            continue;
-        }
-        if path.is_dir() && depth > 0 {
-            hits.extend(files_containing(&path, needle, depth - 1));
-        } else if std::fs::read(&path)
-            .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
-        {
-            hits.push(path.display().to_string());
-        }
-    }
-    hits
-}
-
 #[tokio::test]
 async fn render_puts_the_secret_key_in_the_config_and_nowhere_else() {
     let secret = "tests/render/plain";
@@ -154,11 +131,14 @@ async fn render_puts_the_secret_key_in_the_config_and_nowhere_else() {
     );
     // Nothing was written anywhere: not in the repository, not under home.
     assert_eq!(
-        files_containing(repo.path(), key_body, 6),
+        crate::harness::files_containing(repo.path(), key_body, 6),
         Vec::<String>::new()
     );
     let home = std::path::PathBuf::from(std::env::var("HOME").unwrap());
-    assert_eq!(files_containing(&home, key_body, 3), Vec::<String>::new());
+    assert_eq!(
+        crate::harness::files_containing(&home, key_body, 3),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
