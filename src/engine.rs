@@ -1074,7 +1074,12 @@ pub async fn apply(
         let machine_actions: Vec<&Action> = actions_of(Layer::Cluster)
             .chain(actions_of(Layer::Node))
             .collect();
-        let network_actions: Vec<Action> = actions_of(Layer::Network).cloned().collect();
+        // A plan has at most one network layer per environment.
+        let network_actions = env_plan
+            .layers
+            .iter()
+            .find(|l| l.layer == Layer::Network)
+            .map_or(&[][..], |l| l.actions.as_slice());
         let mut say = |line: &str| progress(line);
         let mut exec = Executor::new(&aws, &env_plan.name, &target.tags, &observed, &mut say);
         // Instances launch from the template's latest version unless this run makes one.
@@ -1096,7 +1101,7 @@ pub async fn apply(
         // Machines go first when they go: their instances hold the subnets and groups.
         applied.actions +=
             execute_machines(&mut exec, &env_plan.name, &machine_actions, None, true).await?;
-        applied.actions += execute_network(&mut exec, &env_plan.name, &network_actions).await?;
+        applied.actions += execute_network(&mut exec, &env_plan.name, network_actions).await?;
         let mut template = observations.launch_templates.get(&env_plan.name).cloned();
         // The first launch of an etcd-discovery cluster fetches its token first.
         let mut owned: Vec<Action> = machine_actions.iter().map(|a| (*a).clone()).collect();

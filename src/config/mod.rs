@@ -207,6 +207,17 @@ pub mod names {
         format!("{env}-{lb}-{port}")
     }
 
+    /// The launch template's name: the environment's (at most 128 characters; an
+    /// environment name is far shorter and uses only characters AWS accepts here).
+    pub fn launch_template(env: &str) -> String {
+        env.to_owned()
+    }
+
+    /// The auto-scaling group's name: the environment's.
+    pub fn auto_scaling_group(env: &str) -> String {
+        env.to_owned()
+    }
+
     /// The Secrets Manager secret holding an environment's etcd discovery token.
     pub fn etcd_discovery_secret(env: &str) -> String {
         format!("strata/{env}/etcd-discovery")

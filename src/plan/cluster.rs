@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Kind, Observed, Resource, Spec};
 use crate::addressing;
-use crate::config::{ClusterMode, Environment};
+use crate::config::{ClusterMode, Environment, names};
 
 /// Logical id of the launch template.
 pub const LAUNCH_TEMPLATE: &str = "launch-template";
@@ -38,12 +38,11 @@ pub fn desired(
     let Some(cluster) = &env.spec.cluster else {
         return Vec::new();
     };
-    let name = env.name.to_string();
     let mut out = vec![Resource {
         kind: Kind::LaunchTemplate,
         id: LAUNCH_TEMPLATE.into(),
         spec: Spec::LaunchTemplate {
-            name: name.clone(),
+            name: names::launch_template(env.name.as_str()),
             image: image.to_owned(),
             instance_type: cluster.instance_type.to_string(),
             security_groups: cluster
@@ -73,7 +72,7 @@ pub fn desired(
             kind: Kind::AutoScalingGroup,
             id: AUTO_SCALING_GROUP.into(),
             spec: Spec::AutoScalingGroup {
-                name,
+                name: names::auto_scaling_group(env.name.as_str()),
                 min,
                 max: cluster.max.unwrap_or(min),
                 desired: cluster.desired.unwrap_or(min),

@@ -555,3 +555,104 @@ async fn the_command_line_brings_up_a_fixed_cluster_and_shows_the_key_nowhere() 
         Vec::<String>::new()
     );
 }
+
+#[tokio::test]
+async fn a_rollout_cut_halfway_is_finished_by_the_next_apply() {
+    let cloud = Cloud::new();
+    cloud.put_secret("eu-west-1", SECRET, KEY).await;
+    let server = feed().await;
+    let e = etcd(&server.uri(), 3);
+    plan_and_apply(
+        &cloud,
+        &e,
+        &units("quay.io/coreos/etcd:v3.5.17"),
+        &[],
+        false,
+    )
+    .await
+    .unwrap();
+    let before = instances(&cloud).await;
+
+    // The node change's writes: a template version (2), then per node a terminate and
+    // a launch. The 6th write, instance/1's launch, is cut: instance/0 is new,
+    // instance/1 is gone, instance/2 is old.
+    let newer = units("quay.io/coreos/etcd:v3.5.18");
+    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e.clone())].into();
+    let targets = engine::select(&map, &[], &[Layer::Node]).unwrap();
+    let failing = cloud.failing_connector(5).await;
+    let (plan, observed) = engine::plan(&failing, &targets, &newer, None)
+        .await
+        .unwrap();
+    let mut quiet = |_: &str| {};
+    let err = engine::apply(&failing, &plan, &observed, &targets, false, &mut quiet)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("injected before RunInstances"),
+        "{err}"
+    );
+    let cut: Vec<String> = instances(&cloud).await.into_iter().map(|i| i.0).collect();
+    assert_eq!(cut, ["instance/0", "instance/2"]);
+
+    // The next run launches the missing node and replaces the old one; no duplicates.
+    let resumed = plan_and_apply(&cloud, &e, &newer, &[Layer::Node], false)
+        .await
+        .unwrap();
+    assert_eq!(
+        actions(&resumed, Layer::Node),
+        ["create instance/1", "replace instance/2"],
+        "{}",
+        render::markdown(&resumed)
+    );
+    let after = instances(&cloud).await;
+    assert_eq!(after.len(), 3);
+    for ((id, old, ip, _), (new_id, new, new_ip, config)) in before.iter().zip(&after) {
+        assert_eq!((id, ip), (new_id, new_ip));
+        assert_ne!(old, new);
+        assert!(config.contains("v3.5.18"));
+    }
+}
+
+#[tokio::test]
+async fn switching_a_group_to_a_fixed_size_removes_the_group_with_consent() {
+    let cloud = Cloud::new();
+    cloud.put_secret("eu-west-1", SECRET, KEY).await;
+    let server = feed().await;
+    let u = units("quay.io/coreos/etcd:v3.5.17");
+    let mut group = etcd(&server.uri(), 3);
+    if let Some(c) = group.spec.cluster.as_mut() {
+        c.mode = strata::config::ClusterMode::Autoscaling;
+        c.size = None;
+        (c.min, c.max, c.desired) = (Some(1), Some(3), Some(2));
+    }
+    if let Some(n) = group.spec.node.as_mut() {
+        n.etcd = None;
+    }
+    plan_and_apply(&cloud, &group, &u, &[], false)
+        .await
+        .unwrap();
+
+    let fixed = etcd(&server.uri(), 3);
+    let refused = plan_and_apply(&cloud, &fixed, &u, &[Layer::Cluster], false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, EngineError::NeedsConsent(what) if what == &["etcd-prod: delete auto-scaling group asg"]),
+        "{refused}"
+    );
+    let switched = plan_and_apply(&cloud, &fixed, &u, &[Layer::Cluster], true)
+        .await
+        .unwrap();
+    assert_eq!(
+        actions(&switched, Layer::Cluster),
+        [
+            "delete asg",
+            "create instance/0",
+            "create instance/1",
+            "create instance/2"
+        ]
+    );
+    let asg = cloud.connector().await.connect("eu-west-1").autoscaling;
+    let groups = asg.describe_auto_scaling_groups().send().await.unwrap();
+    assert!(groups.auto_scaling_groups().is_empty());
+}
