@@ -2,7 +2,9 @@
 //! read of the same run. Run with `cargo bench --bench plan` (after scripts/setup).
 //!
 //! Sets up 1 and then 10 environments (each: 2 zones, 4 subnets, NAT, 2 security
-//! groups, an application load balancer), then plans them. Nothing here asserts on time.
+//! groups, an application load balancer), then plans them; then the same with all
+//! three layers, once with an auto-scaling group and once with a fixed-size cluster of
+//! 3. Nothing here asserts on time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -75,8 +77,15 @@ fn main() {
             );
             run(&format!("http://127.0.0.1:{port}")).await;
         }
-        println!("\nthree-layer plan (network, auto-scaling cluster, node) against moto on loopback; median of {RUNS} runs\n");
-        three_layers(&format!("http://127.0.0.1:{moto_port}")).await;
+        let url = format!("http://127.0.0.1:{moto_port}");
+        let feed = image_feed().await;
+        for (kind, cluster) in [
+            ("auto-scaling cluster", Cluster::Autoscaling),
+            ("fixed-size cluster of 3", Cluster::Fixed),
+        ] {
+            println!("\nthree-layer plan (network, {kind}, node) against moto on loopback; median of {RUNS} runs\n");
+            three_layers(&url, &feed, cluster).await;
+        }
     });
     drop(moto.stdin.take());
     let _ = moto.wait();
@@ -174,7 +183,11 @@ async fn run(url: &str) {
                 .expect("plan");
                 plan_times.push(start.elapsed());
                 reads = connector.metrics().reads() - before;
-                assert!(plan.is_empty(), "a fresh apply leaves nothing to plan");
+                assert!(
+                    plan.is_empty(),
+                    "a fresh apply leaves nothing to plan:\n{}",
+                    strata::plan::render::markdown(&plan)
+                );
             }
             let (slowest, series) = single_reads(&connector, &envs).await;
             let plan = median(plan_times);
@@ -189,9 +202,15 @@ async fn run(url: &str) {
     }
 }
 
-/// A whole environment per plan: network, an auto-scaling cluster from a Flatcar image
-/// (feed served on loopback) and its node config with a key from Secrets Manager.
-async fn three_layers(url: &str) {
+/// The two kinds of cluster a three-layer plan is measured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cluster {
+    Autoscaling,
+    Fixed,
+}
+
+/// Flatcar's image feed, served on loopback.
+async fn image_feed() -> wiremock::MockServer {
     use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
     let feed = MockServer::start().await;
     let body = serde_json::json!({"amis": [{"name": "eu-west-1", "hvm": "ami-0f1a7ca7000000001"}]});
@@ -199,18 +218,31 @@ async fn three_layers(url: &str) {
         .respond_with(ResponseTemplate::new(200).set_body_json(body))
         .mount(&feed)
         .await;
+    feed
+}
+
+/// A whole environment per plan: network, a cluster from a Flatcar image (feed served
+/// on loopback) and its node config with a key from Secrets Manager.
+async fn three_layers(url: &str, feed: &wiremock::MockServer, cluster: Cluster) {
     let config = moto_config(url).await;
     let connector = Connector::new(config, Vec::new());
     let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICm1bekesu5Ftri4D28WBQVtgKRVpxzfpvoPNIOVyiuK bench@strata";
-    connector
+    // Both kinds share the secret; their environments have their own names.
+    let _ = connector
         .connect("eu-west-1")
         .secrets
         .create_secret()
         .name("bench/ssh")
         .secret_string(key)
         .send()
-        .await
-        .expect("secret");
+        .await;
+    let (prefix, machines) = match cluster {
+        Cluster::Autoscaling => (
+            "group",
+            "cluster:\n  mode: autoscaling\n  min: 1\n  max: 2\n",
+        ),
+        Cluster::Fixed => ("fixed", "cluster:\n  mode: fixed\n  size: 3\n"),
+    };
     let unit = "[Unit]\nDescription=app\n[Service]\nExecStart=/usr/bin/true\n[Install]\nWantedBy=multi-user.target\n";
     let units = strata::units::load([("app.service", unit.as_bytes())]).expect("unit");
     println!("{:<14} {:>6} {:>10}", "environments", "reads", "plan");
@@ -221,13 +253,13 @@ async fn three_layers(url: &str) {
                     "region: eu-west-1\nnetwork:\n  cidr: 10.{}.0.0/16\n  zones: 2\n  private_subnets: 2\n  public_subnets: 2\n  nat: single\n  \
                      security_groups:\n    app:\n      ingress: [ssh, http]\n  load_balancers:\n    api:\n      type: application\n      \
                      subnets: public\n      security_groups: [app]\n      listeners:\n        - {{ front: http, back: 80 }}\n\
-                     cluster:\n  mode: autoscaling\n  min: 1\n  max: 2\n  instance_type: t3.small\n  \
+                     {machines}  instance_type: t3.small\n  \
                      os: {{ name: flatcar, channel: stable, feed_url: \"{}/{{channel}}.json\" }}\n  security_groups: [app]\n  load_balancers: [api]\n\
                      node:\n  units: [app.service]\n  ssh: {{ public_key_secret: bench/ssh }}\n",
                     100 + i,
                     feed.uri()
                 );
-                strata::config::load(&format!("environments/full-{i}.yaml"), &yaml, &units.names()).expect("valid environment")
+                strata::config::load(&format!("environments/{prefix}-{i}.yaml"), &yaml, &units.names()).expect("valid environment")
             })
             .collect();
         let map: BTreeMap<String, Environment> = envs
@@ -252,7 +284,11 @@ async fn three_layers(url: &str) {
                 .expect("plan");
             times.push(start.elapsed());
             reads = connector.metrics().reads() - before;
-            assert!(plan.is_empty(), "a fresh apply leaves nothing to plan");
+            assert!(
+                plan.is_empty(),
+                "a fresh apply leaves nothing to plan:\n{}",
+                strata::plan::render::markdown(&plan)
+            );
         }
         println!("{count:<14} {reads:>6} {:>8.1}ms", ms(median(times)));
     }

@@ -74,6 +74,20 @@ pub enum EngineError {
         /// What went wrong, with a hint.
         message: String,
     },
+    /// Apply stopped at a failure; what was done stays done (and tagged).
+    #[error(
+        "{cause}\n  applied before the failure: {done} change{}\n  not applied:\n{}\n  hint: fix the cause and run apply again; it continues from what exists",
+        if *.done == 1 { "" } else { "s" },
+        .not_done.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    )]
+    Stopped {
+        /// The failure.
+        cause: Box<EngineError>,
+        /// Actions completed before it.
+        done: usize,
+        /// Actions of the plan not (or not completely) applied.
+        not_done: Vec<String>,
+    },
     /// The plan destroys something and consent was not given. Nothing was changed.
     #[error(
         "the plan deletes or replaces {} resource{}; nothing was changed:\n{}\n  hint: review the plan, then run `strata apply --allow-destroy` to consent",
@@ -1046,17 +1060,16 @@ pub async fn apply(
         ));
     }
     let mut applied = Applied::default();
-    for env_plan in &plan.environments {
+    for (n, env_plan) in plan.environments.iter().enumerate() {
         let Some(target) = targets.iter().find(|t| t.name == env_plan.name) else {
             continue;
         };
         let aws = connector.connect(&env_plan.region);
-        let network_observed = observations
+        let mut observed = observations
             .network
             .get(&env_plan.name)
             .cloned()
             .unwrap_or_default();
-        let mut observed = network_observed.clone();
         observed.extend(
             observations
                 .cluster
@@ -1064,94 +1077,140 @@ pub async fn apply(
                 .cloned()
                 .unwrap_or_default(),
         );
-        let actions_of = |layer: Layer| {
-            env_plan
-                .layers
-                .iter()
-                .filter(move |l| l.layer == layer)
-                .flat_map(|l| l.actions.iter())
-        };
-        let machine_actions: Vec<&Action> = actions_of(Layer::Cluster)
-            .chain(actions_of(Layer::Node))
-            .collect();
-        // A plan has at most one network layer per environment.
-        let network_actions = env_plan
-            .layers
-            .iter()
-            .find(|l| l.layer == Layer::Network)
-            .map_or(&[][..], |l| l.actions.as_slice());
         let mut say = |line: &str| progress(line);
         let mut exec = Executor::new(&aws, &env_plan.name, &target.tags, &observed, &mut say);
-        // Instances launch from the template's latest version unless this run makes one.
-        if let Some(version) = observed
-            .iter()
-            .find(|o| o.kind == Kind::LaunchTemplate)
-            .and_then(|o| o.extra.get("version"))
-        {
-            exec.ids.insert(
-                format!("{}#version", plan::cluster::LAUNCH_TEMPLATE),
-                version.clone(),
-            );
-        }
-        let warmup = target
-            .environment
-            .as_ref()
-            .and_then(|e| e.spec.cluster.as_ref())
-            .map_or(0, |c| c.rollout.warmup_seconds);
-        // Machines go first when they go: their instances hold the subnets and groups.
-        applied.actions +=
-            execute_machines(&mut exec, &env_plan.name, &machine_actions, None, true).await?;
-        applied.actions += execute_network(&mut exec, &env_plan.name, network_actions).await?;
-        let mut template = observations.launch_templates.get(&env_plan.name).cloned();
-        // The first launch of an etcd-discovery cluster fetches its token first.
-        let mut owned: Vec<Action> = machine_actions.iter().map(|a| (*a).clone()).collect();
-        if let Some(pending) = observations.pending_discovery.get(&env_plan.name)
-            && owned.iter().any(|a| a.action != ActionKind::Delete)
-        {
-            fetch_discovery_token(&mut exec, pending, &mut owned, &mut template).await?;
-        }
-        let machine_actions: Vec<&Action> = owned.iter().collect();
-        applied.actions += execute_machines(
+        let result = apply_environment(
             &mut exec,
-            &env_plan.name,
-            &machine_actions,
-            template.as_ref(),
-            false,
+            env_plan,
+            target,
+            observations,
+            plan.commit.as_deref(),
         )
-        .await?;
-        applied.actions += execute_instances(
-            &mut exec,
-            &env_plan.name,
-            &machine_actions,
-            std::time::Duration::from_secs(u64::from(warmup)),
-        )
-        .await?;
-        // A new template version reaches running instances through an instance refresh.
-        if exec.template_renewed
-            && let Some(group) = machine_actions
+        .await;
+        applied.actions += exec.completed.len();
+        if let Err(cause) = result {
+            let left = |e: &EnvironmentPlan| {
+                e.layers
+                    .iter()
+                    .flat_map(|l| &l.actions)
+                    .map(label)
+                    .map(|l| format!("{}: {l}", e.name))
+                    .collect::<Vec<_>>()
+            };
+            let mut not_done: Vec<String> = env_plan
+                .layers
                 .iter()
-                .find(|a| a.kind == Kind::AutoScalingGroup && a.action == ActionKind::Update)
-            && let Some(desired) = &group.desired
-        {
-            exec.refresh_instances(&desired.spec).await?;
-            exec.say(&format!(
-                "{}: ~ rolled out the new template version to {}",
-                env_plan.name, group.id
-            ));
-        }
-        if let (Some(commit), Some(vpc)) = (&plan.commit, exec.ids.get("vpc").cloned())
-            && env_plan.layers.iter().any(|l| l.layer == Layer::Network)
-        {
-            let current = network_observed
-                .iter()
-                .find(|o| o.id == "vpc" && o.aws_id == vpc)
-                .and_then(|o| o.tags.get(plan::TAG_COMMIT));
-            if current != Some(commit) {
-                aws_network::record_commit(&aws, &vpc, commit).await?;
-            }
+                .flat_map(|l| &l.actions)
+                .map(label)
+                .filter(|l| !exec.completed.contains(l))
+                .map(|l| format!("{}: {l}", env_plan.name))
+                .collect();
+            not_done.extend(plan.environments[n + 1..].iter().flat_map(left));
+            return Err(EngineError::Stopped {
+                cause: Box::new(cause),
+                done: applied.actions,
+                not_done,
+            });
         }
     }
     Ok(applied)
+}
+
+/// Applies one environment's plan: machine deletions, the network, an etcd discovery
+/// token when the first launch needs one, machine creations and updates, instances,
+/// the group's rollout, and the commit on the VPC. Each completed action is recorded
+/// in `exec.completed`.
+async fn apply_environment(
+    exec: &mut Executor<'_>,
+    env_plan: &EnvironmentPlan,
+    target: &Target,
+    observations: &Observations,
+    commit: Option<&str>,
+) -> Result<(), EngineError> {
+    let name = env_plan.name.as_str();
+    let actions_of = |layer: Layer| {
+        env_plan
+            .layers
+            .iter()
+            .filter(move |l| l.layer == layer)
+            .flat_map(|l| l.actions.iter())
+    };
+    let machine_actions: Vec<&Action> = actions_of(Layer::Cluster)
+        .chain(actions_of(Layer::Node))
+        .collect();
+    // A plan has at most one network layer per environment.
+    let network_actions = env_plan
+        .layers
+        .iter()
+        .find(|l| l.layer == Layer::Network)
+        .map_or(&[][..], |l| l.actions.as_slice());
+    // Instances launch from the template's latest version unless this run makes one.
+    if let Some(version) = observations
+        .cluster
+        .get(name)
+        .into_iter()
+        .flatten()
+        .find(|o| o.kind == Kind::LaunchTemplate)
+        .and_then(|o| o.extra.get("version"))
+    {
+        exec.ids.insert(
+            format!("{}#version", plan::cluster::LAUNCH_TEMPLATE),
+            version.clone(),
+        );
+    }
+    let warmup = target
+        .environment
+        .as_ref()
+        .and_then(|e| e.spec.cluster.as_ref())
+        .map_or(0, |c| c.rollout.warmup_seconds);
+    // Machines go first when they go: their instances hold the subnets and groups.
+    execute_machines(exec, name, &machine_actions, None, true).await?;
+    execute_network(exec, name, network_actions).await?;
+    let mut template = observations.launch_templates.get(name).cloned();
+    // The first launch of an etcd-discovery cluster fetches its token first.
+    let mut owned: Vec<Action> = machine_actions.iter().map(|a| (*a).clone()).collect();
+    if let Some(pending) = observations.pending_discovery.get(name)
+        && owned.iter().any(|a| a.action != ActionKind::Delete)
+    {
+        fetch_discovery_token(exec, pending, &mut owned, &mut template).await?;
+    }
+    let machine_actions: Vec<&Action> = owned.iter().collect();
+    execute_machines(exec, name, &machine_actions, template.as_ref(), false).await?;
+    execute_instances(
+        exec,
+        name,
+        &machine_actions,
+        std::time::Duration::from_secs(u64::from(warmup)),
+    )
+    .await?;
+    // A new template version reaches running instances through an instance refresh.
+    if exec.template_renewed
+        && let Some(group) = machine_actions
+            .iter()
+            .find(|a| a.kind == Kind::AutoScalingGroup && a.action == ActionKind::Update)
+        && let Some(desired) = &group.desired
+    {
+        exec.refresh_instances(&desired.spec).await?;
+        exec.say(&format!(
+            "{name}: ~ rolled out the new template version to {}",
+            group.id
+        ));
+    }
+    if let (Some(commit), Some(vpc)) = (commit, exec.ids.get("vpc").cloned())
+        && env_plan.layers.iter().any(|l| l.layer == Layer::Network)
+    {
+        let current = observations
+            .network
+            .get(name)
+            .into_iter()
+            .flatten()
+            .find(|o| o.id == "vpc" && o.aws_id == vpc)
+            .and_then(|o| o.tags.get(plan::TAG_COMMIT));
+        if current.map(String::as_str) != Some(commit) {
+            aws_network::record_commit(exec.aws, &vpc, commit).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs the cluster and node layers' actions: with `deletions`, only what is deleted
@@ -1163,7 +1222,7 @@ async fn execute_machines(
     actions: &[&Action],
     template: Option<&plan::Resource>,
     deletions: bool,
-) -> Result<usize, EngineError> {
+) -> Result<(), EngineError> {
     let mut ordered: Vec<&Action> = actions
         .iter()
         .copied()
@@ -1175,7 +1234,6 @@ async fn execute_machines(
     if deletions {
         ordered.reverse();
     }
-    let mut done = 0;
     for a in ordered {
         match (a.action, a.kind, &a.desired, &a.observed) {
             (ActionKind::Delete, _, _, Some(o)) => exec.delete(o).await?,
@@ -1205,9 +1263,8 @@ async fn execute_machines(
             _ => continue,
         }
         report(exec, env, a);
-        done += 1;
     }
-    Ok(done)
+    Ok(())
 }
 
 /// Runs a fixed-size cluster's instance actions once the template is in place: new
@@ -1220,7 +1277,7 @@ async fn execute_instances(
     env: &str,
     actions: &[&Action],
     warmup: std::time::Duration,
-) -> Result<usize, EngineError> {
+) -> Result<(), EngineError> {
     let index = |a: &&Action| {
         a.id.strip_prefix(plan::cluster::INSTANCE_PREFIX)
             .and_then(|i| i.parse::<u16>().ok())
@@ -1235,7 +1292,6 @@ async fn execute_instances(
         list.sort_by_key(index);
         list
     };
-    let mut done = 0;
     let mut launched = Vec::new();
     for a in of(ActionKind::Create) {
         if let Some(desired) = &a.desired {
@@ -1248,13 +1304,11 @@ async fn execute_instances(
             exec.await_instance(&a.id, &id, target_groups).await?;
         }
         report(exec, env, a);
-        done += 1;
     }
     for a in of(ActionKind::Update) {
         if let (Some(desired), Some(o)) = (&a.desired, &a.observed) {
             exec.update_instance(&desired.spec, o).await?;
             report(exec, env, a);
-            done += 1;
         }
     }
     let replacements = of(ActionKind::Replace);
@@ -1277,7 +1331,7 @@ async fn execute_instances(
             a.id,
             o.aws_id
         ));
-        done += 1;
+        exec.completed.push(label(a));
         if n < last && !warmup.is_zero() {
             exec.say(&format!(
                 "  … warming up {} for {}s",
@@ -1287,19 +1341,32 @@ async fn execute_instances(
             tokio::time::sleep(warmup).await;
         }
     }
-    Ok(done)
+    Ok(())
 }
 
-/// One progress line per action done, with the AWS id when there is one.
+/// How an action is named in progress lines and in the report of a stopped apply.
+fn label(a: &Action) -> String {
+    format!("{} {} {}", a.action, a.kind.describe(), a.id)
+}
+
+/// One progress line per action done, with the AWS id when there is one; the action
+/// is recorded as completed.
 fn report(exec: &mut Executor<'_>, env: &str, a: &Action) {
+    exec.completed.push(label(a));
     let aws = exec
         .ids
         .get(&a.id)
         .or(a.aws_id.as_ref())
         .map(|id| format!(" ({id})"))
         .unwrap_or_default();
+    let at = match a.desired.as_ref().map(|d| &d.spec) {
+        Some(plan::Spec::Instance { private_ip, .. }) if a.action != ActionKind::Delete => {
+            format!(" at {private_ip}")
+        }
+        _ => String::new(),
+    };
     exec.say(&format!(
-        "{env}: {} {} {} {}{aws}",
+        "{env}: {} {} {} {}{aws}{at}",
         a.action.symbol(),
         a.action,
         a.kind.describe(),
@@ -1308,14 +1375,13 @@ fn report(exec: &mut Executor<'_>, env: &str, a: &Action) {
 }
 
 /// Runs one environment's network actions in the order [`plan::schedule::schedule`]
-/// gives. Returns how many actions it completed.
+/// gives.
 async fn execute_network(
     exec: &mut Executor<'_>,
     env: &str,
     actions: &[Action],
-) -> Result<usize, EngineError> {
+) -> Result<(), EngineError> {
     use crate::plan::schedule::{Step, schedule};
-    let mut done = 0;
     for step in schedule(actions) {
         let a = step.action();
         match step {
@@ -1351,7 +1417,6 @@ async fn execute_network(
             },
         }
         report(exec, env, a);
-        done += 1;
     }
-    Ok(done)
+    Ok(())
 }

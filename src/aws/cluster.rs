@@ -25,7 +25,7 @@ const MEMBER_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
 /// Reads the launch templates (with their latest version), auto-scaling groups and
 /// fixed-size clusters' instances of `envs`: four requests for all of them, plus one
 /// per target group in `target_groups` (ARNs) to learn which instances are registered,
-/// made only when there are instances. `map` turns AWS ids into logical ids (from the
+/// all at once. `map` turns AWS ids into logical ids (from the
 /// network layer's observation). The node config is read from the latest version's
 /// user data.
 pub async fn observe(
@@ -52,11 +52,12 @@ pub async fn observe(
             .set_values(Some(MEMBER_STATES.map(str::to_owned).to_vec()))
             .build(),
     ];
-    let (templates, versions, groups, reservations) = tokio::try_join!(
+    let (templates, versions, groups, reservations, registered) = tokio::try_join!(
         async {
             aws.ec2
                 .describe_launch_templates()
                 .filters(filter)
+                .max_results(200)
                 .into_paginator()
                 .items()
                 .send()
@@ -65,10 +66,12 @@ pub async fn observe(
                 .map_err(|e| error("reading launch templates", e))
         },
         async {
-            // `$Latest` without a template id answers for every template at once.
+            // `$Latest` without a template id answers for every template at once, 200
+            // (the most EC2 allows) per page.
             aws.ec2
                 .describe_launch_template_versions()
                 .versions("$Latest")
+                .max_results(200)
                 .into_paginator()
                 .items()
                 .send()
@@ -98,6 +101,7 @@ pub async fn observe(
                 .await
                 .map_err(|e| error("reading instances", e))
         },
+        registrations(aws, target_groups),
     )?;
     let latest: BTreeMap<String, ec2::LaunchTemplateVersion> = versions
         .into_iter()
@@ -243,11 +247,6 @@ pub async fn observe(
                 .is_some_and(|id| id.starts_with(INSTANCE_PREFIX))
         })
         .collect();
-    let registered = if instances.is_empty() {
-        BTreeMap::new()
-    } else {
-        registrations(aws, target_groups).await?
-    };
     for i in instances {
         let tags = super::network::ec2_tags(i.tags());
         let (Some(env), Some(id)) = (tags.get(TAG_ENVIRONMENT), tags.get(TAG_ID)) else {

@@ -645,6 +645,9 @@ pub struct Executor<'a> {
     pub poll: Duration,
     /// A new launch-template version was made in this run (the group must roll).
     pub template_renewed: bool,
+    /// The plan actions completed so far (`create subnet subnet/private/0`), for the
+    /// report of an apply that stops at a failure.
+    pub completed: Vec<String>,
 }
 
 impl<'a> Executor<'a> {
@@ -669,6 +672,7 @@ impl<'a> Executor<'a> {
             timeout: Duration::from_secs(600),
             poll: Duration::from_secs(5),
             template_renewed: false,
+            completed: Vec::new(),
         }
     }
 

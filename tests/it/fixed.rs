@@ -587,9 +587,14 @@ async fn a_rollout_cut_halfway_is_finished_by_the_next_apply() {
     let err = engine::apply(&failing, &plan, &observed, &targets, false, &mut quiet)
         .await
         .unwrap_err();
+    // The error says what was done and what was not.
+    let report = err.to_string();
+    assert!(report.contains("injected before RunInstances"), "{report}");
     assert!(
-        err.to_string().contains("injected before RunInstances"),
-        "{err}"
+        report.contains(
+            "applied before the failure: 2 changes\n  not applied:\n    etcd-prod: replace instance instance/1\n    etcd-prod: replace instance instance/2\n  hint: fix the cause and run apply again"
+        ),
+        "{report}"
     );
     let cut: Vec<String> = instances(&cloud).await.into_iter().map(|i| i.0).collect();
     assert_eq!(cut, ["instance/0", "instance/2"]);
