@@ -403,3 +403,92 @@ async fn a_change_driven_node_only_plan_rolls_the_group() {
         ["update node/config", "update asg"]
     );
 }
+
+#[tokio::test]
+async fn the_web_example_comes_up_as_a_group_booting_its_config() {
+    let cloud = Cloud::new();
+    let key = crate::harness::unique_key("web-example");
+    cloud
+        .put_secret("eu-west-1", "strata/web-prod/ssh-public-key", &key)
+        .await;
+    let server = feed().await;
+    let files = strata::repo::read_dir(&project_root()).unwrap();
+    let units = strata::repo::load(&files).unwrap().units;
+    let text = std::fs::read_to_string(project_root().join("environments/web-prod.yaml"))
+        .unwrap()
+        .replace(
+            "os: { name: flatcar, channel: stable }",
+            &format!(
+                "os: {{ name: flatcar, channel: stable, feed_url: \"{}/{{channel}}.json\" }}",
+                server.uri()
+            ),
+        )
+        .replace(
+            "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
+            &cloud.certificate("eu-west-1"),
+        );
+    let e = strata::config::load("environments/web-prod.yaml", &text, &units.names()).unwrap();
+    let created = plan_and_apply(&cloud, &e, &units).await;
+    assert_eq!(
+        actions(&created, Layer::Cluster),
+        ["create launch-template", "create asg"]
+    );
+
+    let aws = cloud.connector().await.connect("eu-west-1");
+    let groups = aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("web-prod")
+        .send()
+        .await
+        .unwrap();
+    let g = &groups.auto_scaling_groups()[0];
+    assert_eq!(
+        (g.min_size(), g.max_size(), g.desired_capacity()),
+        (Some(2), Some(6), Some(3))
+    );
+    assert_eq!(g.launch_template().and_then(|t| t.version()), Some("1"));
+    assert_eq!(g.vpc_zone_identifier().unwrap().split(',').count(), 3);
+    assert_eq!(g.target_group_arns().len(), 1);
+    let versions = aws
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_name("web-prod")
+        .versions("$Latest")
+        .send()
+        .await
+        .unwrap();
+    let data = versions.launch_template_versions()[0]
+        .launch_template_data()
+        .unwrap();
+    let config = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(data.user_data().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let config = strata::ignition::unwrap(&config).unwrap();
+    ignition_validate(&config).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(
+        parsed["passwd"]["users"][0]["sshAuthorizedKeys"][0],
+        key.as_str()
+    );
+    let units_installed: Vec<&str> = parsed["systemd"]["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["name"].as_str())
+        .collect();
+    assert_eq!(
+        units_installed,
+        ["web.service", "docker-prune.service", "docker-prune.timer"]
+    );
+
+    let again = plan_only(&cloud, &e, &units).await;
+    assert!(again.is_empty(), "{}", render::markdown(&again));
+    crate::harness::assert_key_nowhere(
+        &key,
+        &[&render::markdown(&created), &render::json(&created)],
+    );
+}

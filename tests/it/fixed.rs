@@ -15,10 +15,8 @@ use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::cloud::Cloud;
-use crate::harness::{GitRepo, ignition_validate, project_root};
+use crate::harness::{GitRepo, assert_key_nowhere, ignition_validate, project_root, unique_key};
 
-const KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICm1bekesu5Ftri4D28WBQVtgKRVpxzfpvoPNIOVyiuK tests@strata";
 const SECRET: &str = "strata/etcd-prod/ssh-public-key";
 
 /// The repository's units, with etcd's image swapped for `etcd_image`.
@@ -194,7 +192,8 @@ fn percent_decode(text: &str) -> String {
 #[tokio::test]
 async fn a_fixed_cluster_runs_one_instance_per_node_and_rolls_node_changes() {
     let cloud = Cloud::new();
-    cloud.put_secret("eu-west-1", SECRET, KEY).await;
+    let key = unique_key("fixed-rollout");
+    cloud.put_secret("eu-west-1", SECRET, &key).await;
     let server = feed().await;
     let etcd_3517 = units("quay.io/coreos/etcd:v3.5.17");
 
@@ -233,7 +232,10 @@ async fn a_fixed_cluster_runs_one_instance_per_node_and_rolls_node_changes() {
     for (n, (_, _, ip, config)) in running.iter().enumerate() {
         ignition_validate(config).unwrap();
         let parsed: serde_json::Value = serde_json::from_str(config).unwrap();
-        assert_eq!(parsed["passwd"]["users"][0]["sshAuthorizedKeys"][0], KEY);
+        assert_eq!(
+            parsed["passwd"]["users"][0]["sshAuthorizedKeys"][0],
+            key.as_str()
+        );
         assert_eq!(
             env_value(config, "ETCD_NAME"),
             Some(format!("etcd-prod-{n}"))
@@ -338,13 +340,23 @@ async fn a_fixed_cluster_runs_one_instance_per_node_and_rolls_node_changes() {
         .await
         .unwrap();
     assert!(settled.is_empty(), "{}", render::markdown(&settled));
-    assert!(!lines.concat().contains("AAAAC3NzaC1lZDI1NTE5"));
+    assert_key_nowhere(
+        &key,
+        &[
+            &lines.concat(),
+            &render::markdown(&created),
+            &render::markdown(&node_change),
+            &render::json(&node_change),
+        ],
+    );
 }
 
 #[tokio::test]
 async fn growing_adds_the_highest_indexes_and_shrinking_needs_consent() {
     let cloud = Cloud::new();
-    cloud.put_secret("eu-west-1", SECRET, KEY).await;
+    cloud
+        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
+        .await;
     let server = feed().await;
     let u = units("quay.io/coreos/etcd:v3.5.17");
     plan_and_apply(&cloud, &etcd(&server.uri(), 3), &u, &[], false)
@@ -401,7 +413,8 @@ async fn growing_adds_the_highest_indexes_and_shrinking_needs_consent() {
 #[tokio::test]
 async fn an_etcd_discovery_token_is_fetched_once_and_reused() {
     let cloud = Cloud::new();
-    cloud.put_secret("eu-west-1", SECRET, KEY).await;
+    let key = unique_key("fixed-discovery");
+    cloud.put_secret("eu-west-1", SECRET, &key).await;
     let images = feed().await;
     let service = MockServer::start().await;
     let token = format!("{}/3f8c1e0a9b7d", service.uri());
@@ -485,17 +498,22 @@ async fn an_etcd_discovery_token_is_fetched_once_and_reused() {
         markdown.contains("warning: etcd discovery: the token in strata/etcd-prod/etcd-discovery was made for 3 members and the cluster now has 4"),
         "{markdown}"
     );
-    for plan in [&first, &second, &grown] {
-        let text = render::markdown(plan) + &render::json(plan);
+    let texts: Vec<String> = [&first, &second, &grown]
+        .iter()
+        .map(|plan| render::markdown(plan) + &render::json(plan))
+        .collect();
+    for text in &texts {
         assert!(!text.contains("3f8c1e0a9b7d"), "a plan shows the token");
     }
+    assert_key_nowhere(&key, &texts.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
 #[tokio::test]
 async fn the_command_line_brings_up_a_fixed_cluster_and_shows_the_key_nowhere() {
     // The binary talks to moto's default account; the environment name keeps it apart.
     let secret = "tests/fixed-cli/ssh";
-    crate::cloud::put_secret("eu-west-1", secret, KEY).await;
+    let key = unique_key("fixed-cli");
+    crate::cloud::put_secret("eu-west-1", secret, &key).await;
     let server = feed().await;
     let repo = GitRepo::new();
     repo.copy_dir(&project_root().join("units"), "units");
@@ -533,25 +551,17 @@ async fn the_command_line_brings_up_a_fixed_cluster_and_shows_the_key_nowhere() 
     let again = run(&["plan", "--detailed-exitcode"]).await.unwrap();
     assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
 
-    let key_body = KEY.split(' ').nth(1).unwrap();
-    for output in [
-        &applied.stdout,
-        &applied.stderr,
-        &again.stdout,
-        &again.stderr,
-    ] {
-        assert!(
-            !output.contains(key_body),
-            "an output shows the key: {output}"
-        );
-    }
-    assert_eq!(
-        crate::harness::files_containing(repo.path(), key_body, 6),
-        Vec::<String>::new()
+    crate::harness::assert_key_nowhere(
+        &key,
+        &[
+            &applied.stdout,
+            &applied.stderr,
+            &again.stdout,
+            &again.stderr,
+        ],
     );
-    let home = std::path::PathBuf::from(std::env::var("HOME").unwrap());
     assert_eq!(
-        crate::harness::files_containing(&home, key_body, 3),
+        crate::harness::files_containing(repo.path(), key.split(' ').nth(1).unwrap(), 6),
         Vec::<String>::new()
     );
 }
@@ -559,7 +569,9 @@ async fn the_command_line_brings_up_a_fixed_cluster_and_shows_the_key_nowhere() 
 #[tokio::test]
 async fn a_rollout_cut_halfway_is_finished_by_the_next_apply() {
     let cloud = Cloud::new();
-    cloud.put_secret("eu-west-1", SECRET, KEY).await;
+    cloud
+        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
+        .await;
     let server = feed().await;
     let e = etcd(&server.uri(), 3);
     plan_and_apply(
@@ -621,7 +633,9 @@ async fn a_rollout_cut_halfway_is_finished_by_the_next_apply() {
 #[tokio::test]
 async fn switching_a_group_to_a_fixed_size_removes_the_group_with_consent() {
     let cloud = Cloud::new();
-    cloud.put_secret("eu-west-1", SECRET, KEY).await;
+    cloud
+        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
+        .await;
     let server = feed().await;
     let u = units("quay.io/coreos/etcd:v3.5.17");
     let mut group = etcd(&server.uri(), 3);

@@ -162,7 +162,8 @@ pub fn ignition_validate(config: &str) -> Result<(), String> {
     }
 }
 
-/// Files under `dir` (a few levels deep, skipping toolchains and caches) holding `needle`.
+/// Regular files under `dir` (a few levels deep, skipping toolchains, caches and files
+/// over 16 MiB) holding `needle`.
 pub fn files_containing(dir: &std::path::Path, needle: &str, depth: usize) -> Vec<String> {
     let mut hits = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -174,13 +175,46 @@ pub fn files_containing(dir: &std::path::Path, needle: &str, depth: usize) -> Ve
         if [".cargo", ".rustup", ".pyenv", ".cache", ".npm", "target"].contains(&name.as_str()) {
             continue;
         }
-        if path.is_dir() && depth > 0 {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() && depth > 0 {
             hits.extend(files_containing(&path, needle, depth - 1));
-        } else if std::fs::read(&path)
-            .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        } else if meta.is_file()
+            && meta.len() <= 16 << 20
+            && std::fs::read(&path)
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
         {
             hits.push(path.display().to_string());
         }
     }
     hits
+}
+
+/// A valid OpenSSH ed25519 public key of its own for `label`, so that searching for it
+/// finds only what the test itself caused to be written.
+pub fn unique_key(label: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes: [u8; 32] = Sha256::digest(format!("strata test key {label}")).into();
+    ssh_key::PublicKey::new(
+        ssh_key::public::KeyData::Ed25519(ssh_key::public::Ed25519PublicKey(bytes)),
+        format!("{label}@strata-tests"),
+    )
+    .to_openssh()
+    .expect("an ed25519 key encodes")
+}
+
+/// The key is in none of `outputs` and in no file under home or the temporary
+/// directory (where every test's repositories and scratch files live).
+pub fn assert_key_nowhere(key: &str, outputs: &[&str]) {
+    let body = key.split(' ').nth(1).expect("a key line has a body");
+    for output in outputs {
+        assert!(!output.contains(body), "an output shows the key: {output}");
+    }
+    let home = PathBuf::from(std::env::var("HOME").expect("HOME is set"));
+    assert_eq!(files_containing(&home, body, 3), Vec::<String>::new());
+    assert_eq!(
+        files_containing(&std::env::temp_dir(), body, 4),
+        Vec::<String>::new()
+    );
 }
