@@ -1004,11 +1004,7 @@ fn forced_cluster_reason(env: &Environment, actions: &[Action]) -> Option<String
         SubnetKind::Private => "subnet/private/",
         SubnetKind::Public => "subnet/public/",
     };
-    let groups: BTreeSet<String> = cluster
-        .security_groups
-        .iter()
-        .map(|g| format!("sg/{g}"))
-        .collect();
+    let groups = plan::cluster::security_groups(cluster);
     let lbs: Vec<String> = cluster
         .load_balancers
         .iter()

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Kind, Observed, Resource, Spec};
 use crate::addressing;
-use crate::config::{ClusterMode, Environment, names};
+use crate::config::{Cluster, ClusterMode, Environment, names};
 
 /// Logical id of the launch template.
 pub const LAUNCH_TEMPLATE: &str = "launch-template";
@@ -45,11 +45,7 @@ pub fn desired(
             name: names::launch_template(env.name.as_str()),
             image: image.to_owned(),
             instance_type: cluster.instance_type.to_string(),
-            security_groups: cluster
-                .security_groups
-                .iter()
-                .map(|g| format!("sg/{g}"))
-                .collect(),
+            security_groups: security_groups(cluster),
             volume: cluster
                 .volume
                 .as_ref()
@@ -84,6 +80,15 @@ pub fn desired(
         });
     }
     out
+}
+
+/// The logical ids of the security groups the cluster's instances are in.
+pub fn security_groups(cluster: &Cluster) -> BTreeSet<String> {
+    cluster
+        .security_groups
+        .iter()
+        .map(|g| format!("sg/{g}"))
+        .collect()
 }
 
 /// What node `i` of a fixed-size cluster launches with.
@@ -121,17 +126,13 @@ pub fn instances(
                 addressing::node_placement(&env.spec.network, cluster.subnets, index)?;
             Some(Resource {
                 kind: Kind::Instance,
-                id: format!("{}{index}", INSTANCE_PREFIX),
+                id: format!("{INSTANCE_PREFIX}{index}"),
                 spec: Spec::Instance {
                     subnet: subnet.id(),
                     private_ip: ip.to_string(),
                     image: image.to_owned(),
                     instance_type: cluster.instance_type.to_string(),
-                    security_groups: cluster
-                        .security_groups
-                        .iter()
-                        .map(|g| format!("sg/{g}"))
-                        .collect(),
+                    security_groups: security_groups(cluster),
                     target_groups: target_groups.iter().cloned().collect(),
                     config: node.digest.clone(),
                     user_data: node.user_data.clone(),

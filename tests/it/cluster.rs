@@ -13,7 +13,7 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::cloud::Cloud;
-use crate::harness::{ignition_validate, project_root};
+use crate::harness::{actions, ignition_validate, project_root};
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICm1bekesu5Ftri4D28WBQVtgKRVpxzfpvoPNIOVyiuK tests@strata";
@@ -100,15 +100,6 @@ async fn plan_only(cloud: &Cloud, e: &Environment, units: &UnitSet) -> Plan {
         .await
         .unwrap()
         .0
-}
-
-fn actions(plan: &Plan, layer: Layer) -> Vec<String> {
-    plan.environments[0]
-        .layers
-        .iter()
-        .filter(|l| l.layer == layer)
-        .flat_map(|l| l.actions.iter().map(|a| format!("{} {}", a.action, a.id)))
-        .collect()
 }
 
 /// (version, image, instance type, http tokens, decoded config) of the template's latest version.

@@ -15,7 +15,9 @@ use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::cloud::Cloud;
-use crate::harness::{GitRepo, assert_key_nowhere, ignition_validate, project_root, unique_key};
+use crate::harness::{
+    GitRepo, actions, assert_key_nowhere, ignition_validate, project_root, unique_key,
+};
 
 const SECRET: &str = "strata/etcd-prod/ssh-public-key";
 
@@ -101,15 +103,6 @@ async fn plan_and_apply(
     Ok(plan)
 }
 
-fn actions(plan: &Plan, layer: Layer) -> Vec<String> {
-    plan.environments[0]
-        .layers
-        .iter()
-        .filter(|l| l.layer == layer)
-        .flat_map(|l| l.actions.iter().map(|a| format!("{} {}", a.action, a.id)))
-        .collect()
-}
-
 /// The running instances: (strata:id, instance id, private address, decoded config).
 async fn instances(cloud: &Cloud) -> Vec<(String, String, String, String)> {
     let ec2 = cloud.connector().await.connect("eu-west-1").ec2;
@@ -163,30 +156,9 @@ async fn instances(cloud: &Cloud) -> Vec<(String, String, String, String)> {
 /// `KEY=value` from the cluster.env a config writes.
 fn env_value(config: &str, key: &str) -> Option<String> {
     let parsed: serde_json::Value = serde_json::from_str(config).unwrap();
-    let files = parsed["storage"]["files"].as_array()?;
-    let file = files
-        .iter()
-        .find(|f| f["path"] == strata::ignition::CLUSTER_ENV_PATH)?;
-    let source = file["contents"]["source"].as_str()?;
-    let text = percent_decode(source.strip_prefix("data:,")?);
-    text.lines()
+    crate::harness::cluster_env(&parsed)
+        .lines()
         .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned))
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() + 1 {
-            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
 }
 
 #[tokio::test]

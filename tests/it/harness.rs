@@ -218,3 +218,40 @@ pub fn assert_key_nowhere(key: &str, outputs: &[&str]) {
         Vec::<String>::new()
     );
 }
+
+/// The text of `/etc/strata/cluster.env` in a rendered config.
+pub fn cluster_env(config: &serde_json::Value) -> String {
+    let file = config["storage"]["files"]
+        .as_array()
+        .expect("the config writes files")
+        .iter()
+        .find(|f| f["path"] == strata::ignition::CLUSTER_ENV_PATH)
+        .expect("the config writes cluster.env");
+    let source = file["contents"]["source"]
+        .as_str()
+        .expect("inline contents");
+    let encoded = source.strip_prefix("data:,").expect("a data URL");
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(&encoded[i + 1..i + 3], 16).expect("a percent escape"));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).expect("UTF-8")
+}
+
+/// `<action> <logical id>` of each action of `layer` in the first environment's plan.
+pub fn actions(plan: &strata::plan::Plan, layer: strata::config::Layer) -> Vec<String> {
+    plan.environments[0]
+        .layers
+        .iter()
+        .filter(|l| l.layer == layer)
+        .flat_map(|l| l.actions.iter().map(|a| format!("{} {}", a.action, a.id)))
+        .collect()
+}

@@ -33,7 +33,7 @@ fn fixed_cluster_nodes_get_their_index_address_and_etcd_members() {
         &["--env", "etcd-prod", "--node", "1"],
     ))
     .unwrap();
-    let env = cluster_env(&config);
+    let env = crate::harness::cluster_env(&config);
     assert!(env.contains("STRATA_NODE_INDEX=1\n"), "{env}");
     assert!(env.contains("STRATA_NODE_IP=10.66.16.10\n"), "{env}");
     assert!(env.contains("ETCD_NAME=etcd-prod-1\n"), "{env}");
@@ -72,7 +72,7 @@ fn units_with_install_are_enabled_and_drop_ins_ride_along() {
 fn autoscaling_config_is_shared_and_refuses_a_node_index() {
     let config: serde_json::Value =
         serde_json::from_str(&render(&project_root(), &["--env", "jenkins"])).unwrap();
-    let env = cluster_env(&config);
+    let env = crate::harness::cluster_env(&config);
     assert!(!env.contains("STRATA_NODE_INDEX"), "{env}");
     assert_eq!(config["storage"]["filesystems"][0]["label"], "jenkins-data");
     assert_eq!(config["storage"]["filesystems"][0]["wipeFilesystem"], false);
@@ -284,31 +284,4 @@ fn etcd_node_config_snapshot() {
     ))
     .unwrap();
     insta::assert_json_snapshot!(config);
-}
-
-fn cluster_env(config: &serde_json::Value) -> String {
-    let file = config["storage"]["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"] == "/etc/strata/cluster.env")
-        .unwrap();
-    let source = file["contents"]["source"].as_str().unwrap();
-    percent_decode(source.strip_prefix("data:,").unwrap())
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
 }
