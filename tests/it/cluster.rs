@@ -405,19 +405,10 @@ async fn the_web_example_comes_up_as_a_group_booting_its_config() {
     let server = feed().await;
     let files = strata::repo::read_dir(&project_root()).unwrap();
     let units = strata::repo::load(&files).unwrap().units;
-    let text = std::fs::read_to_string(project_root().join("environments/web-prod.yaml"))
-        .unwrap()
-        .replace(
-            "os: { name: flatcar, channel: stable }",
-            &format!(
-                "os: {{ name: flatcar, channel: stable, feed_url: \"{}/{{channel}}.json\" }}",
-                server.uri()
-            ),
-        )
-        .replace(
-            "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
-            &cloud.certificate("eu-west-1"),
-        );
+    let text = crate::harness::example_with_feed("web-prod", &server.uri()).replace(
+        "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
+        &cloud.certificate("eu-west-1"),
+    );
     let e = strata::config::load("environments/web-prod.yaml", &text, &units.names()).unwrap();
     let created = plan_and_apply(&cloud, &e, &units).await;
     assert_eq!(

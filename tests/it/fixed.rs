@@ -55,14 +55,7 @@ fn units(etcd_image: &str) -> UnitSet {
 /// The example etcd environment, reading its image feed from `feed` and of `size`
 /// nodes, without warm-up pauses between replacements.
 fn etcd(feed: &str, size: u16) -> Environment {
-    let text = std::fs::read_to_string(project_root().join("environments/etcd-prod.yaml"))
-        .unwrap()
-        .replace(
-            "os: { name: flatcar, channel: stable }",
-            &format!(
-                "os: {{ name: flatcar, channel: stable, feed_url: \"{feed}/{{channel}}.json\" }}"
-            ),
-        )
+    let text = crate::harness::example_with_feed("etcd-prod", feed)
         .replace("size: 3", &format!("size: {size}"))
         .replace("warmup_seconds: 120", "warmup_seconds: 0");
     strata::config::load("environments/etcd-prod.yaml", &text, &units("x").names()).unwrap()
@@ -489,16 +482,8 @@ async fn the_command_line_brings_up_a_fixed_cluster_and_shows_the_key_nowhere() 
     let server = feed().await;
     let repo = GitRepo::new();
     repo.copy_dir(&project_root().join("units"), "units");
-    let text = std::fs::read_to_string(project_root().join("environments/etcd-prod.yaml"))
-        .unwrap()
-        .replace(
-            "os: { name: flatcar, channel: stable }",
-            &format!(
-                "os: {{ name: flatcar, channel: stable, feed_url: \"{}/{{channel}}.json\" }}",
-                server.uri()
-            ),
-        )
-        .replace(SECRET, secret);
+    let text =
+        crate::harness::example_with_feed("etcd-prod", &server.uri()).replace(SECRET, secret);
     repo.write("environments/etcd-cli.yaml", text);
     repo.commit("etcd-cli");
     // The binary runs off this thread, which serves the image feed.

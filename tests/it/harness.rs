@@ -255,3 +255,16 @@ pub fn actions(plan: &strata::plan::Plan, layer: strata::config::Layer) -> Vec<S
         .flat_map(|l| l.actions.iter().map(|a| format!("{} {}", a.action, a.id)))
         .collect()
 }
+
+/// The text of example environment `name`, its OS image looked up in the feed at
+/// `feed` (a local server) instead of the vendor's.
+pub fn example_with_feed(name: &str, feed: &str) -> String {
+    std::fs::read_to_string(project_root().join(format!("environments/{name}.yaml")))
+        .expect("the example exists")
+        .replace(
+            "os: { name: flatcar, channel: stable }",
+            &format!(
+                "os: {{ name: flatcar, channel: stable, feed_url: \"{feed}/{{channel}}.json\" }}"
+            ),
+        )
+}
