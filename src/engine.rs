@@ -878,9 +878,12 @@ fn instance_notes(env: &Environment, actions: &[Action], observed: &[Observed]) 
     };
     let mut notes = Vec::new();
     if count(ActionKind::Replace) > 0 {
+        let warmup = match cluster.rollout.warmup_seconds {
+            0 => "no warm-up".to_owned(),
+            s => format!("{s}s warm-up"),
+        };
         notes.push(format!(
-            "instances are replaced one at a time, lowest index first: each new one keeps its address and must be running (and healthy in its target groups) before the next goes, {}s warm-up between",
-            cluster.rollout.warmup_seconds
+            "instances are replaced one at a time, lowest index first: each new one keeps its address and must be running (and healthy in its target groups) before the next goes, {warmup} between"
         ));
     }
     let running = observed.iter().filter(|o| o.kind == Kind::Instance).count();

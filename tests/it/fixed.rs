@@ -632,3 +632,68 @@ async fn switching_a_group_to_a_fixed_size_removes_the_group_with_consent() {
     let groups = asg.describe_auto_scaling_groups().send().await.unwrap();
     assert!(groups.auto_scaling_groups().is_empty());
 }
+
+#[tokio::test]
+async fn a_removed_fixed_cluster_is_torn_down_instances_first() {
+    let cloud = Cloud::new();
+    cloud
+        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
+        .await;
+    let server = feed().await;
+    let e = etcd(&server.uri(), 3);
+    plan_and_apply(
+        &cloud,
+        &e,
+        &units("quay.io/coreos/etcd:v3.5.17"),
+        &[],
+        false,
+    )
+    .await
+    .unwrap();
+
+    // The file is gone in the head commit: every layer is torn down, with consent.
+    let set = ChangeSet {
+        base: "a".into(),
+        head: "b".into(),
+        environments: vec![EnvironmentChange {
+            name: "etcd-prod".into(),
+            change: ChangeKind::Removed,
+            layers: vec![Layer::Network, Layer::Cluster, Layer::Node],
+            reasons: Vec::new(),
+        }],
+    };
+    let base: BTreeMap<String, Environment> = [(e.name.to_string(), e)].into();
+    let targets = engine::from_changes(&set, &BTreeMap::new(), &base, &[]);
+    let connector = cloud.connector().await;
+    let (plan, observed) = engine::plan(&connector, &targets, &UnitSet::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        actions(&plan, Layer::Cluster),
+        [
+            "delete launch-template",
+            "delete instance/0",
+            "delete instance/1",
+            "delete instance/2"
+        ]
+    );
+    let mut lines = Vec::new();
+    let mut record = |l: &str| lines.push(l.to_owned());
+    engine::apply(&connector, &plan, &observed, &targets, true, &mut record)
+        .await
+        .unwrap();
+    // The instances go before the subnets and the security group they are in.
+    let position = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} in {lines:#?}"))
+    };
+    assert!(position("delete instance instance/2") < position("delete subnet subnet/private/2"));
+    assert!(position("delete instance instance/0") < position("delete security group sg/etcd"));
+    assert!(instances(&cloud).await.is_empty());
+    let (gone, _) = engine::plan(&connector, &targets, &UnitSet::default(), None)
+        .await
+        .unwrap();
+    assert!(gone.is_empty(), "{}", render::markdown(&gone));
+}
