@@ -1,0 +1,398 @@
+//! Apply: executes a plan environment by environment, in dependency order, and
+//! reports what it did and, when it stops, what it did not.
+
+use super::machines::fetch_discovery_token;
+use super::{EngineError, Observations, Target};
+use crate::aws::Connector;
+use crate::aws::network::{self as aws_network, Executor};
+use crate::config::Layer;
+use crate::plan::{self, Action, ActionKind, EnvironmentPlan, Kind, Plan};
+
+/// What apply did.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// Actions executed.
+    pub actions: usize,
+}
+
+/// Executes a plan. Refuses (before any write) when it destroys something and
+/// `allow_destroy` is false. Stops at the first failure; what was done stays done and
+/// tagged, so the next run converges from there.
+pub async fn apply(
+    connector: &Connector,
+    plan: &Plan,
+    observations: &Observations,
+    targets: &[Target],
+    allow_destroy: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Applied, EngineError> {
+    let destructive = plan.destructive();
+    if !allow_destroy && !destructive.is_empty() {
+        return Err(EngineError::NeedsConsent(
+            destructive
+                .iter()
+                .map(|(env, a)| format!("{env}: {} {} {}", a.action, a.kind.describe(), a.id))
+                .collect(),
+        ));
+    }
+    let mut applied = Applied::default();
+    for (n, env_plan) in plan.environments.iter().enumerate() {
+        let Some(target) = targets.iter().find(|t| t.name == env_plan.name) else {
+            continue;
+        };
+        let aws = connector.connect(&env_plan.region);
+        let mut observed = observations
+            .network
+            .get(&env_plan.name)
+            .cloned()
+            .unwrap_or_default();
+        observed.extend(
+            observations
+                .cluster
+                .get(&env_plan.name)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let mut say = |line: &str| progress(line);
+        let mut exec = Executor::new(&aws, &env_plan.name, &target.tags, &observed, &mut say);
+        let result = apply_environment(
+            &mut exec,
+            env_plan,
+            target,
+            observations,
+            plan.commit.as_deref(),
+        )
+        .await;
+        applied.actions += exec.completed.len();
+        if let Err(cause) = result {
+            let left = |e: &EnvironmentPlan| {
+                e.layers
+                    .iter()
+                    .flat_map(|l| &l.actions)
+                    .map(label)
+                    .map(|l| format!("{}: {l}", e.name))
+                    .collect::<Vec<_>>()
+            };
+            let mut not_done: Vec<String> = env_plan
+                .layers
+                .iter()
+                .flat_map(|l| &l.actions)
+                .map(label)
+                .filter(|l| !exec.completed.contains(l))
+                .map(|l| format!("{}: {l}", env_plan.name))
+                .collect();
+            not_done.extend(plan.environments[n + 1..].iter().flat_map(left));
+            return Err(EngineError::Stopped {
+                cause: Box::new(cause),
+                done: applied.actions,
+                not_done,
+            });
+        }
+    }
+    Ok(applied)
+}
+
+/// Applies one environment's plan: machine deletions, the network, an etcd discovery
+/// token when the first launch needs one, machine creations and updates, instances,
+/// the group's rollout, and the commit on the VPC. Each completed action is recorded
+/// in `exec.completed`.
+async fn apply_environment(
+    exec: &mut Executor<'_>,
+    env_plan: &EnvironmentPlan,
+    target: &Target,
+    observations: &Observations,
+    commit: Option<&str>,
+) -> Result<(), EngineError> {
+    let name = env_plan.name.as_str();
+    let actions_of = |layer: Layer| {
+        env_plan
+            .layers
+            .iter()
+            .filter(move |l| l.layer == layer)
+            .flat_map(|l| l.actions.iter())
+    };
+    let machine_actions: Vec<&Action> = actions_of(Layer::Cluster)
+        .chain(actions_of(Layer::Node))
+        .collect();
+    // A plan has at most one network layer per environment.
+    let network_actions = env_plan
+        .layers
+        .iter()
+        .find(|l| l.layer == Layer::Network)
+        .map_or(&[][..], |l| l.actions.as_slice());
+    // Instances launch from the template's latest version unless this run makes one.
+    if let Some(version) = observations
+        .cluster
+        .get(name)
+        .into_iter()
+        .flatten()
+        .find(|o| o.kind == Kind::LaunchTemplate)
+        .and_then(|o| o.extra.get("version"))
+    {
+        exec.ids.insert(
+            format!("{}#version", plan::cluster::LAUNCH_TEMPLATE),
+            version.clone(),
+        );
+    }
+    let warmup = target
+        .environment
+        .as_ref()
+        .and_then(|e| e.spec.cluster.as_ref())
+        .map_or(0, |c| c.rollout.warmup_seconds);
+    // Machines go first when they go: their instances hold the subnets and groups.
+    execute_machines(exec, name, &machine_actions, None, true).await?;
+    execute_network(exec, name, network_actions).await?;
+    let mut template = observations.launch_templates.get(name).cloned();
+    // The first launch of an etcd-discovery cluster fetches its token first.
+    let mut owned: Vec<Action> = machine_actions.iter().map(|a| (*a).clone()).collect();
+    if let Some(pending) = observations.pending_discovery.get(name)
+        && owned.iter().any(|a| a.action != ActionKind::Delete)
+    {
+        fetch_discovery_token(exec, pending, &mut owned, &mut template).await?;
+    }
+    let machine_actions: Vec<&Action> = owned.iter().collect();
+    execute_machines(exec, name, &machine_actions, template.as_ref(), false).await?;
+    execute_instances(
+        exec,
+        name,
+        &machine_actions,
+        std::time::Duration::from_secs(u64::from(warmup)),
+    )
+    .await?;
+    // A new template version reaches running instances through an instance refresh.
+    if exec.template_renewed
+        && let Some(group) = machine_actions
+            .iter()
+            .find(|a| a.kind == Kind::AutoScalingGroup && a.action == ActionKind::Update)
+        && let Some(desired) = &group.desired
+    {
+        exec.refresh_instances(&desired.spec).await?;
+        exec.say(&format!(
+            "{name}: ~ rolled out the new template version to {}",
+            group.id
+        ));
+    }
+    if let (Some(commit), Some(vpc)) = (commit, exec.ids.get("vpc").cloned())
+        && env_plan.layers.iter().any(|l| l.layer == Layer::Network)
+    {
+        let current = observations
+            .network
+            .get(name)
+            .into_iter()
+            .flatten()
+            .find(|o| o.id == "vpc" && o.aws_id == vpc)
+            .and_then(|o| o.tags.get(plan::TAG_COMMIT));
+        if current.map(String::as_str) != Some(commit) {
+            aws_network::record_commit(exec.aws, &vpc, commit).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs the cluster and node layers' actions: with `deletions`, only what is deleted
+/// (the group before its template); otherwise creations and updates in order:
+/// template, then a new template version for a node change, then the group.
+async fn execute_machines(
+    exec: &mut Executor<'_>,
+    env: &str,
+    actions: &[&Action],
+    template: Option<&plan::Resource>,
+    deletions: bool,
+) -> Result<(), EngineError> {
+    let mut ordered: Vec<&Action> = actions
+        .iter()
+        .copied()
+        .filter(|a| (a.action == ActionKind::Delete) == deletions)
+        // Instances that stay are launched, converged and replaced by `execute_instances`.
+        .filter(|a| deletions || a.kind != Kind::Instance)
+        .collect();
+    ordered.sort_by_key(|a| a.kind.rank());
+    if deletions {
+        ordered.reverse();
+    }
+    for a in ordered {
+        match (a.action, a.kind, &a.desired, &a.observed) {
+            (ActionKind::Delete, _, _, Some(o)) => exec.delete(o).await?,
+            (ActionKind::Create, _, Some(desired), _) => exec.create(desired).await?,
+            (_, Kind::LaunchTemplate, Some(desired), _) => {
+                if let plan::Spec::LaunchTemplate { user_data, .. } = &desired.spec {
+                    exec.new_template_version(&desired.spec, user_data).await?;
+                }
+            }
+            (_, Kind::NodeConfig, _, _) => {
+                // One new version carries both a cluster and a node change.
+                if !exec.template_renewed
+                    && let Some(template) = template
+                    && let plan::Spec::LaunchTemplate { user_data, .. } = &template.spec
+                {
+                    exec.new_template_version(&template.spec, user_data).await?;
+                }
+            }
+            (_, Kind::AutoScalingGroup, Some(desired), Some(o)) => {
+                exec.put_auto_scaling_group(
+                    &desired.spec,
+                    Some(o),
+                    o.extra.get("launch_template_version").map(String::as_str),
+                )
+                .await?;
+            }
+            _ => continue,
+        }
+        report(exec, env, a);
+    }
+    Ok(())
+}
+
+/// Runs a fixed-size cluster's instance actions once the template is in place: new
+/// instances launch together and are awaited (running, registered, healthy); running
+/// ones are converged in place; replacements go one at a time, lowest index first,
+/// each new instance running and healthy before the next old one goes, with
+/// `warmup` between them. Stops at the first failure.
+async fn execute_instances(
+    exec: &mut Executor<'_>,
+    env: &str,
+    actions: &[&Action],
+    warmup: std::time::Duration,
+) -> Result<(), EngineError> {
+    let index = |a: &&Action| {
+        a.id.strip_prefix(plan::cluster::INSTANCE_PREFIX)
+            .and_then(|i| i.parse::<u16>().ok())
+            .unwrap_or(u16::MAX)
+    };
+    let of = |kind: ActionKind| {
+        let mut list: Vec<&Action> = actions
+            .iter()
+            .copied()
+            .filter(|a| a.kind == Kind::Instance && a.action == kind)
+            .collect();
+        list.sort_by_key(index);
+        list
+    };
+    let mut launched = Vec::new();
+    for a in of(ActionKind::Create) {
+        if let Some(desired) = &a.desired {
+            let id = exec.launch_instance(desired, None).await?;
+            launched.push((a, desired, id));
+        }
+    }
+    for (a, desired, id) in launched {
+        if let plan::Spec::Instance { target_groups, .. } = &desired.spec {
+            exec.await_instance(&a.id, &id, target_groups).await?;
+        }
+        report(exec, env, a);
+    }
+    for a in of(ActionKind::Update) {
+        if let (Some(desired), Some(o)) = (&a.desired, &a.observed) {
+            exec.update_instance(&desired.spec, o).await?;
+            report(exec, env, a);
+        }
+    }
+    let replacements = of(ActionKind::Replace);
+    let last = replacements.len().saturating_sub(1);
+    for (n, a) in replacements.into_iter().enumerate() {
+        let (Some(desired), Some(o)) = (&a.desired, &a.observed) else {
+            continue;
+        };
+        exec.delete(o).await?;
+        exec.say(&format!("  … {} ({}) terminated", a.id, o.aws_id));
+        let id = exec.launch_instance(desired, Some(&o.aws_id)).await?;
+        if let plan::Spec::Instance { target_groups, .. } = &desired.spec {
+            exec.await_instance(&a.id, &id, target_groups).await?;
+        }
+        exec.say(&format!(
+            "{env}: {} {} {} {} ({} → {id})",
+            a.action.symbol(),
+            a.action,
+            a.kind.describe(),
+            a.id,
+            o.aws_id
+        ));
+        exec.completed.push(label(a));
+        if n < last && !warmup.is_zero() {
+            exec.say(&format!(
+                "  … warming up {} for {}s",
+                a.id,
+                warmup.as_secs()
+            ));
+            tokio::time::sleep(warmup).await;
+        }
+    }
+    Ok(())
+}
+
+/// How an action is named in progress lines and in the report of a stopped apply.
+fn label(a: &Action) -> String {
+    format!("{} {} {}", a.action, a.kind.describe(), a.id)
+}
+
+/// One progress line per action done, with the AWS id when there is one; the action
+/// is recorded as completed.
+fn report(exec: &mut Executor<'_>, env: &str, a: &Action) {
+    exec.completed.push(label(a));
+    let aws = exec
+        .ids
+        .get(&a.id)
+        .or(a.aws_id.as_ref())
+        .map(|id| format!(" ({id})"))
+        .unwrap_or_default();
+    let at = match a.desired.as_ref().map(|d| &d.spec) {
+        Some(plan::Spec::Instance { private_ip, .. }) if a.action != ActionKind::Delete => {
+            format!(" at {private_ip}")
+        }
+        _ => String::new(),
+    };
+    exec.say(&format!(
+        "{env}: {} {} {} {}{aws}{at}",
+        a.action.symbol(),
+        a.action,
+        a.kind.describe(),
+        a.id
+    ));
+}
+
+/// Runs one environment's network actions in the order [`plan::schedule::schedule`]
+/// gives.
+async fn execute_network(
+    exec: &mut Executor<'_>,
+    env: &str,
+    actions: &[Action],
+) -> Result<(), EngineError> {
+    use crate::plan::schedule::{Step, schedule};
+    for step in schedule(actions) {
+        let a = step.action();
+        match step {
+            Step::ReleaseReferences(_) => {
+                if let Some(o) = &a.observed {
+                    exec.release_group_references(o).await?;
+                }
+                continue;
+            }
+            Step::RemoveReplaced(_) => {
+                if let Some(o) = &a.observed {
+                    exec.delete(o).await?;
+                }
+                continue;
+            }
+            Step::SyncRules(_) => {
+                if let Some(desired) = &a.desired {
+                    exec.sync_rules(desired, None).await?;
+                }
+                continue;
+            }
+            Step::Create(_) => match &a.desired {
+                Some(desired) => exec.create(desired).await?,
+                None => continue,
+            },
+            Step::Update(_) => match (&a.desired, &a.observed) {
+                (Some(desired), Some(o)) => exec.update(desired, o).await?,
+                _ => continue,
+            },
+            Step::Delete(_) => match &a.observed {
+                Some(o) => exec.delete(o).await?,
+                None => continue,
+            },
+        }
+        report(exec, env, a);
+    }
+    Ok(())
+}

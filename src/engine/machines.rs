@@ -1,0 +1,363 @@
+//! What an environment's machines are made of: the OS image, the SSH key, the etcd
+//! discovery token, the rendered configs (in memory only), and the desired cluster and
+//! node resources built from them.
+
+use std::collections::BTreeMap;
+
+use super::{EngineError, Target};
+use crate::aws::images::{self, Image};
+use crate::aws::network::Executor;
+use crate::config::{ClusterMode, Environment, Layer};
+use crate::plan::cluster::NodeLaunch;
+use crate::plan::{self, Action, Kind, Observed};
+use crate::units::UnitSet;
+
+/// What apply needs to render an environment's configs again once it has fetched its
+/// etcd discovery token (in memory only, like the key it holds).
+#[derive(Debug, Clone)]
+pub(super) struct PendingDiscovery {
+    pub(super) environment: Environment,
+    pub(super) units: UnitSet,
+    pub(super) image: Image,
+    pub(super) key: Option<crate::aws::secrets::SshPublicKey>,
+}
+
+/// What the cluster and node layers of one environment are made from: the image, and
+/// the rendered config (only in memory; it holds the SSH key).
+pub(super) struct Machine {
+    pub(super) image: Image,
+    /// The full config JSON in the template (what the node layer compares): the
+    /// group's shared config, or node 0's for a fixed-size cluster.
+    pub(super) config: Option<String>,
+    /// Base64 of the template's user data (the config, or its gzip wrapper).
+    pub(super) user_data: String,
+    /// A fixed-size cluster's nodes, by index.
+    pub(super) nodes: Vec<NodeLaunch>,
+}
+
+/// An environment's desired cluster and node layers.
+pub(super) struct DesiredMachines {
+    /// The template and, for an auto-scaling cluster, the group.
+    pub(super) cluster: Vec<plan::Resource>,
+    /// The template's node config.
+    pub(super) node: Vec<plan::Resource>,
+    /// A fixed-size cluster's instances.
+    pub(super) instances: Vec<plan::Resource>,
+}
+
+/// True when strata manages this target's machines (cluster or node layer selected,
+/// and a cluster section).
+pub(super) fn manages_machines(t: &Target) -> bool {
+    (t.layers.contains(&Layer::Cluster) || t.layers.contains(&Layer::Node))
+        && t.environment
+            .as_ref()
+            .is_some_and(|e| e.spec.cluster.is_some())
+}
+
+/// The SSH keys of the targets whose machines strata manages; each secret is read once
+/// per run, however many environments share it.
+pub(super) async fn read_keys(
+    aws: &crate::aws::Aws,
+    targets: &[&Target],
+) -> Result<BTreeMap<String, crate::aws::secrets::SshPublicKey>, EngineError> {
+    let mut keys = BTreeMap::new();
+    for t in targets.iter().filter(|t| manages_machines(t)) {
+        let Some(node) = t.environment.as_ref().and_then(|e| e.spec.node.as_ref()) else {
+            continue;
+        };
+        if !keys.contains_key(node.ssh.public_key_secret.as_str()) {
+            let key = crate::aws::secrets::ssh_public_key(aws, &node.ssh.public_key_secret).await?;
+            keys.insert(node.ssh.public_key_secret.to_string(), key);
+        }
+    }
+    Ok(keys)
+}
+
+/// The etcd discovery tokens of the targets whose machines strata manages and that
+/// bootstrap etcd through discovery: `None` for one that has none yet.
+pub(super) async fn read_discovery_tokens(
+    aws: &crate::aws::Aws,
+    targets: &[&Target],
+) -> Result<BTreeMap<String, Option<crate::aws::discovery::Token>>, EngineError> {
+    let mut tokens = BTreeMap::new();
+    for t in targets.iter().filter(|t| manages_machines(t)) {
+        if t.environment.as_ref().is_some_and(uses_discovery) {
+            tokens.insert(
+                t.name.clone(),
+                crate::aws::discovery::read(aws, &t.name).await?,
+            );
+        }
+    }
+    Ok(tokens)
+}
+
+fn uses_discovery(env: &Environment) -> bool {
+    env.spec
+        .node
+        .as_ref()
+        .and_then(|n| n.etcd.as_ref())
+        .is_some_and(|e| e.bootstrap == crate::config::EtcdBootstrap::Discovery)
+}
+
+/// The number of members etcd discovery waits for: a fixed cluster's size, or a
+/// group's desired (else minimum) size.
+fn member_count(env: &Environment) -> u16 {
+    env.spec.cluster.as_ref().map_or(0, |c| match c.mode {
+        ClusterMode::Fixed => c.size.unwrap_or(0),
+        ClusterMode::Autoscaling => c.desired.or(c.min).unwrap_or(0),
+    })
+}
+
+/// What the plan says about an environment's etcd discovery token: that apply will
+/// fetch one, or that the cluster's size no longer matches the one it was made for.
+pub(super) fn discovery_note(
+    env: &Environment,
+    token: Option<&crate::aws::discovery::Token>,
+) -> Option<String> {
+    let etcd = env.spec.node.as_ref()?.etcd.as_ref()?;
+    let size = member_count(env);
+    let secret = crate::config::names::etcd_discovery_secret(env.name.as_str());
+    match token {
+        None => Some(format!(
+            "etcd discovery: apply fetches a token for {size} members from {} and keeps it in Secrets Manager as {secret}; every later render and rollout reuses it",
+            crate::aws::discovery::service_url(etcd, size)
+        )),
+        Some(crate::aws::discovery::Token {
+            size: Some(made_for),
+            ..
+        }) if *made_for != size => Some(format!(
+            "warning: etcd discovery: the token in {secret} was made for {made_for} members and the cluster now has {size}; strata does not fetch another (that would start a second cluster): add or remove members with `etcdctl member add` / `etcdctl member remove`"
+        )),
+        Some(_) => None,
+    }
+}
+
+/// Fetches and stores the environment's first etcd discovery token, then renders its
+/// configs again with it and puts them into the machine actions (and the template a
+/// node change re-versions). Called once the network exists, right before launching.
+pub(super) async fn fetch_discovery_token(
+    exec: &mut Executor<'_>,
+    pending: &PendingDiscovery,
+    actions: &mut [Action],
+    template: &mut Option<plan::Resource>,
+) -> Result<(), EngineError> {
+    let env = &pending.environment;
+    let name = env.name.to_string();
+    let Some(etcd) = env.spec.node.as_ref().and_then(|n| n.etcd.as_ref()) else {
+        return Ok(());
+    };
+    let size = member_count(env);
+    let url = crate::aws::discovery::fetch(&crate::aws::discovery::service_url(etcd, size))
+        .await
+        .map_err(|message| EngineError::Discovery {
+            env: name.clone(),
+            message,
+        })?;
+    let token = crate::aws::discovery::Token {
+        url,
+        size: Some(size),
+    };
+    let tags = exec.tags_for("etcd-discovery", Layer::Node);
+    crate::aws::discovery::store(exec.aws, &name, &token, tags).await?;
+    exec.say(&format!(
+        "{name}: + stored a new etcd discovery token for {size} members in {}",
+        crate::config::names::etcd_discovery_secret(&name)
+    ));
+    let m = machine(
+        env,
+        &pending.units,
+        pending.image.clone(),
+        pending.key.as_ref(),
+        Some(&token.url),
+    )?;
+    let with_token = |r: &mut plan::Resource| match &mut r.spec {
+        plan::Spec::LaunchTemplate { user_data, .. } => user_data.clone_from(&m.user_data),
+        plan::Spec::Instance {
+            user_data, config, ..
+        } => {
+            let node =
+                r.id.strip_prefix(plan::cluster::INSTANCE_PREFIX)
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .and_then(|i| m.nodes.get(i));
+            if let Some(node) = node {
+                user_data.clone_from(&node.user_data);
+                config.clone_from(&node.digest);
+            }
+        }
+        _ => {}
+    };
+    for a in actions {
+        if let Some(desired) = &mut a.desired {
+            with_token(desired);
+        }
+    }
+    if let Some(template) = template {
+        with_token(template);
+    }
+    Ok(())
+}
+
+/// Renders the config the instances will boot with (in memory only: it holds the key):
+/// one shared by a group's instances, or one per node of a fixed-size cluster.
+pub(super) fn machine(
+    env: &Environment,
+    units: &UnitSet,
+    image: Image,
+    key: Option<&crate::aws::secrets::SshPublicKey>,
+    discovery: Option<&str>,
+) -> Result<Machine, EngineError> {
+    use base64::Engine as _;
+    let encode = |json: String| base64::engine::general_purpose::STANDARD.encode(json);
+    let failed = |e: crate::ignition::RenderError| EngineError::Render {
+        env: env.name.to_string(),
+        message: e.to_string(),
+    };
+    let size = env
+        .spec
+        .cluster
+        .as_ref()
+        .filter(|c| c.mode == ClusterMode::Fixed)
+        .map_or(0, |c| c.size.unwrap_or(0));
+    if env.spec.node.is_none() {
+        // A cluster without a node section boots an empty config.
+        let empty =
+            serde_json::json!({"ignition": {"version": crate::ignition::SPEC_VERSION}}).to_string();
+        let nodes = (0..size)
+            .map(|_| NodeLaunch {
+                user_data: encode(empty.clone()),
+                digest: plan::cluster::digest(&empty),
+            })
+            .collect();
+        return Ok(Machine {
+            image,
+            config: None,
+            user_data: encode(empty),
+            nodes,
+        });
+    }
+    let request = |node: Option<u16>| crate::ignition::RenderRequest {
+        environment: env,
+        units,
+        node,
+        ssh_public_key: key.map(|k| k.openssh()),
+        etcd_discovery: discovery,
+    };
+    let mut nodes = Vec::with_capacity(usize::from(size));
+    for index in 0..size {
+        let request = request(Some(index));
+        let config = crate::ignition::build(&request)
+            .map(|c| crate::ignition::to_json(&c))
+            .map_err(failed)?;
+        nodes.push(NodeLaunch {
+            user_data: encode(crate::ignition::fit(config).map_err(failed)?.json),
+            digest: plan::cluster::digest(
+                &crate::ignition::comparable_json(&request).map_err(failed)?,
+            ),
+        });
+    }
+    // The template holds the group's config, or node 0's as the cluster's example.
+    let config = crate::ignition::build(&request((size > 0).then_some(0)))
+        .map(|c| crate::ignition::to_json(&c))
+        .map_err(failed)?;
+    let data = crate::ignition::fit(config.clone()).map_err(failed)?;
+    Ok(Machine {
+        image,
+        config: Some(config),
+        user_data: encode(data.json),
+        nodes,
+    })
+}
+
+/// The OS image of every target whose cluster layer is planned, looked up before any
+/// write so a feed that is down or an image that is not the publisher's stops the run.
+pub(super) async fn resolve_images(
+    aws: &crate::aws::Aws,
+    targets: &[&Target],
+) -> Result<BTreeMap<String, Image>, EngineError> {
+    let mut images = BTreeMap::new();
+    // Environments that ask for the same image share one lookup.
+    let mut looked_up: BTreeMap<String, Image> = BTreeMap::new();
+    for t in targets
+        .iter()
+        .filter(|t| t.layers.contains(&Layer::Cluster) || manages_machines(t))
+    {
+        let Some(cluster) = t.environment.as_ref().and_then(|e| e.spec.cluster.as_ref()) else {
+            continue;
+        };
+        let key = match (&cluster.os, &cluster.ami) {
+            (Some(os), _) => format!("{}|{:?}", images::feed_url(os), images::owners(os)),
+            (None, Some(ami)) => ami.to_string(),
+            (None, None) => continue,
+        };
+        if let Some(image) = looked_up.get(&key) {
+            images.insert(t.name.clone(), image.clone());
+            continue;
+        }
+        let image = match (&cluster.os, &cluster.ami) {
+            (Some(os), _) => images::resolve(aws, os).await,
+            (None, Some(ami)) => images::pinned(aws, ami).await,
+            (None, None) => continue,
+        };
+        let image = image.map_err(|source| EngineError::Image {
+            env: t.name.clone(),
+            source: Box::new(source),
+        })?;
+        looked_up.insert(key, image.clone());
+        images.insert(t.name.clone(), image);
+    }
+    Ok(images)
+}
+
+/// The cluster and node layers' desired resources of an environment whose machines
+/// strata manages: the image as `os.follow` says, and the target groups of the load
+/// balancers the cluster joins.
+pub(super) fn desired_machines(
+    env: &Environment,
+    m: &Machine,
+    machine_observed: &[Observed],
+) -> DesiredMachines {
+    let prefixes: Vec<String> = env
+        .spec
+        .cluster
+        .iter()
+        .flat_map(|c| &c.load_balancers)
+        .map(|lb| format!("tg/{lb}/"))
+        .collect();
+    let tgs: Vec<String> = plan::network::desired(env, &[])
+        .into_iter()
+        .filter(|r| {
+            r.kind == Kind::TargetGroup && prefixes.iter().any(|p| r.id.starts_with(p.as_str()))
+        })
+        .map(|r| r.id)
+        .collect();
+    let image = kept_image(env, machine_observed, &m.image).unwrap_or_else(|| m.image.id.clone());
+    DesiredMachines {
+        cluster: plan::cluster::desired(env, &image, &m.user_data, &tgs),
+        node: m
+            .config
+            .as_deref()
+            .map(plan::cluster::node)
+            .unwrap_or_default(),
+        instances: plan::cluster::instances(env, &image, &tgs, &m.nodes),
+    }
+}
+
+/// The image the cluster runs now, when a newer one is published but `os.follow` is
+/// off: a new release alone does not move the cluster.
+pub(super) fn kept_image(
+    env: &Environment,
+    observed: &[Observed],
+    published: &Image,
+) -> Option<String> {
+    let cluster = env.spec.cluster.as_ref()?;
+    let os = cluster.os.as_ref()?;
+    if os.follow {
+        return None;
+    }
+    observed.iter().find_map(|o| match &o.spec {
+        plan::Spec::LaunchTemplate { image, .. } if *image != published.id && !image.is_empty() => {
+            Some(image.clone())
+        }
+        _ => None,
+    })
+}

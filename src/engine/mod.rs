@@ -1,0 +1,205 @@
+//! Plan and apply: picks the environments and layers to work on, reads their live
+//! state through the AWS adapter, plans with the pure core and executes the plan.
+//!
+//! - this module: targets (from `--env`/`--layer` or a change set), errors, and what
+//!   planning keeps for apply;
+//! - `planning`: reads and plans, per region;
+//! - `machines`: the image, keys, etcd discovery token and rendered configs an
+//!   environment's machines are made from, and their desired resources;
+//! - `apply`: executes a plan in dependency order and reports where it stopped.
+
+mod apply;
+mod machines;
+mod planning;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::aws::AwsError;
+use crate::changes::{ChangeKind, ChangeSet};
+use crate::config::{Environment, Layer};
+use crate::plan::{self, Observed};
+
+pub use apply::{Applied, apply};
+use machines::{DesiredMachines, PendingDiscovery};
+pub use planning::plan;
+
+/// One environment to plan.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Environment name.
+    pub name: String,
+    /// Its parsed file; `None` when the file was removed (a teardown).
+    pub environment: Option<Environment>,
+    /// Region to look in.
+    pub region: String,
+    /// Tags from the file (for a removed file, from its last version).
+    pub tags: BTreeMap<String, String>,
+    /// Layers to plan.
+    pub layers: BTreeSet<Layer>,
+    /// Also plan a later layer that a change in an earlier one forces (change-driven
+    /// runs); explicit `--layer` selections plan exactly what was asked.
+    pub follow_forced: bool,
+}
+
+/// Why the engine stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// An AWS call failed.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// The OS image could not be found or verified.
+    #[error("environment `{env}`: {source}")]
+    Image {
+        /// Environment.
+        env: String,
+        /// What went wrong.
+        source: Box<crate::aws::images::ImageError>,
+    },
+    /// The region has fewer zones than an environment asks for.
+    #[error("environment `{env}` asks for {wanted} zones but {region} has {available}")]
+    NotEnoughZones {
+        /// Environment.
+        env: String,
+        /// Zones asked for.
+        wanted: usize,
+        /// Zones in the region.
+        available: usize,
+        /// Region.
+        region: String,
+    },
+    /// The node config could not be rendered.
+    #[error("environment `{env}`: {message}")]
+    Render {
+        /// Environment.
+        env: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The etcd discovery service did not give a token.
+    #[error("environment `{env}`: {message}")]
+    Discovery {
+        /// Environment.
+        env: String,
+        /// What went wrong, with a hint.
+        message: String,
+    },
+    /// Apply stopped at a failure; what was done stays done (and tagged).
+    #[error(
+        "{cause}\n  applied before the failure: {done} change{}\n  not applied:\n{}\n  hint: fix the cause and run apply again; it continues from what exists",
+        if *.done == 1 { "" } else { "s" },
+        .not_done.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    )]
+    Stopped {
+        /// The failure.
+        cause: Box<EngineError>,
+        /// Actions completed before it.
+        done: usize,
+        /// Actions of the plan not (or not completely) applied.
+        not_done: Vec<String>,
+    },
+    /// The plan destroys something and consent was not given. Nothing was changed.
+    #[error(
+        "the plan deletes or replaces {} resource{}; nothing was changed:\n{}\n  hint: review the plan, then run `strata apply --allow-destroy` to consent",
+        .0.len(),
+        if .0.len() == 1 { "" } else { "s" },
+        .0.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+    )]
+    NeedsConsent(Vec<String>),
+}
+
+/// Targets from explicit `--env`/`--layer` selections: every named environment (all
+/// of them when none is named) with the chosen layers (all when none is chosen).
+pub fn select(
+    environments: &BTreeMap<String, Environment>,
+    names: &[String],
+    layers: &[Layer],
+) -> Result<Vec<Target>, String> {
+    let layers: BTreeSet<Layer> = if layers.is_empty() {
+        Layer::ALL.into_iter().collect()
+    } else {
+        layers.iter().copied().collect()
+    };
+    let names: Vec<String> = if names.is_empty() {
+        environments.keys().cloned().collect()
+    } else {
+        names.to_vec()
+    };
+    names
+        .into_iter()
+        .map(|name| {
+            let env = environments.get(&name).ok_or_else(|| {
+                format!(
+                    "no environment `{name}` in environments/ (found: {})",
+                    environments.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            Ok(Target {
+                name,
+                region: env.spec.region.to_string(),
+                tags: env
+                    .spec
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+                environment: Some(env.clone()),
+                layers: layers.clone(),
+                follow_forced: false,
+            })
+        })
+        .collect()
+}
+
+/// Targets from a change set: changed layers of changed environments, removed
+/// environments as teardowns (their region and tags from the base commit's file).
+pub fn from_changes(
+    set: &ChangeSet,
+    head: &BTreeMap<String, Environment>,
+    base: &BTreeMap<String, Environment>,
+    layers: &[Layer],
+) -> Vec<Target> {
+    let only: Option<BTreeSet<Layer>> =
+        (!layers.is_empty()).then(|| layers.iter().copied().collect());
+    set.environments
+        .iter()
+        .filter_map(|change| {
+            let mut chosen: BTreeSet<Layer> = change.layers.iter().copied().collect();
+            if let Some(only) = &only {
+                chosen.retain(|l| only.contains(l));
+            }
+            if chosen.is_empty() {
+                return None;
+            }
+            let environment = if change.change == ChangeKind::Removed {
+                None
+            } else {
+                head.get(&change.name).cloned()
+            };
+            let source = environment.as_ref().or_else(|| base.get(&change.name))?;
+            Some(Target {
+                name: change.name.clone(),
+                region: source.spec.region.to_string(),
+                tags: source
+                    .spec
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+                environment,
+                layers: chosen,
+                follow_forced: only.is_none(),
+            })
+        })
+        .collect()
+}
+
+/// What planning saw, kept for apply.
+#[derive(Debug, Clone, Default)]
+pub struct Observations {
+    network: BTreeMap<String, Vec<Observed>>,
+    cluster: BTreeMap<String, Vec<Observed>>,
+    /// The desired launch template per environment (a node change re-versions it).
+    launch_templates: BTreeMap<String, plan::Resource>,
+    /// Environments using etcd discovery that have no token yet.
+    pending_discovery: BTreeMap<String, PendingDiscovery>,
+}
