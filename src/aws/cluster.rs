@@ -12,7 +12,9 @@ use super::{Aws, AwsError, error};
 use crate::plan::cluster::{
     AUTO_SCALING_GROUP, INSTANCE_PREFIX, LAUNCH_TEMPLATE, NODE_CONFIG, digest,
 };
-use crate::plan::{Kind, Observed, Resource, Spec, TAG_CONFIG, TAG_ENVIRONMENT, TAG_ID};
+use crate::plan::{
+    Kind, Observed, Resource, Spec, TAG_CONFIG, TAG_ENVIRONMENT, TAG_ID, TAG_SETTINGS,
+};
 
 type Result<T> = std::result::Result<T, AwsError>;
 
@@ -274,6 +276,7 @@ pub async fn observe(
                 .map(|arn| map(arn))
                 .collect(),
             config: tags.get(TAG_CONFIG).cloned().unwrap_or_default(),
+            settings: tags.get(TAG_SETTINGS).cloned().unwrap_or_default(),
             user_data: String::new(),
         };
         let state = i
@@ -704,6 +707,7 @@ impl super::network::Executor<'_> {
             subnet,
             private_ip,
             config,
+            settings,
             user_data,
             ..
         } = &r.spec
@@ -713,6 +717,7 @@ impl super::network::Executor<'_> {
         let what = format!("launching instance {} at {private_ip}", r.id);
         let mut tags = self.tags_for(&r.id, crate::config::Layer::Cluster);
         tags.push((TAG_CONFIG.to_owned(), config.clone()));
+        tags.push((TAG_SETTINGS.to_owned(), settings.clone()));
         let tag_spec = |resource: ec2::ResourceType| {
             ec2::TagSpecification::builder()
                 .resource_type(resource)

@@ -385,6 +385,14 @@ fn instance_notes(env: &Environment, actions: &[Action], observed: &[Observed]) 
         .as_ref()
         .and_then(|n| n.etcd.as_ref())
         .is_some_and(|e| e.bootstrap == crate::config::EtcdBootstrap::Static);
+    for o in observed.iter().filter(|o| o.kind == Kind::Instance) {
+        if let Some(state @ ("stopped" | "stopping")) = o.extra.get("state").map(String::as_str) {
+            notes.push(format!(
+                "{} ({}) is {state}: strata leaves it so; start it, or terminate it and apply to replace it",
+                o.id, o.aws_id
+            ));
+        }
+    }
     let (added, removed) = (count(ActionKind::Create), count(ActionKind::Delete));
     if running > removed && (added > 0 || removed > 0) {
         let members = if static_etcd {

@@ -46,14 +46,8 @@ pub fn desired(
             image: image.to_owned(),
             instance_type: cluster.instance_type.to_string(),
             security_groups: security_groups(cluster),
-            volume: cluster
-                .volume
-                .as_ref()
-                .map(|v| format!("{} GiB {}", v.size_gb, volume_kind(v.kind))),
-            data_volume: cluster
-                .data_volume
-                .as_ref()
-                .map(|v| format!("{} GiB {} at {}", v.size_gb, volume_kind(v.kind), v.device)),
+            volume: root_volume(cluster),
+            data_volume: data_volume(cluster),
             instance_profile: cluster.instance_profile.clone(),
             user_data: user_data.to_owned(),
         },
@@ -80,6 +74,36 @@ pub fn desired(
         });
     }
     out
+}
+
+/// The root volume as plans show it: `20 GiB gp3`.
+fn root_volume(cluster: &Cluster) -> Option<String> {
+    cluster
+        .volume
+        .as_ref()
+        .map(|v| format!("{} GiB {}", v.size_gb, volume_kind(v.kind)))
+}
+
+/// The data volume as plans show it: `200 GiB gp3 at /dev/xvdf`.
+fn data_volume(cluster: &Cluster) -> Option<String> {
+    cluster
+        .data_volume
+        .as_ref()
+        .map(|v| format!("{} GiB {} at {}", v.size_gb, volume_kind(v.kind), v.device))
+}
+
+/// `sha256:` of what an instance keeps from the template for life and EC2 does not
+/// show without a read per instance: its root and data volumes and its instance
+/// profile. A change replaces a fixed-size cluster's instances, as an instance refresh
+/// does a group's.
+pub fn lifetime_settings(cluster: &Cluster) -> String {
+    let none = || "none".to_owned();
+    digest(&format!(
+        "volume={}\ndata_volume={}\ninstance_profile={}\n",
+        root_volume(cluster).unwrap_or_else(none),
+        data_volume(cluster).unwrap_or_else(none),
+        cluster.instance_profile.clone().unwrap_or_else(none),
+    ))
 }
 
 /// The logical ids of the security groups the cluster's instances are in.
@@ -135,6 +159,7 @@ pub fn instances(
                     security_groups: security_groups(cluster),
                     target_groups: target_groups.iter().cloned().collect(),
                     config: node.digest.clone(),
+                    settings: lifetime_settings(cluster),
                     user_data: node.user_data.clone(),
                 },
             })
@@ -164,6 +189,7 @@ pub fn within_layers(
                     security_groups: o_groups,
                     target_groups: o_targets,
                     config: o_config,
+                    settings: o_settings,
                     ..
                 },
             ..
@@ -176,6 +202,7 @@ pub fn within_layers(
             security_groups,
             target_groups,
             config,
+            settings,
             ..
         },
     ) = (observed, &mut out.spec)
@@ -189,6 +216,7 @@ pub fn within_layers(
         instance_type.clone_from(o_type);
         security_groups.clone_from(o_groups);
         target_groups.clone_from(o_targets);
+        settings.clone_from(o_settings);
     }
     if !node {
         config.clone_from(o_config);

@@ -25,6 +25,9 @@ pub const TAG_ID: &str = "strata:id";
 pub const TAG_COMMIT: &str = "strata:commit";
 /// Tag on an instance of a fixed-size cluster: the digest of the config it booted with.
 pub const TAG_CONFIG: &str = "strata:config";
+/// Tag on an instance of a fixed-size cluster: the digest of the template settings it
+/// keeps for life (root volume, data volume, instance profile).
+pub const TAG_SETTINGS: &str = "strata:settings";
 
 /// A resource strata wants to exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,6 +276,8 @@ pub enum Spec {
         target_groups: BTreeSet<String>,
         /// `sha256:` of its config as [`crate::ignition::comparable_json`] renders it.
         config: String,
+        /// `sha256:` of the settings it keeps for life ([`cluster::lifetime_settings`]).
+        settings: String,
         /// Base64 user data it launches with (not compared; desired side only).
         user_data: String,
     },
@@ -405,6 +410,7 @@ impl Spec {
                 security_groups,
                 target_groups,
                 config,
+                settings,
                 ..
             } => vec![
                 scalar("subnet", subnet, true),
@@ -412,6 +418,7 @@ impl Spec {
                 scalar("image", image, true),
                 scalar("instance_type", instance_type, true),
                 scalar("config", config, true),
+                scalar("volumes_and_profile", settings, true),
                 set("security_groups", security_groups.iter().cloned()),
                 set("target_groups", target_groups.iter().cloned()),
             ],

@@ -697,3 +697,65 @@ async fn a_removed_fixed_cluster_is_torn_down_instances_first() {
         .unwrap();
     assert!(gone.is_empty(), "{}", render::markdown(&gone));
 }
+
+#[tokio::test]
+async fn a_template_change_rolls_a_fixed_cluster_and_a_stopped_node_is_reported() {
+    let cloud = Cloud::new();
+    cloud
+        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
+        .await;
+    let server = feed().await;
+    let u = units("quay.io/coreos/etcd:v3.5.17");
+    plan_and_apply(&cloud, &etcd(&server.uri(), 3), &u, &[], false)
+        .await
+        .unwrap();
+
+    // A bigger root volume: a new template version, and every instance is replaced
+    // (a running instance keeps the volume it was launched with).
+    let mut bigger = etcd(&server.uri(), 3);
+    if let Some(v) = bigger.spec.cluster.as_mut().and_then(|c| c.volume.as_mut()) {
+        v.size_gb = 30;
+    }
+    let rolled = plan_and_apply(&cloud, &bigger, &u, &[Layer::Cluster], false)
+        .await
+        .unwrap();
+    assert_eq!(
+        actions(&rolled, Layer::Cluster),
+        [
+            "update launch-template",
+            "replace instance/0",
+            "replace instance/1",
+            "replace instance/2"
+        ],
+        "{}",
+        render::markdown(&rolled)
+    );
+    let markdown = render::markdown(&rolled);
+    assert!(
+        markdown.contains("volume: 20 GiB gp3 → 30 GiB gp3"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("because of volumes_and_profile"),
+        "{markdown}"
+    );
+
+    // A node someone stopped by hand is reported, not restarted or replaced.
+    let stopped = instances(&cloud).await[1].1.clone();
+    let ec2 = cloud.connector().await.connect("eu-west-1").ec2;
+    ec2.stop_instances()
+        .instance_ids(&stopped)
+        .send()
+        .await
+        .unwrap();
+    let connector = cloud.connector().await;
+    let map: BTreeMap<String, Environment> = [(bigger.name.to_string(), bigger)].into();
+    let all = engine::select(&map, &[], &[]).unwrap();
+    let (plan, _) = engine::plan(&connector, &all, &u, None).await.unwrap();
+    assert!(plan.is_empty(), "{}", render::markdown(&plan));
+    let markdown = render::markdown(&plan);
+    assert!(
+        markdown.contains(&format!("instance/1 ({stopped}) is stopped")),
+        "{markdown}"
+    );
+}
