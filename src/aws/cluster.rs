@@ -10,7 +10,7 @@ use base64::Engine as _;
 
 use super::{Aws, AwsError, error};
 use crate::plan::cluster::{
-    AUTO_SCALING_GROUP, INSTANCE_PREFIX, LAUNCH_TEMPLATE, NODE_CONFIG, digest,
+    AUTO_SCALING_GROUP, INSTANCE_PREFIX, LAUNCH_TEMPLATE, NODE_CONFIG, VOLUME_PREFIX, digest,
 };
 use crate::plan::{
     Kind, Observed, Resource, Spec, TAG_CONFIG, TAG_ENVIRONMENT, TAG_ID, TAG_SETTINGS,
@@ -54,7 +54,7 @@ pub async fn observe(
             .set_values(Some(MEMBER_STATES.map(str::to_owned).to_vec()))
             .build(),
     ];
-    let (templates, versions, groups, reservations, registered) = tokio::try_join!(
+    let (templates, versions, groups, reservations, volumes, registered) = tokio::try_join!(
         async {
             aws.ec2
                 .describe_launch_templates()
@@ -102,6 +102,22 @@ pub async fn observe(
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .await
                 .map_err(|e| error("reading instances", e))
+        },
+        async {
+            aws.ec2
+                .describe_volumes()
+                .filters(
+                    ec2::Filter::builder()
+                        .name(format!("tag:{TAG_ENVIRONMENT}"))
+                        .set_values(Some(envs.to_vec()))
+                        .build(),
+                )
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .await
+                .map_err(|e| error("reading data volumes", e))
         },
         registrations(aws, target_groups),
     )?;
@@ -249,6 +265,51 @@ pub async fn observe(
                 .is_some_and(|id| id.starts_with(INSTANCE_PREFIX))
         })
         .collect();
+    // Volumes name the instance they are attached to by its AWS id.
+    let instance_ids: BTreeMap<String, String> = instances
+        .iter()
+        .filter_map(|i| {
+            let tags = super::network::ec2_tags(i.tags());
+            Some((i.instance_id()?.to_owned(), tags.get(TAG_ID)?.clone()))
+        })
+        .collect();
+    for v in &volumes {
+        let tags = super::network::ec2_tags(v.tags());
+        let (Some(env), Some(id)) = (tags.get(TAG_ENVIRONMENT), tags.get(TAG_ID)) else {
+            continue;
+        };
+        if !id.starts_with(VOLUME_PREFIX) {
+            continue;
+        }
+        let attached_to = v.attachments().first().and_then(|a| {
+            let instance = a.instance_id()?;
+            Some(format!(
+                "{} at {}",
+                instance_ids
+                    .get(instance)
+                    .cloned()
+                    .unwrap_or_else(|| instance.to_owned()),
+                a.device()?
+            ))
+        });
+        let spec = Spec::Volume {
+            zone: v.availability_zone().unwrap_or_default().to_owned(),
+            size_gb: v.size().and_then(|s| u32::try_from(s).ok()).unwrap_or(0),
+            volume_type: v
+                .volume_type()
+                .map(|t| t.as_str().to_owned())
+                .unwrap_or_default(),
+            attached_to,
+        };
+        out.entry(env.clone()).or_default().push(Observed {
+            kind: Kind::Volume,
+            id: id.clone(),
+            aws_id: v.volume_id().unwrap_or_default().to_owned(),
+            spec,
+            tags: tags.clone(),
+            extra: BTreeMap::new(),
+        });
+    }
     for i in instances {
         let tags = super::network::ec2_tags(i.tags());
         let (Some(env), Some(id)) = (tags.get(TAG_ENVIRONMENT), tags.get(TAG_ID)) else {
@@ -759,12 +820,14 @@ impl super::network::Executor<'_> {
         Ok(id)
     }
 
-    /// Waits for a launched instance to run, registers it in `target_groups` (logical
-    /// ids) and waits for it to be healthy in each.
+    /// Waits for a launched instance to run, attaches its node's data volume (logical
+    /// id and device) when it has one, registers it in `target_groups` (logical ids) and
+    /// waits for it to be healthy in each.
     pub async fn await_instance(
         &mut self,
         logical: &str,
         instance: &str,
+        volume: Option<(&str, &str)>,
         target_groups: &std::collections::BTreeSet<String>,
     ) -> Result<()> {
         let start = std::time::Instant::now();
@@ -784,6 +847,10 @@ impl super::network::Executor<'_> {
                     });
                 }
             }
+        }
+        // Ignition waits at first boot for the device its filesystem is on.
+        if let Some((volume, device)) = volume {
+            self.attach_volume(volume, instance, device).await?;
         }
         for tg in target_groups {
             let arn = self.id(tg);
@@ -891,10 +958,143 @@ impl super::network::Executor<'_> {
         let joining: std::collections::BTreeSet<String> =
             target_groups.difference(old_targets).cloned().collect();
         if !joining.is_empty() {
-            self.await_instance(&observed.id, instance, &joining)
+            self.await_instance(&observed.id, instance, None, &joining)
                 .await?;
         }
         Ok(())
+    }
+
+    /// Creates a node's data volume in its zone and waits until it can be attached.
+    pub async fn create_volume(&mut self, r: &Resource) -> Result<()> {
+        let Spec::Volume {
+            zone,
+            size_gb,
+            volume_type,
+            ..
+        } = &r.spec
+        else {
+            return Ok(());
+        };
+        let what = format!("creating data volume {} in {zone}", r.id);
+        let out = self
+            .aws
+            .ec2
+            .create_volume()
+            .availability_zone(zone)
+            .size(i32::try_from(*size_gb).unwrap_or(i32::MAX))
+            .volume_type(ec2::VolumeType::from(volume_type.as_str()))
+            .tag_specifications(self.tag_spec_for(
+                ec2::ResourceType::Volume,
+                &r.id,
+                crate::config::Layer::Cluster,
+            ))
+            .client_token(super::network::client_token(self.env, &r.id))
+            .send()
+            .await
+            .map_err(|e| error(&what, e))?;
+        let id = out.volume_id().unwrap_or_default().to_owned();
+        self.ids.insert(r.id.clone(), id.clone());
+        self.await_volume(&r.id, &id, "available").await
+    }
+
+    /// Grows a data volume or changes its type in place.
+    pub async fn modify_volume(&mut self, desired: &Spec, observed: &Observed) -> Result<()> {
+        let (
+            Spec::Volume {
+                size_gb,
+                volume_type,
+                ..
+            },
+            Spec::Volume {
+                size_gb: old_size,
+                volume_type: old_type,
+                ..
+            },
+        ) = (desired, &observed.spec)
+        else {
+            return Ok(());
+        };
+        if size_gb == old_size && volume_type == old_type {
+            return Ok(());
+        }
+        let mut request = self.aws.ec2.modify_volume().volume_id(&observed.aws_id);
+        if size_gb != old_size {
+            request = request.size(i32::try_from(*size_gb).unwrap_or(i32::MAX));
+        }
+        if volume_type != old_type {
+            request = request.volume_type(ec2::VolumeType::from(volume_type.as_str()));
+        }
+        request.send().await.map(drop).map_err(|e| {
+            error(
+                format!(
+                    "modifying data volume {} ({})",
+                    observed.id, observed.aws_id
+                ),
+                e,
+            )
+        })
+    }
+
+    /// Attaches data volume `volume` (logical id), when it exists, to `instance` at
+    /// `device` once the volume is free, and waits until it is in use.
+    pub async fn attach_volume(
+        &mut self,
+        volume: &str,
+        instance: &str,
+        device: &str,
+    ) -> Result<()> {
+        let Some(id) = self.ids.get(volume).cloned() else {
+            return Ok(());
+        };
+        self.await_volume(volume, &id, "available").await?;
+        self.aws
+            .ec2
+            .attach_volume()
+            .volume_id(&id)
+            .instance_id(instance)
+            .device(device)
+            .send()
+            .await
+            .map_err(|e| {
+                error(
+                    format!("attaching data volume {volume} ({id}) to {instance} at {device}"),
+                    e,
+                )
+            })?;
+        self.await_volume(volume, &id, "in-use").await
+    }
+
+    /// Waits for a volume to reach `state` (`available`, `in-use`).
+    async fn await_volume(&mut self, logical: &str, id: &str, state: &str) -> Result<()> {
+        let start = std::time::Instant::now();
+        loop {
+            let out = self
+                .aws
+                .ec2
+                .describe_volumes()
+                .volume_ids(id)
+                .send()
+                .await
+                .map_err(|e| error(format!("reading data volume {logical} ({id})"), e))?;
+            let now = out
+                .volumes()
+                .first()
+                .and_then(|v| v.state())
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default();
+            if now == state {
+                return Ok(());
+            }
+            if now == "error" {
+                return Err(AwsError {
+                    what: format!("waiting for data volume {logical} ({id})"),
+                    code: "VolumeError".into(),
+                    message: "the volume is in state error".into(),
+                    hint: Some("check the volume in the EC2 console; its data may need restoring from a snapshot".into()),
+                });
+            }
+            self.wait_a_bit(logical, id, state, start).await?;
+        }
     }
 
     /// Terminates an instance and waits until it is gone (its address is free again).
@@ -930,6 +1130,15 @@ impl super::network::Executor<'_> {
                 .map(drop)
                 .map_err(|e| error(&what, e)),
             Kind::Instance => self.terminate_instance(o).await,
+            Kind::Volume => self
+                .aws
+                .ec2
+                .delete_volume()
+                .volume_id(&o.aws_id)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| error(&what, e)),
             Kind::LaunchTemplate => self
                 .aws
                 .ec2

@@ -760,6 +760,7 @@ impl<'a> Executor<'a> {
                 self.launch_instance(r, None).await?;
                 return Ok(());
             }
+            Spec::Volume { .. } => return self.create_volume(r).await,
             Spec::Vpc { cidr } => {
                 let out = ec2c
                     .create_vpc()
@@ -1306,7 +1307,7 @@ impl<'a> Executor<'a> {
         let id = o.aws_id.as_str();
         let ec2c = &self.aws.ec2;
         match o.kind {
-            Kind::LaunchTemplate | Kind::AutoScalingGroup | Kind::Instance => {
+            Kind::LaunchTemplate | Kind::AutoScalingGroup | Kind::Instance | Kind::Volume => {
                 self.delete_cluster(o).await?
             }
             Kind::NodeConfig => {}

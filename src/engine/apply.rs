@@ -1,6 +1,8 @@
 //! Apply: executes a plan environment by environment, in dependency order, and
 //! reports what it did and, when it stops, what it did not.
 
+use std::collections::BTreeSet;
+
 use super::machines::fetch_discovery_token;
 use super::{EngineError, Observations, Target};
 use crate::aws::Connector;
@@ -152,10 +154,18 @@ async fn apply_environment(
     }
     let machine_actions: Vec<&Action> = owned.iter().collect();
     execute_machines(exec, name, &machine_actions, template.as_ref(), false).await?;
+    let data_device = target
+        .environment
+        .as_ref()
+        .and_then(|e| e.spec.cluster.as_ref())
+        .filter(|c| c.mode == crate::config::ClusterMode::Fixed)
+        .and_then(|c| c.data_volume.as_ref())
+        .map(|v| v.device.as_str());
     execute_instances(
         exec,
         name,
         &machine_actions,
+        data_device,
         std::time::Duration::from_secs(u64::from(warmup)),
     )
     .await?;
@@ -236,6 +246,10 @@ async fn execute_machines(
                 )
                 .await?;
             }
+            // Size and type change in place; an attachment is restored with the instances.
+            (_, Kind::Volume, Some(desired), Some(o)) => {
+                exec.modify_volume(&desired.spec, o).await?;
+            }
             _ => continue,
         }
         report(exec, env, a);
@@ -244,17 +258,19 @@ async fn execute_machines(
 }
 
 /// Runs a fixed-size cluster's instance actions once the template is in place: new
-/// instances launch together and are awaited (running, registered, healthy); running
-/// ones are converged in place; replacements go one at a time, lowest index first,
-/// each new instance running and healthy before the next old one goes, with
-/// `warmup` between them. Stops at the first failure.
+/// instances launch together and are awaited (running, data volume attached,
+/// registered, healthy); running ones are converged in place; replacements go one at
+/// a time, lowest index first, each new instance running and healthy before the next
+/// old one goes, with `warmup` between them. Then data volumes whose attachment
+/// drifted are attached again. Stops at the first failure.
 async fn execute_instances(
     exec: &mut Executor<'_>,
     env: &str,
     actions: &[&Action],
+    data_device: Option<&str>,
     warmup: std::time::Duration,
 ) -> Result<(), EngineError> {
-    let index = |a: &&Action| {
+    let node = |a: &Action| {
         a.id.strip_prefix(plan::cluster::INSTANCE_PREFIX)
             .and_then(|i| i.parse::<u16>().ok())
             .unwrap_or(u16::MAX)
@@ -265,9 +281,14 @@ async fn execute_instances(
             .copied()
             .filter(|a| a.kind == Kind::Instance && a.action == kind)
             .collect();
-        list.sort_by_key(index);
+        list.sort_by_key(|a| node(a));
         list
     };
+    // Node `i`'s data volume, attached as soon as its instance runs.
+    let volume_of = |a: &Action| {
+        data_device.map(|d| (format!("{}{}", plan::cluster::VOLUME_PREFIX, node(a)), d))
+    };
+    let mut attached = BTreeSet::new();
     let mut launched = Vec::new();
     for a in of(ActionKind::Create) {
         if let Some(desired) = &a.desired {
@@ -277,7 +298,11 @@ async fn execute_instances(
     }
     for (a, desired, id) in launched {
         if let plan::Spec::Instance { target_groups, .. } = &desired.spec {
-            exec.await_instance(&a.id, &id, target_groups).await?;
+            let volume = volume_of(a);
+            let volume = volume.as_ref().map(|(v, d)| (v.as_str(), *d));
+            exec.await_instance(&a.id, &id, volume, target_groups)
+                .await?;
+            attached.extend(volume.map(|(v, _)| v.to_owned()));
         }
         report(exec, env, a);
     }
@@ -297,7 +322,11 @@ async fn execute_instances(
         exec.say(&format!("  … {} ({}) terminated", a.id, o.aws_id));
         let id = exec.launch_instance(desired, Some(&o.aws_id)).await?;
         if let plan::Spec::Instance { target_groups, .. } = &desired.spec {
-            exec.await_instance(&a.id, &id, target_groups).await?;
+            let volume = volume_of(a);
+            let volume = volume.as_ref().map(|(v, d)| (v.as_str(), *d));
+            exec.await_instance(&a.id, &id, volume, target_groups)
+                .await?;
+            attached.extend(volume.map(|(v, _)| v.to_owned()));
         }
         exec.say(&format!(
             "{env}: {} {} {} {} ({} → {id})",
@@ -316,6 +345,48 @@ async fn execute_instances(
             ));
             tokio::time::sleep(warmup).await;
         }
+    }
+    reattach_volumes(exec, actions, &attached).await
+}
+
+/// Attaches again the data volumes whose plan says they drifted from their node's
+/// instance (an apply cut between launch and attach, a detach by hand), except those
+/// attached in this run already.
+async fn reattach_volumes(
+    exec: &mut Executor<'_>,
+    actions: &[&Action],
+    attached: &BTreeSet<String>,
+) -> Result<(), EngineError> {
+    for a in actions.iter().filter(|a| {
+        a.kind == Kind::Volume
+            && matches!(a.action, ActionKind::Create | ActionKind::Update)
+            && !attached.contains(&a.id)
+    }) {
+        let Some(plan::Spec::Volume {
+            attached_to: Some(target),
+            ..
+        }) = a.desired.as_ref().map(|d| &d.spec)
+        else {
+            continue;
+        };
+        let current = match a.observed.as_ref().map(|o| &o.spec) {
+            Some(plan::Spec::Volume { attached_to, .. }) => attached_to.as_ref(),
+            _ => None,
+        };
+        let Some((instance, device)) = target.split_once(" at ") else {
+            continue;
+        };
+        if current == Some(target) {
+            continue;
+        }
+        let Some(instance_id) = exec.ids.get(instance).cloned() else {
+            continue;
+        };
+        exec.attach_volume(&a.id, &instance_id, device).await?;
+        exec.say(&format!(
+            "  … {} attached to {instance} ({instance_id}) at {device}",
+            a.id
+        ));
     }
     Ok(())
 }

@@ -315,6 +315,7 @@ pub(super) fn desired_machines(
     env: &Environment,
     m: &Machine,
     machine_observed: &[Observed],
+    zones: &[String],
 ) -> DesiredMachines {
     let prefixes: Vec<String> = env
         .spec
@@ -332,7 +333,11 @@ pub(super) fn desired_machines(
         .collect();
     let image = kept_image(env, machine_observed, &m.image).unwrap_or_else(|| m.image.id.clone());
     DesiredMachines {
-        cluster: plan::cluster::desired(env, &image, &m.user_data, &tgs),
+        cluster: {
+            let mut cluster = plan::cluster::desired(env, &image, &m.user_data, &tgs);
+            cluster.extend(plan::cluster::volumes(env, zones));
+            cluster
+        },
         node: m
             .config
             .as_deref()

@@ -137,7 +137,12 @@ pub async fn plan(
             let machine_observed = cluster_state.get(&t.name).cloned().unwrap_or_default();
             // Removed environments desire nothing.
             let desired = match (&t.environment, machines.get(&t.name)) {
-                (Some(env), Some(m)) => Some(desired_machines(env, m, &machine_observed)),
+                (Some(env), Some(m)) => Some(desired_machines(
+                    env,
+                    m,
+                    &machine_observed,
+                    &zone_names(env, &zones)?,
+                )),
                 (None, _) => Some(DesiredMachines {
                     cluster: Vec::new(),
                     node: Vec::new(),
@@ -196,6 +201,26 @@ pub async fn plan(
     ))
 }
 
+/// The names of the zones an environment spreads over: named in its file, or the
+/// first `n` of the region's.
+fn zone_names(env: &Environment, region_zones: &[String]) -> Result<Vec<String>, EngineError> {
+    match &env.spec.network.zones {
+        Zones::Names(names) => Ok(names.iter().map(|z| z.to_string()).collect()),
+        Zones::Count(n) => {
+            let wanted = usize::from(*n);
+            region_zones
+                .get(..wanted)
+                .map(<[String]>::to_vec)
+                .ok_or_else(|| EngineError::NotEnoughZones {
+                    env: env.name.to_string(),
+                    wanted,
+                    available: region_zones.len(),
+                    region: env.spec.region.to_string(),
+                })
+        }
+    }
+}
+
 fn plan_target(
     t: &Target,
     observed: &[Observed],
@@ -209,24 +234,7 @@ fn plan_target(
     let mut network_actions: Vec<Action> = Vec::new();
     if t.layers.contains(&Layer::Network) {
         let desired = match &t.environment {
-            Some(env) => {
-                let names: Vec<String> = match &env.spec.network.zones {
-                    Zones::Names(names) => names.iter().map(|z| z.to_string()).collect(),
-                    Zones::Count(n) => {
-                        let wanted = usize::from(*n);
-                        if zones.len() < wanted {
-                            return Err(EngineError::NotEnoughZones {
-                                env: t.name.clone(),
-                                wanted,
-                                available: zones.len(),
-                                region: t.region.clone(),
-                            });
-                        }
-                        zones[..wanted].to_vec()
-                    }
-                };
-                plan::network::desired(env, &names)
-            }
+            Some(env) => plan::network::desired(env, &zone_names(env, zones)?),
             None => Vec::new(),
         };
         network_actions = plan::plan_resources(&desired, observed);
@@ -310,6 +318,7 @@ fn plan_target(
                     }));
                 }
                 let mut actions = plan::plan_resources(&desired, &live);
+                notes.extend(plan::cluster::keep_volumes_from_shrinking(&mut actions));
                 // A node change shows what changes on the machines, unit by unit.
                 if let Some(new) = machine.and_then(|m| m.config.as_deref()) {
                     for a in actions

@@ -47,7 +47,8 @@ pub fn desired(
             instance_type: cluster.instance_type.to_string(),
             security_groups: security_groups(cluster),
             volume: root_volume(cluster),
-            data_volume: data_volume(cluster),
+            // A fixed-size cluster's nodes keep data volumes of their own (`volume/<i>`).
+            data_volume: data_volume(cluster).filter(|_| cluster.mode == ClusterMode::Autoscaling),
             instance_profile: cluster.instance_profile.clone(),
             user_data: user_data.to_owned(),
         },
@@ -93,17 +94,88 @@ fn data_volume(cluster: &Cluster) -> Option<String> {
 }
 
 /// `sha256:` of what an instance keeps from the template for life and EC2 does not
-/// show without a read per instance: its root and data volumes and its instance
-/// profile. A change replaces a fixed-size cluster's instances, as an instance refresh
-/// does a group's.
+/// show without a read per instance: its root volume and its instance profile. A
+/// change replaces a fixed-size cluster's instances, as an instance refresh does a
+/// group's. (Its data volume is a resource of its own, changed in place.)
 pub fn lifetime_settings(cluster: &Cluster) -> String {
     let none = || "none".to_owned();
     digest(&format!(
-        "volume={}\ndata_volume={}\ninstance_profile={}\n",
+        "volume={}\ninstance_profile={}\n",
         root_volume(cluster).unwrap_or_else(none),
-        data_volume(cluster).unwrap_or_else(none),
         cluster.instance_profile.clone().unwrap_or_else(none),
     ))
+}
+
+/// Logical id prefix of a fixed-size cluster node's data volume (`volume/0`).
+pub const VOLUME_PREFIX: &str = "volume/";
+
+/// The data volumes of a fixed-size cluster with `data_volume:`, one per node index,
+/// each in its node's zone (`zones` are the environment's zone names, by index) and
+/// attached to the node's instance at the configured device. They outlive the
+/// instances: a replaced node gets its volume back.
+pub fn volumes(env: &Environment, zones: &[String]) -> Vec<Resource> {
+    let Some((cluster, volume)) = env
+        .spec
+        .cluster
+        .as_ref()
+        .filter(|c| c.mode == ClusterMode::Fixed)
+        .and_then(|c| Some((c, c.data_volume.as_ref()?)))
+    else {
+        return Vec::new();
+    };
+    (0..cluster.size.unwrap_or(0))
+        .filter_map(|index| {
+            let (subnet, _) =
+                addressing::node_placement(&env.spec.network, cluster.subnets, index)?;
+            Some(Resource {
+                kind: Kind::Volume,
+                id: format!("{VOLUME_PREFIX}{index}"),
+                spec: Spec::Volume {
+                    zone: zones.get(subnet.zone)?.clone(),
+                    size_gb: volume.size_gb,
+                    volume_type: volume_kind(volume.kind).to_owned(),
+                    attached_to: Some(format!("{INSTANCE_PREFIX}{index} at {}", volume.device)),
+                },
+            })
+        })
+        .collect()
+}
+
+/// EBS volumes grow in place but never shrink, and replacing one would take its data:
+/// a smaller size is dropped from the plan (the volume keeps its size) and each such
+/// volume gets a note instead.
+pub fn keep_volumes_from_shrinking(actions: &mut Vec<super::Action>) -> Vec<String> {
+    let mut notes = Vec::new();
+    for a in actions
+        .iter_mut()
+        .filter(|a| a.kind == Kind::Volume && a.action == super::ActionKind::Update)
+    {
+        let (Some(Spec::Volume { size_gb: new, .. }), Some(Spec::Volume { size_gb: old, .. })) = (
+            a.desired.as_ref().map(|d| &d.spec),
+            a.observed.as_ref().map(|o| &o.spec),
+        ) else {
+            continue;
+        };
+        if new < old {
+            notes.push(format!(
+                "{} stays at {old} GiB: EBS volumes cannot shrink (copy the data to a smaller volume by hand if you need one)",
+                a.id
+            ));
+            let kept = *old;
+            if let Some(Resource {
+                spec: Spec::Volume { size_gb, .. },
+                ..
+            }) = a.desired.as_mut()
+            {
+                *size_gb = kept;
+            }
+            a.changes.retain(|c| c.field != "size");
+        }
+    }
+    actions.retain(|a| {
+        !(a.kind == Kind::Volume && a.action == super::ActionKind::Update && a.changes.is_empty())
+    });
+    notes
 }
 
 /// The logical ids of the security groups the cluster's instances are in.

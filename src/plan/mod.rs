@@ -259,6 +259,18 @@ pub enum Spec {
         /// `sha256:` of the full (unwrapped) Ignition JSON.
         digest: String,
     },
+    /// A fixed-size cluster node's data volume, in its node's zone, attached to the
+    /// node's instance of the moment.
+    Volume {
+        /// Availability zone.
+        zone: String,
+        /// Size in GiB.
+        size_gb: u32,
+        /// EBS type (`gp3`).
+        volume_type: String,
+        /// `instance/0 at /dev/xvdf`, or `None` when detached.
+        attached_to: Option<String>,
+    },
     /// An instance of a fixed-size cluster, launched from the template with its own
     /// config and address.
     Instance {
@@ -402,6 +414,17 @@ impl Spec {
                 set("target_groups", target_groups.iter().cloned()),
             ],
             Spec::NodeConfig { digest } => vec![scalar("config", digest, false)],
+            Spec::Volume {
+                zone,
+                size_gb,
+                volume_type,
+                attached_to,
+            } => vec![
+                scalar("zone", zone, true),
+                scalar("size", format!("{size_gb} GiB"), false),
+                scalar("type", volume_type, false),
+                scalar("attached_to", opt(attached_to), false),
+            ],
             Spec::Instance {
                 subnet,
                 private_ip,
@@ -495,6 +518,8 @@ impl Spec {
                 refs.extend(security_groups.iter().cloned());
                 refs.extend(target_groups.iter().cloned());
             }
+            // A data volume refers to nothing: it outlives everything around it.
+            Spec::Volume { .. } => refs.clear(),
             Spec::Subnet { .. }
             | Spec::InternetGateway { .. }
             | Spec::ElasticIp

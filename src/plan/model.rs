@@ -41,13 +41,15 @@ pub enum Kind {
     AutoScalingGroup,
     /// The Ignition config the instances boot with (the launch template's user data).
     NodeConfig,
+    /// A fixed-size cluster node's data volume: it outlives the node's instances.
+    Volume,
     /// One instance of a fixed-size cluster, at its node index.
     Instance,
 }
 
 impl Kind {
     /// Creation order; deletion runs the other way.
-    pub const ORDER: [Kind; 14] = [
+    pub const ORDER: [Kind; 15] = [
         Kind::Vpc,
         Kind::Subnet,
         Kind::InternetGateway,
@@ -62,6 +64,8 @@ impl Kind {
         // A node change makes a new template version before the group moves to it.
         Kind::NodeConfig,
         Kind::AutoScalingGroup,
+        // A node's data volume exists before its instance, which attaches it.
+        Kind::Volume,
         Kind::Instance,
     ];
 
@@ -76,7 +80,9 @@ impl Kind {
     /// The layer the resource belongs to.
     pub fn layer(self) -> Layer {
         match self {
-            Kind::LaunchTemplate | Kind::AutoScalingGroup | Kind::Instance => Layer::Cluster,
+            Kind::LaunchTemplate | Kind::AutoScalingGroup | Kind::Volume | Kind::Instance => {
+                Layer::Cluster
+            }
             Kind::NodeConfig => Layer::Node,
             _ => Layer::Network,
         }
@@ -98,6 +104,7 @@ impl Kind {
             Kind::LaunchTemplate => "launch template",
             Kind::AutoScalingGroup => "auto-scaling group",
             Kind::NodeConfig => "node config",
+            Kind::Volume => "data volume",
             Kind::Instance => "instance",
         }
     }

@@ -759,3 +759,224 @@ async fn a_template_change_rolls_a_fixed_cluster_and_a_stopped_node_is_reported(
         "{markdown}"
     );
 }
+
+/// The volumes of the account: (strata:id, volume id, zone, size, attached instance, device).
+async fn volumes(cloud: &Cloud) -> Vec<(String, String, String, i32, String, String)> {
+    let ec2 = cloud.connector().await.connect("eu-west-1").ec2;
+    let out = ec2
+        .describe_volumes()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag-key")
+                .values("strata:id")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut found: Vec<_> = out
+        .volumes()
+        .iter()
+        .filter_map(|v| {
+            let id = v
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some("strata:id"))?
+                .value()?
+                .to_owned();
+            let attachment = v.attachments().first();
+            Some((
+                id,
+                v.volume_id()?.to_owned(),
+                v.availability_zone()?.to_owned(),
+                v.size()?,
+                attachment
+                    .and_then(|a| a.instance_id())
+                    .unwrap_or_default()
+                    .to_owned(),
+                attachment
+                    .and_then(|a| a.device())
+                    .unwrap_or_default()
+                    .to_owned(),
+            ))
+        })
+        .filter(|v| v.0.starts_with("volume/"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// The etcd example with a data volume of `size` GiB per node.
+fn etcd_with_data(feed: &str, size: u32) -> Environment {
+    let text = crate::harness::example_with_feed("etcd-prod", feed)
+        .replace("warmup_seconds: 120", "warmup_seconds: 0")
+        .replace(
+            "  volume: { size_gb: 20, type: gp3 }\n",
+            &format!(
+                "  volume: {{ size_gb: 20, type: gp3 }}\n  data_volume: {{ size_gb: {size}, type: gp3, label: etcd-data }}\n"
+            ),
+        );
+    strata::config::load("environments/etcd-prod.yaml", &text, &units("x").names()).unwrap()
+}
+
+#[tokio::test]
+async fn each_node_keeps_its_data_volume_across_replacements() {
+    let cloud = Cloud::new();
+    cloud
+        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
+        .await;
+    let server = feed().await;
+    let with_data = |size: u32| etcd_with_data(&server.uri(), size);
+    let u = units("quay.io/coreos/etcd:v3.5.17");
+    let created = plan_and_apply(&cloud, &with_data(30), &u, &[], false)
+        .await
+        .unwrap();
+    assert_eq!(
+        actions(&created, Layer::Cluster),
+        [
+            "create launch-template",
+            "create volume/0",
+            "create volume/1",
+            "create volume/2",
+            "create instance/0",
+            "create instance/1",
+            "create instance/2"
+        ]
+    );
+    // One volume per node, in its node's zone, attached to its instance.
+    let running = instances(&cloud).await;
+    let attached = volumes(&cloud).await;
+    let zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c"];
+    for (n, ((id, instance, _, config), volume)) in running.iter().zip(&attached).enumerate() {
+        assert_eq!(volume.0, format!("volume/{n}"));
+        assert_eq!(id, &format!("instance/{n}"));
+        assert_eq!(
+            (
+                volume.2.as_str(),
+                volume.3,
+                volume.4.as_str(),
+                volume.5.as_str()
+            ),
+            (zones[n], 30, instance.as_str(), "/dev/xvdf")
+        );
+        // The node formats it only when it has no filesystem yet.
+        let parsed: serde_json::Value = serde_json::from_str(config).unwrap();
+        assert_eq!(parsed["storage"]["filesystems"][0]["device"], "/dev/xvdf");
+        assert_eq!(parsed["storage"]["filesystems"][0]["wipeFilesystem"], false);
+    }
+    // The template makes no data volume of its own.
+    let ec2 = cloud.connector().await.connect("eu-west-1").ec2;
+    let template = ec2
+        .describe_launch_template_versions()
+        .launch_template_name("etcd-prod")
+        .versions("$Latest")
+        .send()
+        .await
+        .unwrap();
+    let devices: Vec<&str> = template.launch_template_versions()[0]
+        .launch_template_data()
+        .unwrap()
+        .block_device_mappings()
+        .iter()
+        .filter_map(|b| b.device_name())
+        .collect();
+    assert_eq!(devices, ["/dev/xvda"]);
+
+    // A node change replaces the instances; each new one gets its node's volume back.
+    let newer = units("quay.io/coreos/etcd:v3.5.18");
+    plan_and_apply(&cloud, &with_data(30), &newer, &[Layer::Node], false)
+        .await
+        .unwrap();
+    let replaced = instances(&cloud).await;
+    let reattached = volumes(&cloud).await;
+    for n in 0..3 {
+        assert_ne!(replaced[n].1, running[n].1);
+        assert_eq!(reattached[n].1, attached[n].1, "the same volume");
+        assert_eq!(
+            reattached[n].4, replaced[n].1,
+            "attached to the new instance"
+        );
+    }
+
+    // Growing the volumes changes them in place; the instances stay.
+    let grown = plan_and_apply(&cloud, &with_data(40), &newer, &[], false)
+        .await
+        .unwrap();
+    assert_eq!(
+        actions(&grown, Layer::Cluster),
+        ["update volume/0", "update volume/1", "update volume/2"],
+        "{}",
+        render::markdown(&grown)
+    );
+    assert!(volumes(&cloud).await.iter().all(|v| v.3 == 40));
+    assert_eq!(instances(&cloud).await, replaced);
+
+    // They never shrink: the plan says so and changes nothing.
+    let connector = cloud.connector().await;
+    let e = with_data(35);
+    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e)].into();
+    let all = engine::select(&map, &[], &[]).unwrap();
+    let (smaller, _) = engine::plan(&connector, &all, &newer, None).await.unwrap();
+    assert!(smaller.is_empty(), "{}", render::markdown(&smaller));
+    assert!(
+        render::markdown(&smaller).contains("volume/0 stays at 40 GiB: EBS volumes cannot shrink"),
+        "{}",
+        render::markdown(&smaller)
+    );
+}
+
+#[tokio::test]
+async fn a_volume_left_detached_by_a_cut_goes_back_to_its_node() {
+    let cloud = Cloud::new();
+    cloud
+        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
+        .await;
+    let server = feed().await;
+    let e = etcd_with_data(&server.uri(), 30);
+    plan_and_apply(
+        &cloud,
+        &e,
+        &units("quay.io/coreos/etcd:v3.5.17"),
+        &[],
+        false,
+    )
+    .await
+    .unwrap();
+
+    // Writes of the rollout: a template version (2), then instance/0's terminate and
+    // launch; the 5th, attaching volume/0 to the new instance, is cut.
+    let newer = units("quay.io/coreos/etcd:v3.5.18");
+    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e.clone())].into();
+    let node = engine::select(&map, &[], &[Layer::Node]).unwrap();
+    let failing = cloud.failing_connector(4).await;
+    let (plan, observed) = engine::plan(&failing, &node, &newer, None).await.unwrap();
+    let mut quiet = |_: &str| {};
+    let err = engine::apply(&failing, &plan, &observed, &node, false, &mut quiet)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("injected before AttachVolume"),
+        "{err}"
+    );
+    assert_eq!(volumes(&cloud).await[0].4, "", "volume/0 is detached");
+
+    // The next full plan attaches it again and finishes the rollout.
+    let resumed = plan_and_apply(&cloud, &e, &newer, &[], false)
+        .await
+        .unwrap();
+    assert_eq!(
+        actions(&resumed, Layer::Cluster),
+        [
+            "update volume/0",
+            "replace instance/1",
+            "replace instance/2"
+        ],
+        "{}",
+        render::markdown(&resumed)
+    );
+    let running = instances(&cloud).await;
+    let attached = volumes(&cloud).await;
+    for n in 0..3 {
+        assert_eq!(attached[n].4, running[n].1, "volume/{n} is on instance/{n}");
+    }
+}
