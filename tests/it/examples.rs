@@ -6,7 +6,7 @@ use crate::harness::{self, project_root};
 fn example_repository_validates() {
     let out = harness::strata(&project_root(), &["validate"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.stdout, "ok: 4 environments and 8 units are valid\n");
+    assert_eq!(out.stdout, "ok: 4 environments and 9 units are valid\n");
 }
 
 #[test]

@@ -32,11 +32,16 @@ fn units(etcd_image: &str) -> UnitSet {
                 e.unwrap().file_name().to_string_lossy()
             )
         });
-    let names: Vec<String> = ["etcd.service", "docker-prune.service", "docker-prune.timer"]
-        .into_iter()
-        .map(str::to_owned)
-        .chain(dropins)
-        .collect();
+    let names: Vec<String> = [
+        "var-lib-etcd.mount",
+        "etcd.service",
+        "docker-prune.service",
+        "docker-prune.timer",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain(dropins)
+    .collect();
     let files: Vec<(String, Vec<u8>)> = names
         .iter()
         .map(|name| {
@@ -171,6 +176,9 @@ async fn a_fixed_cluster_runs_one_instance_per_node_and_rolls_node_changes() {
         actions(&created, Layer::Cluster),
         [
             "create launch-template",
+            "create volume/0",
+            "create volume/1",
+            "create volume/2",
             "create instance/0",
             "create instance/1",
             "create instance/2"
@@ -337,7 +345,12 @@ async fn growing_adds_the_highest_indexes_and_shrinking_needs_consent() {
     let markdown = render::markdown(&grown);
     assert_eq!(
         actions(&grown, Layer::Cluster),
-        ["create instance/3", "create instance/4"],
+        [
+            "create volume/3",
+            "create volume/4",
+            "create instance/3",
+            "create instance/4"
+        ],
         "{markdown}"
     );
     assert!(markdown.contains("etcdctl member add"), "{markdown}");
@@ -356,12 +369,12 @@ async fn growing_adds_the_highest_indexes_and_shrinking_needs_consent() {
         5
     );
 
-    // 5 → 3: the two highest go, only with consent.
+    // 5 → 3: the two highest nodes (instances and data volumes) go, only with consent.
     let refused = plan_and_apply(&cloud, &etcd(&server.uri(), 3), &u, &[], false)
         .await
         .unwrap_err();
     assert!(
-        matches!(&refused, EngineError::NeedsConsent(what) if what.len() == 2),
+        matches!(&refused, EngineError::NeedsConsent(what) if what.len() == 4),
         "{refused}"
     );
     assert_eq!(instances(&cloud).await.len(), 5);
@@ -370,7 +383,12 @@ async fn growing_adds_the_highest_indexes_and_shrinking_needs_consent() {
         .unwrap();
     assert_eq!(
         actions(&shrunk, Layer::Cluster),
-        ["delete instance/3", "delete instance/4"]
+        [
+            "delete volume/3",
+            "delete volume/4",
+            "delete instance/3",
+            "delete instance/4"
+        ]
     );
     assert_eq!(instances(&cloud).await, before);
 }
@@ -542,13 +560,13 @@ async fn a_rollout_cut_halfway_is_finished_by_the_next_apply() {
     .unwrap();
     let before = instances(&cloud).await;
 
-    // The node change's writes: a template version (2), then per node a terminate and
-    // a launch. The 6th write, instance/1's launch, is cut: instance/0 is new,
-    // instance/1 is gone, instance/2 is old.
+    // The node change's writes: a template version (2), then per node a terminate, a
+    // launch and the data volume's attachment. The 7th write, instance/1's launch, is
+    // cut: instance/0 is new, instance/1 is gone, instance/2 is old.
     let newer = units("quay.io/coreos/etcd:v3.5.18");
     let map: BTreeMap<String, Environment> = [(e.name.to_string(), e.clone())].into();
     let targets = engine::select(&map, &[], &[Layer::Node]).unwrap();
-    let failing = cloud.failing_connector(5).await;
+    let failing = cloud.failing_connector(6).await;
     let (plan, observed) = engine::plan(&failing, &targets, &newer, None)
         .await
         .unwrap();
@@ -622,7 +640,12 @@ async fn switching_a_group_to_a_fixed_size_removes_the_group_with_consent() {
     assert_eq!(
         actions(&switched, Layer::Cluster),
         [
+            // The template stops making a data volume: each node has its own.
+            "update launch-template",
             "delete asg",
+            "create volume/0",
+            "create volume/1",
+            "create volume/2",
             "create instance/0",
             "create instance/1",
             "create instance/2"
@@ -672,6 +695,9 @@ async fn a_removed_fixed_cluster_is_torn_down_instances_first() {
         actions(&plan, Layer::Cluster),
         [
             "delete launch-template",
+            "delete volume/0",
+            "delete volume/1",
+            "delete volume/2",
             "delete instance/0",
             "delete instance/1",
             "delete instance/2"
@@ -806,15 +832,13 @@ async fn volumes(cloud: &Cloud) -> Vec<(String, String, String, i32, String, Str
     found
 }
 
-/// The etcd example with a data volume of `size` GiB per node.
+/// The etcd example with data volumes of `size` GiB.
 fn etcd_with_data(feed: &str, size: u32) -> Environment {
     let text = crate::harness::example_with_feed("etcd-prod", feed)
         .replace("warmup_seconds: 120", "warmup_seconds: 0")
         .replace(
-            "  volume: { size_gb: 20, type: gp3 }\n",
-            &format!(
-                "  volume: {{ size_gb: 20, type: gp3 }}\n  data_volume: {{ size_gb: {size}, type: gp3, label: etcd-data }}\n"
-            ),
+            "data_volume: { size_gb: 20,",
+            &format!("data_volume: {{ size_gb: {size},"),
         );
     strata::config::load("environments/etcd-prod.yaml", &text, &units("x").names()).unwrap()
 }
