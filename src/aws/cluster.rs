@@ -1097,8 +1097,54 @@ impl super::network::Executor<'_> {
         }
     }
 
-    /// Terminates an instance and waits until it is gone (its address is free again).
+    /// Takes an instance out of its target groups and waits until each has drained it
+    /// (the target group's deregistration delay), so its connections end gracefully.
+    async fn drain_instance(&mut self, o: &Observed) -> Result<()> {
+        let Spec::Instance { target_groups, .. } = &o.spec else {
+            return Ok(());
+        };
+        for tg in target_groups {
+            let arn = self.id(tg);
+            let what = format!("taking instance {} ({}) out of {tg}", o.id, o.aws_id);
+            self.aws
+                .elb
+                .deregister_targets()
+                .target_group_arn(&arn)
+                .targets(target(&o.aws_id))
+                .send()
+                .await
+                .map_err(|e| error(&what, e))?;
+            let start = std::time::Instant::now();
+            loop {
+                let out = self
+                    .aws
+                    .elb
+                    .describe_target_health()
+                    .target_group_arn(&arn)
+                    .send()
+                    .await
+                    .map_err(|e| error(&what, e))?;
+                let draining = out.target_health_descriptions().iter().any(|d| {
+                    d.target().and_then(|t| t.id()) == Some(o.aws_id.as_str())
+                        && d.target_health()
+                            .and_then(|h| h.state())
+                            .map(|s| s.as_str())
+                            == Some("draining")
+                });
+                if !draining {
+                    break;
+                }
+                self.wait_a_bit(&o.id, &o.aws_id, &format!("drained from {tg}"), start)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drains an instance from its target groups, terminates it and waits until it is
+    /// gone (its address is free again, its data volume detached).
     async fn terminate_instance(&mut self, o: &Observed) -> Result<()> {
+        self.drain_instance(o).await?;
         let what = format!("terminating instance {} ({})", o.id, o.aws_id);
         self.aws
             .ec2

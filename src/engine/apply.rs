@@ -33,7 +33,7 @@ pub async fn apply(
         return Err(EngineError::NeedsConsent(
             destructive
                 .iter()
-                .map(|(env, a)| format!("{env}: {} {} {}", a.action, a.kind.describe(), a.id))
+                .map(|(env, a)| format!("{env}: {}", label(a)))
                 .collect(),
         ));
     }

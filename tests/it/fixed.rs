@@ -1004,3 +1004,70 @@ async fn a_volume_left_detached_by_a_cut_goes_back_to_its_node() {
         assert_eq!(attached[n].4, running[n].1, "volume/{n} is on instance/{n}");
     }
 }
+
+/// Instance ids registered in the target groups of the account, per target group.
+async fn registered(cloud: &Cloud) -> Vec<Vec<String>> {
+    let elb = cloud.connector().await.connect("eu-west-1").elb;
+    let groups = elb.describe_target_groups().send().await.unwrap();
+    let mut out = Vec::new();
+    for tg in groups.target_groups() {
+        let health = elb
+            .describe_target_health()
+            .target_group_arn(tg.target_group_arn().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let mut ids: Vec<String> = health
+            .target_health_descriptions()
+            .iter()
+            .filter_map(|d| d.target()?.id().map(str::to_owned))
+            .collect();
+        ids.sort();
+        out.push(ids);
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_rabbitmq_example_registers_its_nodes_behind_the_load_balancer() {
+    let cloud = Cloud::new();
+    cloud
+        .put_secret(
+            "eu-west-1",
+            "strata/rabbitmq-prod/ssh-public-key",
+            &unique_key("rabbitmq"),
+        )
+        .await;
+    let server = feed().await;
+    let files = strata::repo::read_dir(&project_root()).unwrap();
+    let all_units = strata::repo::load(&files).unwrap().units;
+    let text = crate::harness::example_with_feed("rabbitmq-prod", &server.uri())
+        .replace("warmup_seconds: 180", "warmup_seconds: 0");
+    let e =
+        strata::config::load("environments/rabbitmq-prod.yaml", &text, &all_units.names()).unwrap();
+    plan_and_apply(&cloud, &e, &all_units, &[], false)
+        .await
+        .unwrap();
+    let running = instances(&cloud).await;
+    let mut ids: Vec<String> = running.iter().map(|i| i.1.clone()).collect();
+    ids.sort();
+    assert_eq!(registered(&cloud).await, [ids.clone()]);
+
+    // A unit change replaces the nodes; the target group then holds exactly the new ones.
+    let text = std::fs::read_to_string(project_root().join("units/rabbitmq.service"))
+        .unwrap()
+        .replace("rabbitmq:3.13-management", "rabbitmq:3.13.7-management");
+    let mut changed = files.clone();
+    changed
+        .units
+        .insert("rabbitmq.service".to_owned(), text.into_bytes());
+    let newer = strata::repo::load(&changed).unwrap().units;
+    plan_and_apply(&cloud, &e, &newer, &[Layer::Node], false)
+        .await
+        .unwrap();
+    let replaced = instances(&cloud).await;
+    let mut new_ids: Vec<String> = replaced.iter().map(|i| i.1.clone()).collect();
+    new_ids.sort();
+    assert!(new_ids.iter().all(|id| !ids.contains(id)));
+    assert_eq!(registered(&cloud).await, [new_ids]);
+}
