@@ -4,7 +4,7 @@ strata's integration tests start this once per test run (one server, every test 
 its own moto account through the `x-moto-account-id` header). It prints the port on
 stdout, then serves until its stdin closes, which happens when the test process ends,
 so no server outlives the tests. Pinned to the moto version scripts/setup installs
-(5.2.5), whose known gaps it patches below (three of them); strata itself never fakes AWS behaviour.
+(5.2.5), whose known gaps it patches below (four of them); strata itself never fakes AWS behaviour.
 """
 
 import datetime
@@ -99,6 +99,11 @@ def _terminate_freeing_address(self):
 
 
 Instance.terminate = _terminate_freeing_address
+
+# moto 5.2.5 gap: a launch template's tags are copied once at creation, so a tag added
+# later with CreateTags (strata records the commit applied that way) never shows in
+# DescribeLaunchTemplates. Read them from the tag store, as EC2 does.
+LaunchTemplate.tags = property(lambda self: self.get_tags(), lambda self, _value: None)
 
 # One line per request on stderr would drown test and demo output.
 logging.getLogger("werkzeug").setLevel(logging.ERROR)

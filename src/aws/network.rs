@@ -1674,11 +1674,13 @@ pub(crate) fn client_token(env: &str, id: &str) -> String {
     format!("strata-{hex}")
 }
 
-/// Records the commit applied to the network layer on its root resource (the VPC).
-pub async fn record_commit(aws: &Aws, vpc: &str, commit: &str) -> Result<()> {
+/// Records the commit applied to a layer on its root resource: the VPC for the
+/// network, the launch template for the cluster and node layers. The one tag strata
+/// sets after creation: it changes with every apply.
+pub async fn record_commit(aws: &Aws, root: &str, commit: &str) -> Result<()> {
     aws.ec2
         .create_tags()
-        .resources(vpc)
+        .resources(root)
         .tags(
             ec2::Tag::builder()
                 .key(crate::plan::TAG_COMMIT)
@@ -1688,5 +1690,5 @@ pub async fn record_commit(aws: &Aws, vpc: &str, commit: &str) -> Result<()> {
         .send()
         .await
         .map(drop)
-        .map_err(|e| error(format!("recording commit {commit} on {vpc}"), e))
+        .map_err(|e| error(format!("recording commit {commit} on {root}"), e))
 }

@@ -182,18 +182,30 @@ async fn apply_environment(
             group.id
         ));
     }
-    if let (Some(commit), Some(vpc)) = (commit, exec.ids.get("vpc").cloned())
-        && env_plan.layers.iter().any(|l| l.layer == Layer::Network)
-    {
-        let current = observations
-            .network
-            .get(name)
-            .into_iter()
-            .flatten()
-            .find(|o| o.id == "vpc" && o.aws_id == vpc)
-            .and_then(|o| o.tags.get(plan::TAG_COMMIT));
-        if current.map(String::as_str) != Some(commit) {
-            aws_network::record_commit(exec.aws, &vpc, commit).await?;
+    if let Some(commit) = commit {
+        let machines = [Layer::Cluster, Layer::Node];
+        for (root, layers, observed) in [
+            ("vpc", &[Layer::Network][..], observations.network.get(name)),
+            (
+                plan::cluster::LAUNCH_TEMPLATE,
+                &machines[..],
+                observations.cluster.get(name),
+            ),
+        ] {
+            let Some(id) = exec.ids.get(root).cloned() else {
+                continue;
+            };
+            if !env_plan.layers.iter().any(|l| layers.contains(&l.layer)) {
+                continue;
+            }
+            let current = observed
+                .into_iter()
+                .flatten()
+                .find(|o| o.id == root && o.aws_id == id)
+                .and_then(|o| o.tags.get(plan::TAG_COMMIT));
+            if current.map(String::as_str) != Some(commit) {
+                aws_network::record_commit(exec.aws, &id, commit).await?;
+            }
         }
     }
     Ok(())

@@ -100,7 +100,7 @@ impl Moto {
 }
 
 /// The SDK pointed at moto in `region`, with test credentials.
-async fn moto_config(region: &str) -> aws_config::SdkConfig {
+pub async fn moto_config(region: &str) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(moto().url())
         .region(Region::new(region.to_owned()))

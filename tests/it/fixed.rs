@@ -503,7 +503,7 @@ async fn the_command_line_brings_up_a_fixed_cluster_and_shows_the_key_nowhere() 
     let text =
         crate::harness::example_with_feed("etcd-prod", &server.uri()).replace(SECRET, secret);
     repo.write("environments/etcd-cli.yaml", text);
-    repo.commit("etcd-cli");
+    let commit = repo.commit("etcd-cli");
     // The binary runs off this thread, which serves the image feed.
     let run = |args: &'static [&'static str]| {
         let path = repo.path().to_owned();
@@ -525,6 +525,21 @@ async fn the_command_line_brings_up_a_fixed_cluster_and_shows_the_key_nowhere() 
     }
     let again = run(&["plan", "--detailed-exitcode"]).await.unwrap();
     assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+
+    // The commit applied is recorded on each layer's root: the VPC and the template.
+    let ec2 = aws_sdk_ec2::Client::new(&crate::cloud::moto_config("eu-west-1").await);
+    let templates = ec2
+        .describe_launch_templates()
+        .launch_template_names("etcd-cli")
+        .send()
+        .await
+        .unwrap();
+    let recorded = templates.launch_templates()[0]
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some("strata:commit"))
+        .and_then(|t| t.value());
+    assert_eq!(recorded, Some(commit.as_str()));
 
     crate::harness::assert_key_nowhere(
         &key,
