@@ -255,10 +255,16 @@ pub(super) fn machine(
             ),
         });
     }
-    // The template holds the group's config, or node 0's as the cluster's example.
-    let config = crate::ignition::build(&request((size > 0).then_some(0)))
-        .map(|c| crate::ignition::to_json(&c))
-        .map_err(failed)?;
+    // The template holds the group's config. A fixed-size cluster's nodes launch with
+    // their own; its template holds node 0's without the member list, what the node
+    // layer diffs (so a size change stays a cluster change, as `strata changes` says).
+    let config = if size > 0 {
+        crate::ignition::comparable_json(&request(Some(0))).map_err(failed)?
+    } else {
+        crate::ignition::build(&request(None))
+            .map(|c| crate::ignition::to_json(&c))
+            .map_err(failed)?
+    };
     let data = crate::ignition::fit(config.clone()).map_err(failed)?;
     Ok(Machine {
         image,

@@ -354,6 +354,12 @@ async fn growing_adds_the_highest_indexes_and_shrinking_needs_consent() {
         "{markdown}"
     );
     assert!(markdown.contains("etcdctl member add"), "{markdown}");
+    // The member list is no node change: the template's config leaves it out.
+    assert_eq!(
+        actions(&grown, Layer::Node),
+        Vec::<String>::new(),
+        "{markdown}"
+    );
     let after = instances(&cloud).await;
     assert_eq!(after.len(), 5);
     assert_eq!(&after[..3], &before[..], "running nodes are not replaced");
