@@ -4,7 +4,7 @@ strata's integration tests start this once per test run (one server, every test 
 its own moto account through the `x-moto-account-id` header). It prints the port on
 stdout, then serves until its stdin closes, which happens when the test process ends,
 so no server outlives the tests. Pinned to the moto version scripts/setup installs
-(5.2.5), whose known gaps it patches below (four of them); strata itself never fakes AWS behaviour.
+(5.2.5), whose known gaps it patches below (five of them); strata itself never fakes AWS behaviour.
 """
 
 import datetime
@@ -16,6 +16,7 @@ from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.responses import ActionResult
 from moto.ec2.models.instances import Instance
 from moto.ec2.models.launch_templates import LaunchTemplate
+from moto.ec2.models.nat_gateways import NatGatewayBackend
 from moto.ec2.utils import parse_user_data
 from moto.server import ThreadedMotoServer
 
@@ -104,6 +105,22 @@ Instance.terminate = _terminate_freeing_address
 # later with CreateTags (strata records the commit applied that way) never shows in
 # DescribeLaunchTemplates. Read them from the tag store, as EC2 does.
 LaunchTemplate.tags = property(lambda self: self.get_tags(), lambda self, _value: None)
+
+# moto 5.2.5 gap: deleting a NAT gateway leaves its elastic IP associated, so a NAT
+# gateway replaced in another subnet cannot take the same address. EC2 releases the
+# association when the gateway is deleted; do the same.
+_delete_nat_gateway = NatGatewayBackend.delete_nat_gateway
+
+
+def _delete_nat_gateway_releasing_address(self, nat_gateway_id):
+    gateway = _delete_nat_gateway(self, nat_gateway_id)
+    for address in self.addresses:
+        if address.eni is not None and address.eni is getattr(gateway, "_eni", None):
+            self.disassociate_address(association_id=address.association_id)
+    return gateway
+
+
+NatGatewayBackend.delete_nat_gateway = _delete_nat_gateway_releasing_address
 
 # One line per request on stderr would drown test and demo output.
 logging.getLogger("werkzeug").setLevel(logging.ERROR)

@@ -638,6 +638,9 @@ pub struct Executor<'a> {
     user_tags: &'a BTreeMap<String, String>,
     /// Logical id → AWS id of everything that exists now.
     pub ids: BTreeMap<String, String>,
+    /// Logical id → AWS id as observed before the run (a replaced resource's id
+    /// differs from its id in `ids` once replaced).
+    observed_ids: BTreeMap<String, String>,
     progress: &'a mut dyn FnMut(&str),
     /// How long to wait for a slow resource.
     pub timeout: Duration,
@@ -659,7 +662,7 @@ impl<'a> Executor<'a> {
         observed: &[Observed],
         progress: &'a mut dyn FnMut(&str),
     ) -> Executor<'a> {
-        let ids = observed
+        let ids: BTreeMap<String, String> = observed
             .iter()
             .map(|o| (o.id.clone(), o.aws_id.clone()))
             .collect();
@@ -667,6 +670,7 @@ impl<'a> Executor<'a> {
             aws,
             env,
             user_tags,
+            observed_ids: ids.clone(),
             ids,
             progress,
             timeout: Duration::from_secs(600),
@@ -1049,13 +1053,15 @@ impl<'a> Executor<'a> {
                     }
                 }
                 for route in routes {
-                    // Compare in AWS terms: a target that was replaced has a new id.
+                    // Compare in AWS terms: a target replaced in this run (a NAT gateway
+                    // in a replaced subnet) has a new id the route must move to.
                     let current = old_routes
                         .iter()
                         .find(|o| o.destination == route.destination);
                     let up_to_date = current.is_some_and(|c| {
-                        self.id(&c.target) == self.id(&route.target)
+                        c.target == route.target
                             && self.ids.contains_key(&c.target)
+                            && self.observed_ids.get(&c.target) == self.ids.get(&c.target)
                     });
                     if !up_to_date {
                         self.put_route(&aws_id, route, current.is_some(), &what)

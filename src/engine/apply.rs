@@ -143,6 +143,7 @@ async fn apply_environment(
         .map_or(0, |c| c.rollout.warmup_seconds);
     // Machines go first when they go: their instances hold the subnets and groups.
     execute_machines(exec, name, &machine_actions, None, true).await?;
+    let gone = terminate_before_subnets(exec, &machine_actions, network_actions).await?;
     execute_network(exec, name, network_actions).await?;
     let mut template = observations.launch_templates.get(name).cloned();
     // The first launch of an etcd-discovery cluster fetches its token first.
@@ -165,6 +166,7 @@ async fn apply_environment(
         exec,
         name,
         &machine_actions,
+        &gone,
         data_device,
         std::time::Duration::from_secs(u64::from(warmup)),
     )
@@ -269,16 +271,52 @@ async fn execute_machines(
     Ok(())
 }
 
+/// Terminates the instances to be replaced that sit in a subnet the network replaces,
+/// before the network runs: AWS refuses to delete a subnet that still holds network
+/// interfaces. Returns their logical ids; their successors launch with the others.
+async fn terminate_before_subnets(
+    exec: &mut Executor<'_>,
+    machine_actions: &[&Action],
+    network_actions: &[Action],
+) -> Result<BTreeSet<String>, EngineError> {
+    let replaced: BTreeSet<&str> = network_actions
+        .iter()
+        .filter(|a| a.kind == Kind::Subnet && a.action == ActionKind::Replace)
+        .map(|a| a.id.as_str())
+        .collect();
+    let mut gone = BTreeSet::new();
+    for a in machine_actions
+        .iter()
+        .filter(|a| a.kind == Kind::Instance && a.action == ActionKind::Replace)
+    {
+        let Some(o) = &a.observed else { continue };
+        let plan::Spec::Instance { subnet, .. } = &o.spec else {
+            continue;
+        };
+        if replaced.contains(subnet.as_str()) {
+            exec.delete(o).await?;
+            exec.say(&format!(
+                "  … {} ({}) terminated before its subnet {subnet} is replaced",
+                a.id, o.aws_id
+            ));
+            gone.insert(a.id.clone());
+        }
+    }
+    Ok(gone)
+}
+
 /// Runs a fixed-size cluster's instance actions once the template is in place: new
 /// instances launch together and are awaited (running, data volume attached,
 /// registered, healthy); running ones are converged in place; replacements go one at
 /// a time, lowest index first, each new instance running and healthy before the next
-/// old one goes, with `warmup` between them. Then data volumes whose attachment
-/// drifted are attached again. Stops at the first failure.
+/// old one goes, with `warmup` between them (those in `gone` were terminated before
+/// the network replaced their subnet). Then data volumes whose attachment drifted are
+/// attached again. Stops at the first failure.
 async fn execute_instances(
     exec: &mut Executor<'_>,
     env: &str,
     actions: &[&Action],
+    gone: &BTreeSet<String>,
     data_device: Option<&str>,
     warmup: std::time::Duration,
 ) -> Result<(), EngineError> {
@@ -330,8 +368,10 @@ async fn execute_instances(
         let (Some(desired), Some(o)) = (&a.desired, &a.observed) else {
             continue;
         };
-        exec.delete(o).await?;
-        exec.say(&format!("  … {} ({}) terminated", a.id, o.aws_id));
+        if !gone.contains(&a.id) {
+            exec.delete(o).await?;
+            exec.say(&format!("  … {} ({}) terminated", a.id, o.aws_id));
+        }
         let id = exec.launch_instance(desired, Some(&o.aws_id)).await?;
         if let plan::Spec::Instance { target_groups, .. } = &desired.spec {
             let volume = volume_of(a);

@@ -250,6 +250,11 @@ fn plan_target(
         .environment
         .as_ref()
         .and_then(|env| forced_cluster_reason(env, &network_actions));
+    let replaced_subnets: std::collections::BTreeSet<String> = network_actions
+        .iter()
+        .filter(|a| a.kind == Kind::Subnet && a.action == ActionKind::Replace)
+        .map(|a| a.id.clone())
+        .collect();
     let forced_by_of = |layer: Layer| {
         if layer == Layer::Cluster && !t.layers.contains(&layer) && t.follow_forced {
             forced.clone()
@@ -319,6 +324,14 @@ fn plan_target(
                 }
                 let mut actions = plan::plan_resources(&desired, &live);
                 notes.extend(plan::cluster::keep_volumes_from_shrinking(&mut actions));
+                if layer == instance_layer {
+                    plan::cluster::follow_replaced_subnets(
+                        &mut actions,
+                        &desired,
+                        &live,
+                        &replaced_subnets,
+                    );
+                }
                 // A node change shows what changes on the machines, unit by unit.
                 if let Some(new) = machine.and_then(|m| m.config.as_deref()) {
                     for a in actions

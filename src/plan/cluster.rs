@@ -320,3 +320,117 @@ pub fn volume_kind(kind: crate::config::VolumeKind) -> &'static str {
         Standard => "standard",
     }
 }
+
+/// A fixed-size cluster's instances in a subnet the network layer replaces must go
+/// with it (AWS refuses to delete a subnet that still holds network interfaces): each
+/// becomes a replacement, forced by the subnet, unless it is replaced or deleted
+/// already. `replaced_subnets` are the network's replaced subnets (logical ids).
+pub fn follow_replaced_subnets(
+    actions: &mut Vec<super::Action>,
+    desired: &[Resource],
+    observed: &[Observed],
+    replaced_subnets: &BTreeSet<String>,
+) {
+    use super::{Action, ActionKind, FieldChange};
+    for o in observed {
+        let Spec::Instance { subnet, .. } = &o.spec else {
+            continue;
+        };
+        if !replaced_subnets.contains(subnet) {
+            continue;
+        }
+        let reason = format!("{subnet} is replaced");
+        match actions
+            .iter_mut()
+            .find(|a| a.kind == Kind::Instance && a.id == o.id)
+        {
+            Some(a) if matches!(a.action, ActionKind::Replace | ActionKind::Delete) => {}
+            Some(a) => {
+                a.action = ActionKind::Replace;
+                a.forced_by = Some(reason);
+            }
+            None => {
+                let Some(r) = desired.iter().find(|r| r.id == o.id) else {
+                    continue;
+                };
+                actions.push(Action {
+                    action: ActionKind::Replace,
+                    kind: Kind::Instance,
+                    id: o.id.clone(),
+                    aws_id: Some(o.aws_id.clone()),
+                    changes: vec![FieldChange {
+                        field: "subnet".into(),
+                        from: Some(subnet.clone()),
+                        to: Some(format!("{subnet} (new)")),
+                    }],
+                    forced_by: Some(reason),
+                    detail: Vec::new(),
+                    desired: Some(r.clone()),
+                    observed: Some(o.clone()),
+                });
+            }
+        }
+    }
+    actions.sort_by_key(|a| (a.kind.rank(), a.id.clone()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{ActionKind, plan_resources};
+
+    fn instance(id: &str, subnet: &str) -> Resource {
+        Resource {
+            kind: Kind::Instance,
+            id: id.into(),
+            spec: Spec::Instance {
+                subnet: subnet.into(),
+                private_ip: "10.0.0.10".into(),
+                image: "ami-1".into(),
+                instance_type: "t3.small".into(),
+                security_groups: BTreeSet::new(),
+                target_groups: BTreeSet::new(),
+                config: "sha256:1".into(),
+                settings: "sha256:2".into(),
+                user_data: String::new(),
+            },
+        }
+    }
+
+    fn observed(r: &Resource) -> Observed {
+        Observed {
+            kind: r.kind,
+            id: r.id.clone(),
+            aws_id: format!("i-{}", r.id.len()),
+            spec: r.spec.clone(),
+            tags: Default::default(),
+            extra: Default::default(),
+        }
+    }
+
+    #[test]
+    fn instances_in_a_replaced_subnet_are_replaced_with_it() {
+        let desired = [
+            instance("instance/0", "subnet/public/0"),
+            instance("instance/1", "subnet/public/1"),
+        ];
+        let live: Vec<Observed> = desired.iter().map(observed).collect();
+        let mut actions = plan_resources(&desired, &live);
+        assert!(actions.is_empty());
+        let replaced = BTreeSet::from(["subnet/public/1".to_owned()]);
+        follow_replaced_subnets(&mut actions, &desired, &live, &replaced);
+        let got: Vec<(ActionKind, &str, Option<&str>)> = actions
+            .iter()
+            .map(|a| (a.action, a.id.as_str(), a.forced_by.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [(
+                ActionKind::Replace,
+                "instance/1",
+                Some("subnet/public/1 is replaced")
+            )]
+        );
+        assert!(!actions[0].needs_consent(), "a replacement is a rollout");
+    }
+}

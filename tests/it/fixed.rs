@@ -1092,3 +1092,57 @@ async fn the_rabbitmq_example_registers_its_nodes_behind_the_load_balancer() {
     assert!(new_ids.iter().all(|id| !ids.contains(id)));
     assert_eq!(registered(&cloud).await, [new_ids]);
 }
+
+#[tokio::test]
+async fn nodes_leave_a_subnet_before_the_network_replaces_it() {
+    let cloud = Cloud::new();
+    cloud
+        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
+        .await;
+    let server = feed().await;
+    let u = units("quay.io/coreos/etcd:v3.5.17");
+    let e = etcd(&server.uri(), 3);
+    plan_and_apply(&cloud, &e, &u, &[], false).await.unwrap();
+
+    // Smaller subnets: every subnet is replaced, and the nodes with them.
+    let text = crate::harness::example_with_feed("etcd-prod", &server.uri())
+        .replace("warmup_seconds: 120", "warmup_seconds: 0")
+        .replace("subnet_bits: 4", "subnet_bits: 5");
+    let smaller = strata::config::load("environments/etcd-prod.yaml", &text, &u.names()).unwrap();
+    let connector = cloud.connector().await;
+    let map: BTreeMap<String, Environment> = [(smaller.name.to_string(), smaller)].into();
+    let targets = engine::select(&map, &[], &[]).unwrap();
+    let (plan, observed) = engine::plan(&connector, &targets, &u, None).await.unwrap();
+    let replaced: Vec<(String, Option<String>)> = plan.environments[0]
+        .layers
+        .iter()
+        .flat_map(|l| &l.actions)
+        .filter(|a| a.id.starts_with("instance/"))
+        .map(|a| (format!("{} {}", a.action, a.id), a.forced_by.clone()))
+        .collect();
+    assert_eq!(replaced.len(), 3, "{replaced:?}");
+    let mut lines = Vec::new();
+    let mut record = |l: &str| lines.push(l.to_owned());
+    engine::apply(&connector, &plan, &observed, &targets, true, &mut record)
+        .await
+        .unwrap();
+    let position = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} in {lines:#?}"))
+    };
+    // AWS refuses to delete a subnet that holds network interfaces.
+    for n in 0..3 {
+        assert!(
+            position(&format!(
+                "terminated before its subnet subnet/private/{n} is replaced"
+            )) < position(&format!("replace subnet subnet/private/{n}")),
+            "{lines:#?}"
+        );
+    }
+    let placed: Vec<String> = instances(&cloud).await.into_iter().map(|i| i.2).collect();
+    assert_eq!(placed, ["10.66.0.10", "10.66.8.10", "10.66.16.10"]);
+    let (settled, _) = engine::plan(&connector, &targets, &u, None).await.unwrap();
+    assert!(settled.is_empty(), "{}", render::markdown(&settled));
+}
