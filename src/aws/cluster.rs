@@ -864,30 +864,31 @@ impl super::network::Executor<'_> {
                 .await
                 .map_err(|e| error(&what, e))?;
             let start = std::time::Instant::now();
-            loop {
-                let out = self
-                    .aws
-                    .elb
-                    .describe_target_health()
-                    .target_group_arn(&arn)
-                    .send()
-                    .await
-                    .map_err(|e| error(format!("reading the health of {logical} in {tg}"), e))?;
-                let healthy = out.target_health_descriptions().iter().any(|d| {
-                    d.target().and_then(|t| t.id()) == Some(instance)
-                        && d.target_health()
-                            .and_then(|h| h.state())
-                            .map(|s| s.as_str())
-                            == Some("healthy")
-                });
-                if healthy {
-                    break;
-                }
+            while self.target_state(&arn, instance).await?.as_deref() != Some("healthy") {
                 self.wait_a_bit(logical, instance, &format!("healthy in {tg}"), start)
                     .await?;
             }
         }
         Ok(())
+    }
+
+    /// An instance's state in a target group (`healthy`, `draining`, ...), `None` when
+    /// the target group does not list it.
+    async fn target_state(&self, target_group: &str, instance: &str) -> Result<Option<String>> {
+        let out = self
+            .aws
+            .elb
+            .describe_target_health()
+            .target_group_arn(target_group)
+            .send()
+            .await
+            .map_err(|e| error(format!("reading the targets of {target_group}"), e))?;
+        Ok(out
+            .target_health_descriptions()
+            .iter()
+            .find(|d| d.target().and_then(|t| t.id()) == Some(instance))
+            .and_then(|d| d.target_health()?.state())
+            .map(|s| s.as_str().to_owned()))
     }
 
     /// The state of an instance and, when it stopped, why.
@@ -1115,25 +1116,7 @@ impl super::network::Executor<'_> {
                 .await
                 .map_err(|e| error(&what, e))?;
             let start = std::time::Instant::now();
-            loop {
-                let out = self
-                    .aws
-                    .elb
-                    .describe_target_health()
-                    .target_group_arn(&arn)
-                    .send()
-                    .await
-                    .map_err(|e| error(&what, e))?;
-                let draining = out.target_health_descriptions().iter().any(|d| {
-                    d.target().and_then(|t| t.id()) == Some(o.aws_id.as_str())
-                        && d.target_health()
-                            .and_then(|h| h.state())
-                            .map(|s| s.as_str())
-                            == Some("draining")
-                });
-                if !draining {
-                    break;
-                }
+            while self.target_state(&arn, &o.aws_id).await?.as_deref() == Some("draining") {
                 self.wait_a_bit(&o.id, &o.aws_id, &format!("drained from {tg}"), start)
                     .await?;
             }

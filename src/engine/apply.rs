@@ -334,10 +334,6 @@ async fn execute_instances(
         list.sort_by_key(|a| node(a));
         list
     };
-    // Node `i`'s data volume, attached as soon as its instance runs.
-    let volume_of = |a: &Action| {
-        data_device.map(|d| (format!("{}{}", plan::cluster::VOLUME_PREFIX, node(a)), d))
-    };
     let mut attached = BTreeSet::new();
     let mut launched = Vec::new();
     for a in of(ActionKind::Create) {
@@ -347,13 +343,7 @@ async fn execute_instances(
         }
     }
     for (a, desired, id) in launched {
-        if let plan::Spec::Instance { target_groups, .. } = &desired.spec {
-            let volume = volume_of(a);
-            let volume = volume.as_ref().map(|(v, d)| (v.as_str(), *d));
-            exec.await_instance(&a.id, &id, volume, target_groups)
-                .await?;
-            attached.extend(volume.map(|(v, _)| v.to_owned()));
-        }
+        await_node(exec, node(a), desired, &id, data_device, &mut attached).await?;
         report(exec, env, a);
     }
     for a in of(ActionKind::Update) {
@@ -373,13 +363,7 @@ async fn execute_instances(
             exec.say(&format!("  … {} ({}) terminated", a.id, o.aws_id));
         }
         let id = exec.launch_instance(desired, Some(&o.aws_id)).await?;
-        if let plan::Spec::Instance { target_groups, .. } = &desired.spec {
-            let volume = volume_of(a);
-            let volume = volume.as_ref().map(|(v, d)| (v.as_str(), *d));
-            exec.await_instance(&a.id, &id, volume, target_groups)
-                .await?;
-            attached.extend(volume.map(|(v, _)| v.to_owned()));
-        }
+        await_node(exec, node(a), desired, &id, data_device, &mut attached).await?;
         exec.say(&format!(
             "{env}: {} {} {} {} ({} → {id})",
             a.action.symbol(),
@@ -399,6 +383,32 @@ async fn execute_instances(
         }
     }
     reattach_volumes(exec, actions, &attached).await
+}
+
+/// Waits for node `node`'s new instance `id`: running, its data volume (when the
+/// cluster has `data_device`) attached and recorded in `attached`, registered and
+/// healthy in its target groups.
+async fn await_node(
+    exec: &mut Executor<'_>,
+    node: u16,
+    desired: &plan::Resource,
+    id: &str,
+    data_device: Option<&str>,
+    attached: &mut BTreeSet<String>,
+) -> Result<(), EngineError> {
+    let plan::Spec::Instance { target_groups, .. } = &desired.spec else {
+        return Ok(());
+    };
+    let volume = data_device.map(|d| (format!("{}{node}", plan::cluster::VOLUME_PREFIX), d));
+    exec.await_instance(
+        &desired.id,
+        id,
+        volume.as_ref().map(|(v, d)| (v.as_str(), *d)),
+        target_groups,
+    )
+    .await?;
+    attached.extend(volume.map(|(v, _)| v));
+    Ok(())
 }
 
 /// Attaches again the data volumes whose plan says they drifted from their node's

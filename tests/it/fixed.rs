@@ -66,6 +66,15 @@ fn etcd(feed: &str, size: u16) -> Environment {
     strata::config::load("environments/etcd-prod.yaml", &text, &units("x").names()).unwrap()
 }
 
+/// A fresh account holding the etcd example's SSH key secret, and the image feed.
+async fn account() -> (Cloud, MockServer) {
+    let cloud = Cloud::new();
+    cloud
+        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
+        .await;
+    (cloud, feed().await)
+}
+
 async fn feed() -> MockServer {
     let server = MockServer::start().await;
     let body = serde_json::json!({"amis": [{"name": "eu-west-1", "hvm": "ami-0f1a7ca7000000001"}]});
@@ -326,11 +335,7 @@ async fn a_fixed_cluster_runs_one_instance_per_node_and_rolls_node_changes() {
 
 #[tokio::test]
 async fn growing_adds_the_highest_indexes_and_shrinking_needs_consent() {
-    let cloud = Cloud::new();
-    cloud
-        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
-        .await;
-    let server = feed().await;
+    let (cloud, server) = account().await;
     let u = units("quay.io/coreos/etcd:v3.5.17");
     plan_and_apply(&cloud, &etcd(&server.uri(), 3), &u, &[], false)
         .await
@@ -564,11 +569,7 @@ async fn the_command_line_brings_up_a_fixed_cluster_and_shows_the_key_nowhere() 
 
 #[tokio::test]
 async fn a_rollout_cut_halfway_is_finished_by_the_next_apply() {
-    let cloud = Cloud::new();
-    cloud
-        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
-        .await;
-    let server = feed().await;
+    let (cloud, server) = account().await;
     let e = etcd(&server.uri(), 3);
     plan_and_apply(
         &cloud,
@@ -628,11 +629,7 @@ async fn a_rollout_cut_halfway_is_finished_by_the_next_apply() {
 
 #[tokio::test]
 async fn switching_a_group_to_a_fixed_size_removes_the_group_with_consent() {
-    let cloud = Cloud::new();
-    cloud
-        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
-        .await;
-    let server = feed().await;
+    let (cloud, server) = account().await;
     let u = units("quay.io/coreos/etcd:v3.5.17");
     let mut group = etcd(&server.uri(), 3);
     if let Some(c) = group.spec.cluster.as_mut() {
@@ -679,11 +676,7 @@ async fn switching_a_group_to_a_fixed_size_removes_the_group_with_consent() {
 
 #[tokio::test]
 async fn a_removed_fixed_cluster_is_torn_down_instances_first() {
-    let cloud = Cloud::new();
-    cloud
-        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
-        .await;
-    let server = feed().await;
+    let (cloud, server) = account().await;
     let e = etcd(&server.uri(), 3);
     plan_and_apply(
         &cloud,
@@ -747,11 +740,7 @@ async fn a_removed_fixed_cluster_is_torn_down_instances_first() {
 
 #[tokio::test]
 async fn a_template_change_rolls_a_fixed_cluster_and_a_stopped_node_is_reported() {
-    let cloud = Cloud::new();
-    cloud
-        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
-        .await;
-    let server = feed().await;
+    let (cloud, server) = account().await;
     let u = units("quay.io/coreos/etcd:v3.5.17");
     plan_and_apply(&cloud, &etcd(&server.uri(), 3), &u, &[], false)
         .await
@@ -866,11 +855,7 @@ fn etcd_with_data(feed: &str, size: u32) -> Environment {
 
 #[tokio::test]
 async fn each_node_keeps_its_data_volume_across_replacements() {
-    let cloud = Cloud::new();
-    cloud
-        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
-        .await;
-    let server = feed().await;
+    let (cloud, server) = account().await;
     let with_data = |size: u32| etcd_with_data(&server.uri(), size);
     let u = units("quay.io/coreos/etcd:v3.5.17");
     let created = plan_and_apply(&cloud, &with_data(30), &u, &[], false)
@@ -972,11 +957,7 @@ async fn each_node_keeps_its_data_volume_across_replacements() {
 
 #[tokio::test]
 async fn a_volume_left_detached_by_a_cut_goes_back_to_its_node() {
-    let cloud = Cloud::new();
-    cloud
-        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
-        .await;
-    let server = feed().await;
+    let (cloud, server) = account().await;
     let e = etcd_with_data(&server.uri(), 30);
     plan_and_apply(
         &cloud,
@@ -1095,11 +1076,7 @@ async fn the_rabbitmq_example_registers_its_nodes_behind_the_load_balancer() {
 
 #[tokio::test]
 async fn nodes_leave_a_subnet_before_the_network_replaces_it() {
-    let cloud = Cloud::new();
-    cloud
-        .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
-        .await;
-    let server = feed().await;
+    let (cloud, server) = account().await;
     let u = units("quay.io/coreos/etcd:v3.5.17");
     let e = etcd(&server.uri(), 3);
     plan_and_apply(&cloud, &e, &u, &[], false).await.unwrap();
