@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod discovery;
 pub mod images;
+pub mod instances;
 pub mod network;
 pub mod secrets;
 
