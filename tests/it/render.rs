@@ -285,3 +285,62 @@ fn etcd_node_config_snapshot() {
     .unwrap();
     insta::assert_json_snapshot!(config);
 }
+
+#[tokio::test]
+async fn render_reads_the_etcd_discovery_token_once_a_cluster_has_one() {
+    let key_secret = "tests/render/discovery-key";
+    crate::cloud::put_secret("eu-west-1", key_secret, KEY).await;
+    // Names of its own: the binary works in moto's default account.
+    let repo = GitRepo::new_plain();
+    repo.copy_dir(&project_root().join("units"), "units");
+    let text = std::fs::read_to_string(project_root().join("environments/etcd-prod.yaml"))
+        .unwrap()
+        .replace("strata/etcd-prod/ssh-public-key", key_secret)
+        .replace("bootstrap: static", "bootstrap: discovery");
+    repo.write("environments/etcd-disc.yaml", &text);
+    repo.write("environments/etcd-fresh.yaml", &text);
+    crate::cloud::put_secret(
+        "eu-west-1",
+        "strata/etcd-disc/etcd-discovery",
+        r#"{"url": "https://discovery.example.invalid/7d1c0ffee", "size": 3}"#,
+    )
+    .await;
+    let vars = crate::cloud::binary_vars();
+
+    let out = harness::strata_with(
+        repo.path(),
+        &["render", "--env", "etcd-disc", "--node", "0"],
+        &vars,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let config: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let env = crate::harness::cluster_env(&config);
+    assert!(
+        env.contains("ETCD_DISCOVERY=https://discovery.example.invalid/7d1c0ffee\n"),
+        "{env}"
+    );
+    assert!(!env.contains("ETCD_INITIAL_CLUSTER="), "{env}");
+    assert!(
+        out.stderr.contains(
+            "note: ETCD_DISCOVERY is the token kept in secret strata/etcd-disc/etcd-discovery"
+        ),
+        "{}",
+        out.stderr
+    );
+
+    // A cluster not launched yet has no token: rendered without it, and said so.
+    let fresh = harness::strata_with(
+        repo.path(),
+        &["render", "--env", "etcd-fresh", "--node", "0"],
+        &vars,
+    );
+    assert_eq!(fresh.code, 0, "{}", fresh.stderr);
+    assert!(!fresh.stdout.contains("ETCD_DISCOVERY"));
+    assert!(
+        fresh.stderr.contains(
+            "note: ETCD_DISCOVERY is left out: secret strata/etcd-fresh/etcd-discovery does not exist yet (the first apply fetches the token)"
+        ),
+        "{}",
+        fresh.stderr
+    );
+}
