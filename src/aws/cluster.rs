@@ -32,19 +32,13 @@ pub async fn observe(
     map: &dyn Fn(&str) -> String,
     target_groups: &[String],
 ) -> Result<BTreeMap<String, Vec<Observed>>> {
-    let filter = ec2::Filter::builder()
-        .name(format!("tag:{TAG_ENVIRONMENT}"))
-        .set_values(Some(envs.to_vec()))
-        .build();
+    let filter = super::network::env_filter(envs);
     let group_filter = asg::Filter::builder()
         .name(format!("tag:{TAG_ENVIRONMENT}"))
         .set_values(Some(envs.to_vec()))
         .build();
     let instance_filters = [
-        ec2::Filter::builder()
-            .name(format!("tag:{TAG_ENVIRONMENT}"))
-            .set_values(Some(envs.to_vec()))
-            .build(),
+        filter.clone(),
         ec2::Filter::builder()
             .name("instance-state-name")
             .set_values(Some(MEMBER_STATES.map(str::to_owned).to_vec()))
@@ -54,7 +48,7 @@ pub async fn observe(
         async {
             aws.ec2
                 .describe_launch_templates()
-                .filters(filter)
+                .filters(filter.clone())
                 .max_results(200)
                 .into_paginator()
                 .items()
@@ -102,12 +96,7 @@ pub async fn observe(
         async {
             aws.ec2
                 .describe_volumes()
-                .filters(
-                    ec2::Filter::builder()
-                        .name(format!("tag:{TAG_ENVIRONMENT}"))
-                        .set_values(Some(envs.to_vec()))
-                        .build(),
-                )
+                .filters(filter.clone())
                 .into_paginator()
                 .items()
                 .send()

@@ -18,7 +18,8 @@ type Result<T> = std::result::Result<T, AwsError>;
 /// What the network layer has in AWS, per environment.
 pub type NetworkState = BTreeMap<String, Vec<Observed>>;
 
-fn env_filter(envs: &[String]) -> ec2::Filter {
+/// The EC2 filter that finds the resources of `envs` by their `strata:environment` tag.
+pub(crate) fn env_filter(envs: &[String]) -> ec2::Filter {
     ec2::Filter::builder()
         .name(format!("tag:{TAG_ENVIRONMENT}"))
         .set_values(Some(envs.to_vec()))
