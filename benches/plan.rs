@@ -155,42 +155,9 @@ async fn run(url: &str) {
                 .collect();
             let targets = engine::select(&map, &[], &[Layer::Network]).expect("targets");
             let connector = Connector::new(config.clone(), Vec::new());
-            let (plan, observed) = engine::plan(
-                &connector,
-                &targets,
-                &strata::units::UnitSet::default(),
-                None,
-            )
-            .await
-            .expect("plan");
-            let mut quiet = |_: &str| {};
-            engine::apply(&connector, &plan, &observed, &targets, false, &mut quiet)
-                .await
-                .expect("apply");
-
-            let mut plan_times = Vec::new();
-            let mut reads = 0;
-            for _ in 0..RUNS {
-                let before = connector.metrics().reads();
-                let start = Instant::now();
-                let (plan, _) = engine::plan(
-                    &connector,
-                    &targets,
-                    &strata::units::UnitSet::default(),
-                    None,
-                )
-                .await
-                .expect("plan");
-                plan_times.push(start.elapsed());
-                reads = connector.metrics().reads() - before;
-                assert!(
-                    plan.is_empty(),
-                    "a fresh apply leaves nothing to plan:\n{}",
-                    strata::plan::render::markdown(&plan)
-                );
-            }
+            let (reads, plan) =
+                apply_then_plan(&connector, &targets, &strata::units::UnitSet::default()).await;
             let (slowest, series) = single_reads(&connector, &envs).await;
-            let plan = median(plan_times);
             println!(
                 "{count:<14} {reads:>6} {:>8.1}ms {:>12.1}ms {:>6.2}x {:>13.1}ms",
                 ms(plan),
@@ -267,31 +234,42 @@ async fn three_layers(url: &str, feed: &wiremock::MockServer, cluster: Cluster) 
             .map(|e| (e.name.to_string(), e.clone()))
             .collect();
         let targets = engine::select(&map, &[], &[]).expect("targets");
-        let (plan, observed) = engine::plan(&connector, &targets, &units, None)
+        let (reads, plan) = apply_then_plan(&connector, &targets, &units).await;
+        println!("{count:<14} {reads:>6} {:>8.1}ms", ms(plan));
+    }
+}
+
+/// Applies `targets`, then plans them again `RUNS` times (each plan must be empty):
+/// the reads of one plan and the median wall time.
+async fn apply_then_plan(
+    connector: &Connector,
+    targets: &[engine::Target],
+    units: &strata::units::UnitSet,
+) -> (usize, Duration) {
+    let (plan, observed) = engine::plan(connector, targets, units, None)
+        .await
+        .expect("plan");
+    let mut quiet = |_: &str| {};
+    engine::apply(connector, &plan, &observed, targets, false, &mut quiet)
+        .await
+        .expect("apply");
+    let mut times = Vec::new();
+    let mut reads = 0;
+    for _ in 0..RUNS {
+        let before = connector.metrics().reads();
+        let start = Instant::now();
+        let (plan, _) = engine::plan(connector, targets, units, None)
             .await
             .expect("plan");
-        let mut quiet = |_: &str| {};
-        engine::apply(&connector, &plan, &observed, &targets, false, &mut quiet)
-            .await
-            .expect("apply");
-        let mut times = Vec::new();
-        let mut reads = 0;
-        for _ in 0..RUNS {
-            let before = connector.metrics().reads();
-            let start = Instant::now();
-            let (plan, _) = engine::plan(&connector, &targets, &units, None)
-                .await
-                .expect("plan");
-            times.push(start.elapsed());
-            reads = connector.metrics().reads() - before;
-            assert!(
-                plan.is_empty(),
-                "a fresh apply leaves nothing to plan:\n{}",
-                strata::plan::render::markdown(&plan)
-            );
-        }
-        println!("{count:<14} {reads:>6} {:>8.1}ms", ms(median(times)));
+        times.push(start.elapsed());
+        reads = connector.metrics().reads() - before;
+        assert!(
+            plan.is_empty(),
+            "a fresh apply leaves nothing to plan:\n{}",
+            strata::plan::render::markdown(&plan)
+        );
     }
+    (reads, median(times))
 }
 
 /// The slowest of the reads a plan makes, each timed alone (median of runs), and
