@@ -279,11 +279,7 @@ async fn terminate_before_subnets(
     machine_actions: &[&Action],
     network_actions: &[Action],
 ) -> Result<BTreeSet<String>, EngineError> {
-    let replaced: BTreeSet<&str> = network_actions
-        .iter()
-        .filter(|a| a.kind == Kind::Subnet && a.action == ActionKind::Replace)
-        .map(|a| a.id.as_str())
-        .collect();
+    let replaced = plan::cluster::replaced_subnets(network_actions);
     let mut gone = BTreeSet::new();
     for a in machine_actions
         .iter()

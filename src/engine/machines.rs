@@ -323,17 +323,15 @@ pub(super) fn desired_machines(
     machine_observed: &[Observed],
     zones: &[String],
 ) -> DesiredMachines {
-    let prefixes: Vec<String> = env
-        .spec
-        .cluster
-        .iter()
-        .flat_map(|c| &c.load_balancers)
-        .map(|lb| format!("tg/{lb}/"))
-        .collect();
     let tgs: Vec<String> = plan::network::desired(env, &[])
         .into_iter()
         .filter(|r| {
-            r.kind == Kind::TargetGroup && prefixes.iter().any(|p| r.id.starts_with(p.as_str()))
+            r.kind == Kind::TargetGroup
+                && env
+                    .spec
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| plan::cluster::joins_target_group(c, &r.id))
         })
         .map(|r| r.id)
         .collect();

@@ -118,16 +118,15 @@ pub async fn plan(
                 .filter_map(|e| Some((e.name.as_str(), e.spec.cluster.as_ref()?)))
                 .filter(|(_, c)| c.mode == ClusterMode::Fixed)
                 .flat_map(|(name, c)| {
-                    let observed = state.get(name).map(Vec::as_slice).unwrap_or_default();
-                    c.load_balancers.iter().flat_map(move |lb| {
-                        let prefix = format!("tg/{lb}/");
-                        observed
-                            .iter()
-                            .filter(move |o| {
-                                o.kind == Kind::TargetGroup && o.id.starts_with(&prefix)
-                            })
-                            .map(|o| o.aws_id.clone())
-                    })
+                    state
+                        .get(name)
+                        .into_iter()
+                        .flatten()
+                        .filter(|o| {
+                            o.kind == Kind::TargetGroup
+                                && plan::cluster::joins_target_group(c, &o.id)
+                        })
+                        .map(|o| o.aws_id.clone())
                 })
                 .collect();
             crate::aws::cluster::observe(&aws, &clustered, &map, &registrations).await?
@@ -250,11 +249,7 @@ fn plan_target(
         .environment
         .as_ref()
         .and_then(|env| forced_cluster_reason(env, &network_actions));
-    let replaced_subnets: std::collections::BTreeSet<String> = network_actions
-        .iter()
-        .filter(|a| a.kind == Kind::Subnet && a.action == ActionKind::Replace)
-        .map(|a| a.id.clone())
-        .collect();
+    let replaced_subnets = plan::cluster::replaced_subnets(&network_actions);
     let forced_by_of = |layer: Layer| {
         if layer == Layer::Cluster && !t.layers.contains(&layer) && t.follow_forced {
             forced.clone()
@@ -514,18 +509,13 @@ fn forced_cluster_reason(env: &Environment, actions: &[Action]) -> Option<String
         SubnetKind::Public => "subnet/public/",
     };
     let groups = plan::cluster::security_groups(cluster);
-    let lbs: Vec<String> = cluster
-        .load_balancers
-        .iter()
-        .map(|l| format!("tg/{l}/"))
-        .collect();
     actions
         .iter()
         .filter(|a| a.action != ActionKind::Update || a.kind != Kind::SecurityGroup)
         .find(|a| {
             a.id.starts_with(kind)
                 || groups.contains(&a.id)
-                || lbs.iter().any(|p| a.id.starts_with(p.as_str()))
+                || plan::cluster::joins_target_group(cluster, &a.id)
         })
         .map(|a| {
             format!(

@@ -178,6 +178,24 @@ pub fn keep_volumes_from_shrinking(actions: &mut Vec<super::Action>) -> Vec<Stri
     notes
 }
 
+/// True when `id` is a target group (`tg/<load balancer>/<port>`) of a load balancer
+/// the cluster joins.
+pub fn joins_target_group(cluster: &Cluster, id: &str) -> bool {
+    id.strip_prefix("tg/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(lb, _)| cluster.load_balancers.iter().any(|l| l.as_str() == lb))
+}
+
+/// The network layer's subnets a set of actions replaces (logical ids): what a
+/// fixed-size cluster's nodes must leave first.
+pub fn replaced_subnets(network_actions: &[super::Action]) -> BTreeSet<String> {
+    network_actions
+        .iter()
+        .filter(|a| a.kind == Kind::Subnet && a.action == super::ActionKind::Replace)
+        .map(|a| a.id.clone())
+        .collect()
+}
+
 /// The logical ids of the security groups the cluster's instances are in.
 pub fn security_groups(cluster: &Cluster) -> BTreeSet<String> {
     cluster
