@@ -151,12 +151,8 @@ pub(super) async fn registrations(
     }
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     while let Some(joined) = reads.join_next().await {
-        let (arn, health) = joined.map_err(|e| AwsError {
-            what: "reading target registrations".into(),
-            code: "Internal".into(),
-            message: e.to_string(),
-            hint: None,
-        })?;
+        let (arn, health) =
+            joined.map_err(|e| super::network::join_error("reading target registrations", e))?;
         let health = health.map_err(|e| error(format!("reading the targets of {arn}"), e))?;
         for d in health.target_health_descriptions() {
             if let Some(id) = d.target().and_then(|t| t.id()) {
@@ -213,16 +209,7 @@ impl super::network::Executor<'_> {
         let mut tags = self.tags_for(&r.id, crate::config::Layer::Cluster);
         tags.push((TAG_CONFIG.to_owned(), config.clone()));
         tags.push((TAG_SETTINGS.to_owned(), settings.clone()));
-        let tag_spec = |resource: ec2::ResourceType| {
-            ec2::TagSpecification::builder()
-                .resource_type(resource)
-                .set_tags(Some(
-                    tags.iter()
-                        .map(|(k, v)| ec2::Tag::builder().key(k).value(v).build())
-                        .collect(),
-                ))
-                .build()
-        };
+        let tag_spec = |resource| super::network::tag_specification(resource, &tags);
         let template = ec2::LaunchTemplateSpecification::builder()
             .launch_template_id(self.id(LAUNCH_TEMPLATE))
             .version(self.template_version(None))

@@ -622,7 +622,23 @@ async fn observe_load_balancers(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>> 
     Ok(out)
 }
 
-fn join_error(what: &str, e: tokio::task::JoinError) -> AwsError {
+/// A TagSpecification of `tags` for a create call.
+pub(crate) fn tag_specification(
+    resource: ec2::ResourceType,
+    tags: &[(String, String)],
+) -> ec2::TagSpecification {
+    ec2::TagSpecification::builder()
+        .resource_type(resource)
+        .set_tags(Some(
+            tags.iter()
+                .map(|(k, v)| ec2::Tag::builder().key(k).value(v).build())
+                .collect(),
+        ))
+        .build()
+}
+
+/// A concurrent read that panicked or was cancelled.
+pub(crate) fn join_error(what: &str, e: tokio::task::JoinError) -> AwsError {
     AwsError {
         what: what.to_owned(),
         code: "Internal".to_owned(),
@@ -709,15 +725,7 @@ impl<'a> Executor<'a> {
         id: &str,
         layer: crate::config::Layer,
     ) -> ec2::TagSpecification {
-        let tags = self
-            .tags_for(id, layer)
-            .into_iter()
-            .map(|(k, v)| ec2::Tag::builder().key(k).value(v).build())
-            .collect();
-        ec2::TagSpecification::builder()
-            .resource_type(resource)
-            .set_tags(Some(tags))
-            .build()
+        tag_specification(resource, &self.tags_for(id, layer))
     }
 
     /// Tags for instances and volumes launched from the template: the environment and
