@@ -14,6 +14,9 @@ use crate::plan::{Kind, Observed, Spec, TAG_ENVIRONMENT, TAG_ID};
 
 type Result<T> = std::result::Result<T, AwsError>;
 
+/// Where the executor keeps the template version to launch from, beside the ids.
+const TEMPLATE_VERSION: &str = "launch-template#version";
+
 /// The root device of Flatcar and Fedora CoreOS images on EC2.
 const ROOT_DEVICE: &str = "/dev/xvda";
 
@@ -348,8 +351,7 @@ impl super::network::Executor<'_> {
             .and_then(|t| t.latest_version_number())
             .unwrap_or(1);
         self.ids.insert(LAUNCH_TEMPLATE.into(), id);
-        self.ids
-            .insert(format!("{LAUNCH_TEMPLATE}#version"), version.to_string());
+        self.use_template_version(version.to_string());
         Ok(())
     }
 
@@ -380,8 +382,7 @@ impl super::network::Executor<'_> {
             .send()
             .await
             .map_err(|e| error(format!("{what}: making version {version} the default"), e))?;
-        self.ids
-            .insert(format!("{LAUNCH_TEMPLATE}#version"), version);
+        self.use_template_version(version);
         self.template_renewed = true;
         Ok(())
     }
@@ -471,11 +472,17 @@ impl super::network::Executor<'_> {
         }
     }
 
+    /// Makes `version` the template version instances and the group launch from: the
+    /// latest observed before the run, or one this run made.
+    pub fn use_template_version(&mut self, version: String) {
+        self.ids.insert(TEMPLATE_VERSION.to_owned(), version);
+    }
+
     /// The template version the group should run: the one made in this run, else the
     /// observed latest.
     pub(super) fn template_version(&self, observed_latest: Option<&str>) -> String {
         self.ids
-            .get(&format!("{LAUNCH_TEMPLATE}#version"))
+            .get(TEMPLATE_VERSION)
             .cloned()
             .or(observed_latest.map(str::to_owned))
             .unwrap_or_else(|| "1".into())

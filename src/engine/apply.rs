@@ -67,23 +67,20 @@ pub async fn apply(
         .await;
         applied.actions += exec.completed.len();
         if let Err(cause) = result {
-            let left = |e: &EnvironmentPlan| {
-                e.layers
-                    .iter()
-                    .flat_map(|l| &l.actions)
-                    .map(label)
-                    .map(|l| format!("{}: {l}", e.name))
-                    .collect::<Vec<_>>()
-            };
-            let mut not_done: Vec<String> = env_plan
-                .layers
+            // This environment's actions not completed, and every later environment's.
+            let completed = &exec.completed;
+            let not_done = plan.environments[n..]
                 .iter()
-                .flat_map(|l| &l.actions)
-                .map(label)
-                .filter(|l| !exec.completed.contains(l))
-                .map(|l| format!("{}: {l}", env_plan.name))
+                .flat_map(|e| {
+                    let current = e.name == env_plan.name;
+                    e.layers
+                        .iter()
+                        .flat_map(|l| &l.actions)
+                        .map(label)
+                        .filter(move |l| !(current && completed.contains(l)))
+                        .map(move |l| format!("{}: {l}", e.name))
+                })
                 .collect();
-            not_done.extend(plan.environments[n + 1..].iter().flat_map(left));
             return Err(EngineError::Stopped {
                 cause: Box::new(cause),
                 done: applied.actions,
@@ -131,10 +128,7 @@ async fn apply_environment(
         .find(|o| o.kind == Kind::LaunchTemplate)
         .and_then(|o| o.extra.get("version"))
     {
-        exec.ids.insert(
-            format!("{}#version", plan::cluster::LAUNCH_TEMPLATE),
-            version.clone(),
-        );
+        exec.use_template_version(version.clone());
     }
     let warmup = target
         .environment
