@@ -284,9 +284,8 @@ fn render(
         );
     };
     let node = environment.spec.node.as_ref();
-    let discovery = node
-        .and_then(|n| n.etcd.as_ref())
-        .is_some_and(|e| e.bootstrap == crate::config::EtcdBootstrap::Discovery);
+    let discovery =
+        node.and_then(|n| n.etcd_bootstrap()) == Some(crate::config::EtcdBootstrap::Discovery);
     // The key (and an etcd discovery token) live only in memory: fetched here,
     // rendered into the config, dropped.
     let (key, token) = match node {

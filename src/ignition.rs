@@ -259,10 +259,7 @@ fn env_file_text(
     let Some(cluster) = &env.spec.cluster else {
         return String::new();
     };
-    let size = match cluster.mode {
-        ClusterMode::Fixed => cluster.size.unwrap_or(0),
-        ClusterMode::Autoscaling => cluster.desired.or(cluster.min).unwrap_or(0),
-    };
+    let size = cluster.member_count();
     lines.push((
         "STRATA_CLUSTER_MODE".into(),
         if cluster.mode == ClusterMode::Fixed {

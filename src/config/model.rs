@@ -617,6 +617,17 @@ pub struct Cluster {
     pub rollout: Rollout,
 }
 
+impl Cluster {
+    /// How many members the cluster has: a fixed cluster's size, or a group's desired
+    /// (else minimum) size. What `STRATA_CLUSTER_SIZE` and etcd discovery count.
+    pub fn member_count(&self) -> u16 {
+        match self.mode {
+            ClusterMode::Fixed => self.size.unwrap_or(0),
+            ClusterMode::Autoscaling => self.desired.or(self.min).unwrap_or(0),
+        }
+    }
+}
+
 fn default_cluster_subnets() -> SubnetKind {
     SubnetKind::Private
 }
@@ -763,6 +774,13 @@ fn default_min_healthy() -> u8 {
 
 fn default_warmup() -> u32 {
     60
+}
+
+impl Node {
+    /// How etcd bootstraps, when the node runs etcd.
+    pub fn etcd_bootstrap(&self) -> Option<EtcdBootstrap> {
+        self.etcd.as_ref().map(|e| e.bootstrap)
+    }
 }
 
 /// Layer 3: what every instance boots with.

@@ -92,20 +92,13 @@ pub(super) async fn read_discovery_tokens(
 }
 
 fn uses_discovery(env: &Environment) -> bool {
-    env.spec
-        .node
-        .as_ref()
-        .and_then(|n| n.etcd.as_ref())
-        .is_some_and(|e| e.bootstrap == crate::config::EtcdBootstrap::Discovery)
+    env.spec.node.as_ref().and_then(|n| n.etcd_bootstrap())
+        == Some(crate::config::EtcdBootstrap::Discovery)
 }
 
-/// The number of members etcd discovery waits for: a fixed cluster's size, or a
-/// group's desired (else minimum) size.
+/// The number of members etcd discovery waits for.
 fn member_count(env: &Environment) -> u16 {
-    env.spec.cluster.as_ref().map_or(0, |c| match c.mode {
-        ClusterMode::Fixed => c.size.unwrap_or(0),
-        ClusterMode::Autoscaling => c.desired.or(c.min).unwrap_or(0),
-    })
+    env.spec.cluster.as_ref().map_or(0, |c| c.member_count())
 }
 
 /// What the plan says about an environment's etcd discovery token: that apply will

@@ -396,12 +396,8 @@ fn instance_notes(env: &Environment, actions: &[Action], observed: &[Observed]) 
         ));
     }
     let running = observed.iter().filter(|o| o.kind == Kind::Instance).count();
-    let static_etcd = env
-        .spec
-        .node
-        .as_ref()
-        .and_then(|n| n.etcd.as_ref())
-        .is_some_and(|e| e.bootstrap == crate::config::EtcdBootstrap::Static);
+    let static_etcd = env.spec.node.as_ref().and_then(|n| n.etcd_bootstrap())
+        == Some(crate::config::EtcdBootstrap::Static);
     for o in observed.iter().filter(|o| o.kind == Kind::Instance) {
         if let Some(state @ ("stopped" | "stopping")) = o.extra.get("state").map(String::as_str) {
             notes.push(format!(
