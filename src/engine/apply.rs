@@ -310,11 +310,7 @@ async fn execute_instances(
     data_device: Option<&str>,
     warmup: std::time::Duration,
 ) -> Result<(), EngineError> {
-    let node = |a: &Action| {
-        a.id.strip_prefix(plan::cluster::INSTANCE_PREFIX)
-            .and_then(|i| i.parse::<u16>().ok())
-            .unwrap_or(u16::MAX)
-    };
+    let node = |a: &Action| plan::cluster::node_index(&a.id).unwrap_or(u16::MAX);
     let of = |kind: ActionKind| {
         let mut list: Vec<&Action> = actions
             .iter()

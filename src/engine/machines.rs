@@ -168,10 +168,7 @@ pub(super) async fn fetch_discovery_token(
         plan::Spec::Instance {
             user_data, config, ..
         } => {
-            let node =
-                r.id.strip_prefix(plan::cluster::INSTANCE_PREFIX)
-                    .and_then(|i| i.parse::<usize>().ok())
-                    .and_then(|i| m.nodes.get(i));
+            let node = plan::cluster::node_index(&r.id).and_then(|i| m.nodes.get(usize::from(i)));
             if let Some(node) = node {
                 user_data.clone_from(&node.user_data);
                 config.clone_from(&node.digest);

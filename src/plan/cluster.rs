@@ -106,6 +106,11 @@ pub fn lifetime_settings(cluster: &Cluster) -> String {
     ))
 }
 
+/// The node index of an instance's logical id (`instance/2` → 2).
+pub fn node_index(id: &str) -> Option<u16> {
+    id.strip_prefix(INSTANCE_PREFIX)?.parse().ok()
+}
+
 /// Logical id prefix of a fixed-size cluster node's data volume (`volume/0`).
 pub const VOLUME_PREFIX: &str = "volume/";
 
