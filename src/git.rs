@@ -56,6 +56,8 @@ pub struct Commit {
     pub reference: CommitRef,
     environments: Option<ObjectId>,
     units: Option<ObjectId>,
+    /// `environments` or `units` when the commit has a symbolic link in its place.
+    linked_roots: Vec<&'static str>,
 }
 
 /// One tree entry, its name borrowed from the tree's data.
@@ -119,6 +121,10 @@ impl GitRepo {
                 .filter(|e| e.mode().is_tree())
                 .map(|e| e.object_id())
         };
+        let linked_roots = [ENVIRONMENTS_DIR, UNITS_DIR]
+            .into_iter()
+            .filter(|name| tree.find_entry(*name).is_some_and(|e| e.mode().is_link()))
+            .collect();
         let id = commit.id.to_string();
         Ok(Commit {
             reference: CommitRef {
@@ -127,6 +133,7 @@ impl GitRepo {
             },
             environments: subtree(ENVIRONMENTS_DIR),
             units: subtree(UNITS_DIR),
+            linked_roots,
         })
     }
 
@@ -277,9 +284,50 @@ impl GitRepo {
             .collect())
     }
 
-    /// Reads every file strata cares about in a commit.
+    /// Symbolic links in a tree (recursively for units), as paths under `dir`. git
+    /// stores a link's target as its blob; strata never reads it as a file.
+    fn links(
+        &self,
+        tree: Option<ObjectId>,
+        dir: &str,
+        recurse: bool,
+    ) -> Result<Vec<String>, GitError> {
+        let tree = self.tree(tree)?;
+        let Some(loaded) = &tree else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in gix::objs::TreeRefIter::from_bytes(&loaded.data, loaded.id.kind()) {
+            let entry = entry.map_err(|e| self.read_error(format!("tree {}", loaded.id), e))?;
+            let path = format!("{dir}/{}", entry.filename);
+            if entry.mode.is_link() {
+                out.push(path);
+            } else if recurse && entry.mode.is_tree() {
+                out.extend(self.links(Some(entry.oid.to_owned()), &path, recurse)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads every file strata cares about in a commit; symbolic links are listed in
+    /// [`RepoFiles::links`], never followed.
     pub fn files(&self, commit: &Commit) -> Result<RepoFiles, GitError> {
-        let mut files = RepoFiles::default();
+        let mut files = RepoFiles {
+            links: commit
+                .linked_roots
+                .iter()
+                .map(|r| (*r).to_owned())
+                .collect(),
+            ..RepoFiles::default()
+        };
+        let env_links = self.links(commit.environments, ENVIRONMENTS_DIR, false)?;
+        files.links.extend(env_links.into_iter().filter(|path| {
+            path.strip_prefix(&format!("{ENVIRONMENTS_DIR}/"))
+                .is_some_and(is_environment_file)
+        }));
+        files
+            .links
+            .extend(self.links(commit.units, UNITS_DIR, true)?);
         for (path, id) in self.environments(commit)? {
             files.environments.insert(path, self.read(id)?);
         }

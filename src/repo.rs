@@ -21,6 +21,9 @@ pub struct RepoFiles {
     pub environments: BTreeMap<String, Vec<u8>>,
     /// `<unit>` or `<unit>.d/<dropin>` → contents.
     pub units: BTreeMap<String, Vec<u8>>,
+    /// Symbolic links found where strata reads files, relative to the repository root.
+    /// Never followed: a pull request's link could point anywhere on the runner.
+    pub links: Vec<String>,
 }
 
 /// A parsed, validated repository.
@@ -40,7 +43,7 @@ pub fn is_environment_file(relative_to_dir: &str) -> bool {
 
 /// Parses and checks everything, reporting every problem found.
 pub fn load(files: &RepoFiles) -> Result<Repository, Diagnostics> {
-    let mut problems: Vec<Diagnostic> = Vec::new();
+    let mut problems: Vec<Diagnostic> = files.links.iter().map(|path| link_problem(path)).collect();
     let units = match units::load(files.units.iter().map(|(p, b)| (p.as_str(), b.as_slice()))) {
         Ok(u) => u,
         Err(mut e) => {
@@ -84,6 +87,15 @@ pub fn load(files: &RepoFiles) -> Result<Repository, Diagnostics> {
     }
 }
 
+/// A symbolic link where strata reads files is refused, never followed.
+fn link_problem(path: &str) -> Diagnostic {
+    Diagnostic::file(
+        path,
+        "is a symbolic link; strata reads only regular files inside the repository",
+    )
+    .with_hint("replace the link with a copy of the file it points to")
+}
+
 /// Parses and checks one environment file from raw bytes.
 pub fn load_environment(
     path: &str,
@@ -102,34 +114,58 @@ pub fn load_environment(
     config::load(path, text, unit_names)
 }
 
-/// Reads the files strata cares about from a checked-out directory.
+/// Reads the files strata cares about from a checked-out directory. Symbolic links
+/// are recorded in [`RepoFiles::links`] and never followed, so nothing outside the
+/// repository can be read through one.
 pub fn read_dir(root: &Path) -> std::io::Result<RepoFiles> {
     let mut files = RepoFiles::default();
     let env_dir = root.join(ENVIRONMENTS_DIR);
-    if env_dir.is_dir() {
-        for entry in std::fs::read_dir(&env_dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type()?.is_file() && is_environment_file(&name) {
-                files.environments.insert(
-                    format!("{ENVIRONMENTS_DIR}/{name}"),
-                    std::fs::read(entry.path())?,
-                );
+    match entry_type(&env_dir)? {
+        Some(EntryType::Dir) => {
+            for entry in std::fs::read_dir(&env_dir)? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let path = format!("{ENVIRONMENTS_DIR}/{name}");
+                let kind = entry.file_type()?;
+                if kind.is_symlink() && is_environment_file(&name) {
+                    files.links.push(path);
+                } else if kind.is_file() && is_environment_file(&name) {
+                    files
+                        .environments
+                        .insert(path, std::fs::read(entry.path())?);
+                }
             }
         }
+        Some(EntryType::Link) => files.links.push(ENVIRONMENTS_DIR.to_owned()),
+        _ => {}
     }
     let units_dir = root.join(UNITS_DIR);
-    if units_dir.is_dir() {
-        read_units(&units_dir, "", &mut files.units)?;
+    match entry_type(&units_dir)? {
+        Some(EntryType::Dir) => read_units(&units_dir, "", &mut files)?,
+        Some(EntryType::Link) => files.links.push(UNITS_DIR.to_owned()),
+        _ => {}
     }
     Ok(files)
 }
 
-fn read_units(
-    dir: &Path,
-    prefix: &str,
-    out: &mut BTreeMap<String, Vec<u8>>,
-) -> std::io::Result<()> {
+enum EntryType {
+    Dir,
+    Link,
+    Other,
+}
+
+/// What is at `path`, without following a link (`None`: nothing).
+fn entry_type(path: &Path) -> std::io::Result<Option<EntryType>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Ok(Some(EntryType::Link)),
+        Ok(meta) if meta.is_dir() => Ok(Some(EntryType::Dir)),
+        Ok(_) => Ok(Some(EntryType::Other)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_units(dir: &Path, prefix: &str, files: &mut RepoFiles) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -137,10 +173,14 @@ fn read_units(
             continue;
         }
         let relative = format!("{prefix}{name}");
-        if entry.file_type()?.is_dir() {
-            read_units(&entry.path(), &format!("{relative}/"), out)?;
+        // `DirEntry::file_type` describes the entry itself: a link is not followed.
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            files.links.push(format!("{UNITS_DIR}/{relative}"));
+        } else if kind.is_dir() {
+            read_units(&entry.path(), &format!("{relative}/"), files)?;
         } else {
-            out.insert(relative, std::fs::read(entry.path())?);
+            files.units.insert(relative, std::fs::read(entry.path())?);
         }
     }
     Ok(())

@@ -11,3 +11,4 @@ mod images;
 mod invalid;
 mod network;
 mod render;
+mod untrusted;
