@@ -665,9 +665,9 @@ pub struct Executor<'a> {
     pub poll: Duration,
     /// A new launch-template version was made in this run (the group must roll).
     pub template_renewed: bool,
-    /// The plan actions completed so far (`create subnet subnet/private/0`), for the
-    /// report of an apply that stops at a failure.
-    pub completed: Vec<String>,
+    /// The plan actions completed so far, for the report of what apply did and, when
+    /// it stops at a failure, did not.
+    pub completed: Vec<crate::plan::ActionKey>,
 }
 
 impl<'a> Executor<'a> {

@@ -8,13 +8,15 @@ use super::{EngineError, Observations, Target};
 use crate::aws::Connector;
 use crate::aws::network::{self as aws_network, Executor};
 use crate::config::Layer;
-use crate::plan::{self, Action, ActionKind, EnvironmentPlan, Kind, Plan};
+use crate::plan::{self, Action, ActionKind, ActionRef, EnvironmentPlan, Kind, Plan};
 
 /// What apply did.
 #[derive(Debug, Clone, Default)]
 pub struct Applied {
     /// Actions executed.
     pub actions: usize,
+    /// Each of them, in the order they completed.
+    pub done: Vec<ActionRef>,
 }
 
 /// Executes a plan. Refuses (before any write) when it destroys something and
@@ -31,9 +33,9 @@ pub async fn apply(
     let destructive = plan.destructive();
     if !allow_destroy && !destructive.is_empty() {
         return Err(EngineError::NeedsConsent(
-            destructive
-                .iter()
-                .map(|(env, a)| format!("{env}: {}", label(a)))
+            plan.actions()
+                .filter(|(_, _, a)| a.needs_consent())
+                .map(|(e, l, a)| ActionRef::new(&e.name, l.layer, a))
                 .collect(),
         ));
     }
@@ -66,6 +68,19 @@ pub async fn apply(
         )
         .await;
         applied.actions += exec.completed.len();
+        // Completed actions in the order they completed, named by the layer that planned them.
+        let planned: Vec<ActionRef> = env_plan
+            .layers
+            .iter()
+            .flat_map(|l| {
+                l.actions
+                    .iter()
+                    .map(|a| (a.key(), ActionRef::new(&env_plan.name, l.layer, a)))
+            })
+            .filter(|(key, _)| exec.completed.contains(key))
+            .map(|(_, r)| r)
+            .collect();
+        applied.done.extend(planned);
         if let Err(cause) = result {
             // This environment's actions not completed, and every later environment's.
             let completed = &exec.completed;
@@ -73,17 +88,17 @@ pub async fn apply(
                 .iter()
                 .flat_map(|e| {
                     let current = e.name == env_plan.name;
-                    e.layers
-                        .iter()
-                        .flat_map(|l| &l.actions)
-                        .map(label)
-                        .filter(move |l| !(current && completed.contains(l)))
-                        .map(move |l| format!("{}: {l}", e.name))
+                    e.layers.iter().flat_map(move |l| {
+                        l.actions
+                            .iter()
+                            .filter(move |a| !(current && completed.contains(&a.key())))
+                            .map(move |a| ActionRef::new(&e.name, l.layer, a))
+                    })
                 })
                 .collect();
             return Err(EngineError::Stopped {
                 cause: Box::new(cause),
-                done: applied.actions,
+                done: applied.done,
                 not_done,
             });
         }
@@ -358,7 +373,7 @@ async fn execute_instances(
             a.id,
             o.aws_id
         ));
-        exec.completed.push(label(a));
+        exec.completed.push(a.key());
         if n < last && !warmup.is_zero() {
             exec.say(&format!(
                 "  … warming up {} for {}s",
@@ -439,15 +454,10 @@ async fn reattach_volumes(
     Ok(())
 }
 
-/// How an action is named in progress lines and in the report of a stopped apply.
-fn label(a: &Action) -> String {
-    format!("{} {} {}", a.action, a.kind.describe(), a.id)
-}
-
 /// One progress line per action done, with the AWS id when there is one; the action
 /// is recorded as completed.
 fn report(exec: &mut Executor<'_>, env: &str, a: &Action) {
-    exec.completed.push(label(a));
+    exec.completed.push(a.key());
     let aws = exec
         .ids
         .get(&a.id)

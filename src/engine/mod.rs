@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::aws::AwsError;
 use crate::changes::{ChangeKind, ChangeSet};
 use crate::config::{Environment, Layer};
-use crate::plan::{self, Observed};
+use crate::plan::{self, ActionRef, Observed};
 
 pub use apply::{Applied, apply};
 use machines::{DesiredMachines, PendingDiscovery};
@@ -85,17 +85,18 @@ pub enum EngineError {
     },
     /// Apply stopped at a failure; what was done stays done (and tagged).
     #[error(
-        "{cause}\n  applied before the failure: {done} change{}\n  not applied:\n{}\n  hint: fix the cause and run apply again; it continues from what exists",
-        if *.done == 1 { "" } else { "s" },
+        "{cause}\n  applied before the failure: {} change{}\n  not applied:\n{}\n  hint: fix the cause and run apply again; it continues from what exists",
+        .done.len(),
+        if .done.len() == 1 { "" } else { "s" },
         .not_done.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
     )]
     Stopped {
         /// The failure.
         cause: Box<EngineError>,
-        /// Actions completed before it.
-        done: usize,
+        /// Actions completed before it, in order.
+        done: Vec<ActionRef>,
         /// Actions of the plan not (or not completely) applied.
-        not_done: Vec<String>,
+        not_done: Vec<ActionRef>,
     },
     /// The plan destroys something and consent was not given. Nothing was changed.
     #[error(
@@ -104,7 +105,7 @@ pub enum EngineError {
         if .0.len() == 1 { "" } else { "s" },
         .0.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
     )]
-    NeedsConsent(Vec<String>),
+    NeedsConsent(Vec<ActionRef>),
 }
 
 /// Targets from explicit `--env`/`--layer` selections: every named environment (all

@@ -265,6 +265,59 @@ impl Action {
     }
 }
 
+/// What identifies an action within one environment's plan, free of AWS ids.
+pub type ActionKey = (Kind, String, ActionKind);
+
+impl Action {
+    /// Its key: kind, logical id and what is done.
+    pub fn key(&self) -> ActionKey {
+        (self.kind, self.id.clone(), self.action)
+    }
+}
+
+/// A planned action named for people and programs: which environment, layer and
+/// resource, and what is done to it. Reports of an apply (what was and was not
+/// applied, what needs consent) are lists of these.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ActionRef {
+    /// Environment name.
+    pub environment: String,
+    /// The layer it was planned in.
+    pub layer: Layer,
+    /// Resource type.
+    pub kind: Kind,
+    /// Logical id.
+    pub id: String,
+    /// What is done.
+    pub action: ActionKind,
+}
+
+impl ActionRef {
+    /// Names `action`, planned in `layer` of `environment`.
+    pub fn new(environment: &str, layer: Layer, action: &Action) -> ActionRef {
+        ActionRef {
+            environment: environment.to_owned(),
+            layer,
+            kind: action.kind,
+            id: action.id.clone(),
+            action: action.action,
+        }
+    }
+}
+
+impl fmt::Display for ActionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} {} {}",
+            self.environment,
+            self.action,
+            self.kind.describe(),
+            self.id
+        )
+    }
+}
+
 /// Counts of actions, per layer and overall.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
@@ -359,16 +412,20 @@ impl Plan {
         self.summary.total() == 0
     }
 
+    /// Every action with the environment and layer it was planned in, in apply order.
+    pub fn actions(&self) -> impl Iterator<Item = (&EnvironmentPlan, &LayerPlan, &Action)> {
+        self.environments.iter().flat_map(|e| {
+            e.layers
+                .iter()
+                .flat_map(move |l| l.actions.iter().map(move |a| (e, l, a)))
+        })
+    }
+
     /// Every destructive action, for the consent check.
     pub fn destructive(&self) -> Vec<(&str, &Action)> {
-        self.environments
-            .iter()
-            .flat_map(|e| {
-                e.layers
-                    .iter()
-                    .flat_map(move |l| l.actions.iter().map(move |a| (e.name.as_str(), a)))
-            })
-            .filter(|(_, a)| a.needs_consent())
+        self.actions()
+            .filter(|(_, _, a)| a.needs_consent())
+            .map(|(e, _, a)| (e.name.as_str(), a))
             .collect()
     }
 }

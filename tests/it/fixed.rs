@@ -649,7 +649,8 @@ async fn switching_a_group_to_a_fixed_size_removes_the_group_with_consent() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&refused, EngineError::NeedsConsent(what) if what == &["etcd-prod: delete auto-scaling group asg"]),
+        matches!(&refused, EngineError::NeedsConsent(what)
+            if what.iter().map(ToString::to_string).collect::<Vec<_>>() == ["etcd-prod: delete auto-scaling group asg"]),
         "{refused}"
     );
     let switched = plan_and_apply(&cloud, &fixed, &u, &[Layer::Cluster], true)
