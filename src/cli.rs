@@ -13,11 +13,12 @@ use crate::aws::Connector;
 use crate::changes;
 use crate::config::{EnvironmentSpec, Layer};
 use crate::diagnostic::Diagnostics;
-use crate::engine::{self, Target};
+use crate::engine;
 use crate::git::{GitRepo, GitSource};
 use crate::ignition::{self, RenderRequest};
 use crate::plan::render;
 use crate::repo;
+use crate::selection::{self, SelectError, Work};
 
 /// Run EC2 clusters as git-driven infrastructure.
 #[derive(Debug, Parser)]
@@ -63,6 +64,17 @@ pub struct Selection {
     /// The commit to make real (with --base: what changed up to it).
     #[arg(long, value_name = "REV")]
     pub head: Option<String>,
+}
+
+impl From<&Selection> for selection::Selection {
+    fn from(value: &Selection) -> selection::Selection {
+        selection::Selection {
+            envs: value.envs.clone(),
+            layers: value.layers.iter().map(|l| Layer::from(*l)).collect(),
+            base: value.base.clone(),
+            head: value.head.clone(),
+        }
+    }
 }
 
 /// A layer on the command line.
@@ -199,10 +211,7 @@ fn report(err: &mut dyn Write, diagnostics: &Diagnostics) -> anyhow::Result<Outc
 }
 
 fn read_repo(cli: &Cli) -> anyhow::Result<repo::RepoFiles> {
-    if !cli.repo.is_dir() {
-        anyhow::bail!("{}: no such directory", cli.repo.display());
-    }
-    repo::read_dir(&cli.repo).with_context(|| format!("reading {}", cli.repo.display()))
+    Ok(selection::read_checkout(&cli.repo)?)
 }
 
 fn validate(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
@@ -373,134 +382,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// The targets of a plan or apply, and the commit they come from.
-struct Work {
-    targets: Vec<Target>,
-    units: crate::units::UnitSet,
-    commit: Option<String>,
-}
-
-/// Reads the repository (the working tree, or the `--head` commit) and picks targets.
-fn work(
-    cli: &Cli,
-    selection: &Selection,
-    err: &mut dyn Write,
-) -> anyhow::Result<Result<Work, Outcome>> {
-    let layers: Vec<Layer> = selection.layers.iter().map(|l| Layer::from(*l)).collect();
-    let git = GitRepo::open(&cli.repo).ok();
-    let Some(head_rev) = &selection.head else {
-        let files = read_repo(cli)?;
-        let repository = match repo::load(&files) {
-            Ok(r) => r,
-            Err(diagnostics) => return report(err, &diagnostics).map(Err),
-        };
-        let environments = repository
-            .environments
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        let targets =
-            engine::select(&environments, &selection.envs, &layers).map_err(anyhow::Error::msg)?;
-        let commit = git
-            .as_ref()
-            .and_then(|g| g.commit("HEAD").ok())
-            .map(|c| c.reference.id);
-        return Ok(Ok(Work {
-            targets,
-            units: repository.units,
-            commit,
-        }));
-    };
-    let git = git
-        .ok_or_else(|| anyhow::anyhow!("{}: --head needs a git repository", cli.repo.display()))?;
-    let head = git.commit(head_rev)?;
-    let head_files = git.files(&head)?;
-    let repository = match repo::load(&head_files) {
-        Ok(r) => r,
-        Err(diagnostics) => {
-            let diagnostics = crate::diagnostic::Diagnostics(
-                diagnostics
-                    .0
-                    .into_iter()
-                    .map(|d| d.in_commit(&head.reference.short))
-                    .collect(),
-            );
-            return report(err, &diagnostics).map(Err);
-        }
-    };
-    let units = repository.units;
-    let environments: std::collections::BTreeMap<String, _> = repository
-        .environments
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    let targets = match &selection.base {
-        None => {
-            engine::select(&environments, &selection.envs, &layers).map_err(anyhow::Error::msg)?
-        }
-        Some(base_rev) => {
-            let base = git.commit(base_rev)?;
-            let diff = git.diff(&base, &head)?;
-            let set = match changes::detect(
-                &diff,
-                &mut GitSource {
-                    repo: &git,
-                    head: &head,
-                },
-            ) {
-                Ok(set) => set,
-                Err(diagnostics) => return report(err, &diagnostics).map(Err),
-            };
-            // Removed environments are planned from their last version (region, tags).
-            let mut removed = std::collections::BTreeMap::new();
-            let base_envs = git.environments(&base)?;
-            for change in set
-                .environments
-                .iter()
-                .filter(|c| c.change == changes::ChangeKind::Removed)
-            {
-                let path = format!("{}/{}.yaml", repo::ENVIRONMENTS_DIR, change.name);
-                let Some(id) = base_envs.get(&path) else {
-                    continue;
-                };
-                let text = String::from_utf8_lossy(&git.read(*id)?).into_owned();
-                if let (Ok(name), Ok(parsed)) = (
-                    crate::config::env_name_from_path(&path),
-                    crate::config::parse(&path, &text),
-                ) {
-                    removed.insert(
-                        change.name.clone(),
-                        crate::config::Environment {
-                            name,
-                            path,
-                            spec: parsed.spec,
-                        },
-                    );
-                }
-            }
-            let mut targets = engine::from_changes(&set, &environments, &removed, &layers);
-            if !selection.envs.is_empty() {
-                targets.retain(|t| selection.envs.contains(&t.name));
-            }
-            targets
-        }
-    };
-    Ok(Ok(Work {
-        targets,
-        units,
-        commit: Some(head.reference.id),
-    }))
-}
-
 /// Reads the repository, picks targets and plans them: what plan and apply share.
 async fn planned(
     cli: &Cli,
     selection: &Selection,
     err: &mut dyn Write,
 ) -> anyhow::Result<Result<(Work, Connector, crate::plan::Plan, engine::Observations), Outcome>> {
-    let work = match work(cli, selection, err)? {
+    let work = match selection::select(&cli.repo, &selection.into()) {
         Ok(w) => w,
-        Err(outcome) => return Ok(Err(outcome)),
+        Err(SelectError::Invalid(diagnostics)) => return report(err, &diagnostics).map(Err),
+        Err(e) => return Err(e.into()),
     };
     let connector = Connector::from_env().await;
     let (plan, observations) = engine::plan(

@@ -15,4 +15,5 @@ pub mod git; // read two commits' trees with gix (adapter)
 pub mod ignition; // Ignition 3.3.0 rendering and the user-data size budget (pure)
 pub mod plan; // desired vs observed -> actions; markdown and JSON rendering (pure)
 pub mod repo; // a repository's files: from a directory or a git tree (adapter) into the model
+pub mod selection; // what a plan or apply works on: targets from a checkout, a commit or a diff (adapter)
 pub mod units; // systemd unit files and drop-ins (pure)

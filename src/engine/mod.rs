@@ -108,13 +108,23 @@ pub enum EngineError {
     NeedsConsent(Vec<ActionRef>),
 }
 
+/// An environment asked for that the repository does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no environment `{name}` in environments/ (found: {})", known.join(", "))]
+pub struct UnknownEnvironment {
+    /// As asked for.
+    pub name: String,
+    /// The environments there are.
+    pub known: Vec<String>,
+}
+
 /// Targets from explicit `--env`/`--layer` selections: every named environment (all
 /// of them when none is named) with the chosen layers (all when none is chosen).
 pub fn select(
     environments: &BTreeMap<String, Environment>,
     names: &[String],
     layers: &[Layer],
-) -> Result<Vec<Target>, String> {
+) -> Result<Vec<Target>, UnknownEnvironment> {
     let layers: BTreeSet<Layer> = if layers.is_empty() {
         Layer::ALL.into_iter().collect()
     } else {
@@ -128,11 +138,9 @@ pub fn select(
     names
         .into_iter()
         .map(|name| {
-            let env = environments.get(&name).ok_or_else(|| {
-                format!(
-                    "no environment `{name}` in environments/ (found: {})",
-                    environments.keys().cloned().collect::<Vec<_>>().join(", ")
-                )
+            let env = environments.get(&name).ok_or_else(|| UnknownEnvironment {
+                name: name.clone(),
+                known: environments.keys().cloned().collect(),
             })?;
             Ok(Target {
                 name,

@@ -1,0 +1,211 @@
+//! What a plan or apply works on: reads the repository (a checkout, or a commit
+//! through git) and picks the environments and layers, explicitly or from what
+//! changed. The command line and the GitHub Action share it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::changes::{self, ChangeKind, ChangeSet};
+use crate::config::{self, Environment, Layer};
+use crate::diagnostic::Diagnostics;
+use crate::engine::{self, Target};
+use crate::git::{Commit, GitError, GitRepo, GitSource};
+use crate::repo;
+use crate::units::UnitSet;
+
+/// What was asked for: environments, layers and the commits to read.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Environments by name (empty: all, or what changed).
+    pub envs: Vec<String>,
+    /// Layers (empty: all, or what changed).
+    pub layers: Vec<Layer>,
+    /// Work on what changed since this revision (needs `head`).
+    pub base: Option<String>,
+    /// The revision to make real; `None`: the checkout as it is on disk.
+    pub head: Option<String>,
+}
+
+/// The targets of a plan or apply, the units they render, and the commit they come from.
+#[derive(Debug, Clone)]
+pub struct Work {
+    /// Environments and layers to plan.
+    pub targets: Vec<Target>,
+    /// The repository's units.
+    pub units: UnitSet,
+    /// The commit the repository was read from (the checkout's `HEAD` when known).
+    pub commit: Option<String>,
+}
+
+/// Why no targets could be picked.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    /// The repository's files have problems; each is a [`Diagnostic`](crate::diagnostic::Diagnostic)
+    /// at its path (prefixed with the commit when read from git).
+    #[error("{0}")]
+    Invalid(Diagnostics),
+    /// An environment asked for does not exist.
+    #[error("no environment `{name}` in environments/ (found: {})", known.join(", "))]
+    UnknownEnvironment {
+        /// As asked for.
+        name: String,
+        /// The environments there are.
+        known: Vec<String>,
+    },
+    /// The repository directory does not exist.
+    #[error("{path}: no such directory")]
+    NoDirectory {
+        /// As given.
+        path: String,
+    },
+    /// Reading the checkout failed.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The repository directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A revision was given but the directory is not a git repository.
+    #[error("{path}: --head needs a git repository")]
+    NotGit {
+        /// The repository directory.
+        path: String,
+    },
+    /// git could not answer.
+    #[error(transparent)]
+    Git(#[from] GitError),
+}
+
+impl From<engine::UnknownEnvironment> for SelectError {
+    fn from(e: engine::UnknownEnvironment) -> SelectError {
+        SelectError::UnknownEnvironment {
+            name: e.name,
+            known: e.known,
+        }
+    }
+}
+
+/// Reads and checks the checkout at `root` (not following links out of it).
+pub fn read_checkout(root: &Path) -> Result<repo::RepoFiles, SelectError> {
+    if !root.is_dir() {
+        return Err(SelectError::NoDirectory {
+            path: root.display().to_string(),
+        });
+    }
+    repo::read_dir(root).map_err(|source| SelectError::Read {
+        path: root.display().to_string(),
+        source,
+    })
+}
+
+/// Parses and checks a commit's files; problems name the commit.
+pub fn load_commit(git: &GitRepo, commit: &Commit) -> Result<repo::Repository, SelectError> {
+    repo::load(&git.files(commit)?).map_err(|diagnostics| {
+        SelectError::Invalid(Diagnostics(
+            diagnostics
+                .0
+                .into_iter()
+                .map(|d| d.in_commit(&commit.reference.short))
+                .collect(),
+        ))
+    })
+}
+
+/// Picks the targets of `selection` in the repository at `root`: the checkout (or the
+/// `head` commit), every environment and layer asked for, or with `base` what changed
+/// between `base` and `head` (removed environments as teardowns).
+pub fn select(root: &Path, selection: &Selection) -> Result<Work, SelectError> {
+    let git = GitRepo::open(root).ok();
+    let Some(head_rev) = &selection.head else {
+        let repository = repo::load(&read_checkout(root)?).map_err(SelectError::Invalid)?;
+        let environments = by_name(repository.environments);
+        let targets = engine::select(&environments, &selection.envs, &selection.layers)?;
+        let commit = git
+            .as_ref()
+            .and_then(|g| g.commit("HEAD").ok())
+            .map(|c| c.reference.id);
+        return Ok(Work {
+            targets,
+            units: repository.units,
+            commit,
+        });
+    };
+    let git = git.ok_or_else(|| SelectError::NotGit {
+        path: root.display().to_string(),
+    })?;
+    let head = git.commit(head_rev)?;
+    let repository = load_commit(&git, &head)?;
+    let environments = by_name(repository.environments);
+    let targets = match &selection.base {
+        None => engine::select(&environments, &selection.envs, &selection.layers)?,
+        Some(base_rev) => {
+            let base = git.commit(base_rev)?;
+            let set = changed(&git, &base, &head)?;
+            let removed = removed_environments(&git, &base, &set)?;
+            let mut targets =
+                engine::from_changes(&set, &environments, &removed, &selection.layers);
+            if !selection.envs.is_empty() {
+                targets.retain(|t| selection.envs.contains(&t.name));
+            }
+            targets
+        }
+    };
+    Ok(Work {
+        targets,
+        units: repository.units,
+        commit: Some(head.reference.id),
+    })
+}
+
+/// What changed between two commits.
+pub fn changed(git: &GitRepo, base: &Commit, head: &Commit) -> Result<ChangeSet, SelectError> {
+    let diff = git.diff(base, head)?;
+    changes::detect(&diff, &mut GitSource { repo: git, head }).map_err(SelectError::Invalid)
+}
+
+/// The environments `set` reports removed, read from their last version in `base`
+/// (their region and tags say where and what to tear down).
+pub fn removed_environments(
+    git: &GitRepo,
+    base: &Commit,
+    set: &ChangeSet,
+) -> Result<BTreeMap<String, Environment>, SelectError> {
+    let mut removed = BTreeMap::new();
+    let base_envs = git.environments(base)?;
+    for change in set
+        .environments
+        .iter()
+        .filter(|c| c.change == ChangeKind::Removed)
+    {
+        let path = format!("{}/{}.yaml", repo::ENVIRONMENTS_DIR, change.name);
+        let Some(id) = base_envs.get(&path) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&git.read(*id)?).into_owned();
+        if let (Ok(name), Ok(parsed)) = (
+            config::env_name_from_path(&path),
+            config::parse(&path, &text),
+        ) {
+            removed.insert(
+                change.name.clone(),
+                Environment {
+                    name,
+                    path,
+                    spec: parsed.spec,
+                },
+            );
+        }
+    }
+    Ok(removed)
+}
+
+/// Environments keyed by their name as text.
+pub fn by_name(
+    environments: BTreeMap<config::EnvName, Environment>,
+) -> BTreeMap<String, Environment> {
+    environments
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
