@@ -1,5 +1,5 @@
 # The image of the strata GitHub Action (action.yml): `strata action` on a minimal Debian.
-# Published by .github/workflows/release.yml; see docs/action-image.md.
+# Published by .github/workflows/release.yml; see README.md, "The image".
 
 # Rust 1.95.0: the toolchain the project is developed and tested with.
 FROM rust:1.95.0-slim-bookworm AS build

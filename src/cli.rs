@@ -47,6 +47,9 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Print the JSON Schema of environment files.
     Schema,
+    /// The GitHub Action: plan a pull request, apply a merge, or do a manual run, as
+    /// the runner's GITHUB_* variables and INPUT_* inputs say.
+    Action,
 }
 
 /// Which environments and layers to work on.
@@ -188,6 +191,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         Command::Render(args) => render(cli, args, out, err),
         Command::Plan(args) => runtime()?.block_on(plan(cli, args, out, err)),
         Command::Apply(args) => runtime()?.block_on(apply(cli, args, out, err)),
+        Command::Action => crate::action::run(out),
         Command::Schema => {
             out.write_all(schema().as_bytes())?;
             Ok(Outcome::Success)

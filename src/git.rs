@@ -137,6 +137,18 @@ impl GitRepo {
         })
     }
 
+    /// The first parent of `commit`'s id, as a revision (`None` for a root commit):
+    /// the base of a pull request's merge commit.
+    pub fn first_parent(&self, commit: &Commit) -> Result<Option<String>, GitError> {
+        let id = ObjectId::from_hex(commit.reference.id.as_bytes())
+            .map_err(|e| self.read_error(format!("commit {}", commit.reference.id), e))?;
+        let object = self
+            .repo
+            .find_commit(id)
+            .map_err(|e| self.read_error(format!("commit {}", commit.reference.id), e))?;
+        Ok(object.parent_ids().next().map(|p| p.to_string()))
+    }
+
     /// Loads a tree (`None` for a missing one).
     fn tree(&self, id: Option<ObjectId>) -> Result<Option<gix::Tree<'_>>, GitError> {
         id.map(|id| {

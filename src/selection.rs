@@ -209,3 +209,116 @@ pub fn by_name(
         .map(|(k, v)| (k.to_string(), v))
         .collect()
 }
+
+/// The targets of a merge: for each environment, the layers that changed since the
+/// commit last applied to them (`last`, read from AWS), never since `push.before`.
+/// An environment never applied is planned whole; one found in AWS whose file is
+/// gone is a teardown when this repository applied it (its recorded commit is here
+/// and held its file, which gives its tags). A recorded commit this clone does not
+/// have plans every layer of its group.
+pub fn since_applied(
+    git: &GitRepo,
+    head: &Commit,
+    environments: &BTreeMap<String, Environment>,
+    last: &BTreeMap<String, (String, crate::aws::applied::LastApplied)>,
+) -> Result<Vec<Target>, SelectError> {
+    use crate::aws::applied::Root;
+    use std::collections::BTreeSet;
+    let mut diffs: BTreeMap<String, Option<ChangeSet>> = BTreeMap::new();
+    let mut changed_since = |commit: &str| -> Result<Option<ChangeSet>, SelectError> {
+        if let Some(set) = diffs.get(commit) {
+            return Ok(set.clone());
+        }
+        let set = match git.commit(commit) {
+            Ok(base) => Some(changed(git, &base, head)?),
+            Err(GitError::UnknownRevision { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        diffs.insert(commit.to_owned(), set.clone());
+        Ok(set)
+    };
+    let mut targets = Vec::new();
+    for (name, env) in environments {
+        let layers: BTreeSet<Layer> = match last.get(name) {
+            None => Layer::ALL.into_iter().collect(),
+            Some((_, applied)) => {
+                let mut layers = BTreeSet::new();
+                for (root, group) in [
+                    (&applied.network, &[Layer::Network][..]),
+                    (&applied.machines, &[Layer::Cluster, Layer::Node][..]),
+                ] {
+                    let whole = match root {
+                        Root::Missing | Root::Unrecorded => true,
+                        Root::Commit(commit) => match changed_since(commit)? {
+                            None => true,
+                            Some(set) => {
+                                layers.extend(
+                                    set.environments
+                                        .iter()
+                                        .filter(|c| &c.name == name)
+                                        .flat_map(|c| c.layers.iter().copied())
+                                        .filter(|l| group.contains(l)),
+                                );
+                                false
+                            }
+                        },
+                    };
+                    // A group with nothing to manage (no cluster) stays out of the plan.
+                    let manages = group.contains(&Layer::Network) || env.spec.cluster.is_some();
+                    if whole && (manages || *root != Root::Missing) {
+                        layers.extend(group.iter().copied());
+                    }
+                }
+                layers
+            }
+        };
+        if layers.is_empty() {
+            continue;
+        }
+        let mut target = engine::select(environments, std::slice::from_ref(name), &[])?
+            .pop()
+            .expect("select returns the one environment asked for");
+        target.layers = layers;
+        target.follow_forced = true;
+        targets.push(target);
+    }
+    for (name, (region, applied)) in last {
+        if environments.contains_key(name) {
+            continue;
+        }
+        // A teardown only of what this repository applied: the recorded commit is in
+        // this clone and held the environment's file (another repository's
+        // environments in the same account and region are not this one's to remove).
+        let recorded = [&applied.network, &applied.machines]
+            .into_iter()
+            .find_map(|r| match r {
+                Root::Commit(c) => Some(c.clone()),
+                _ => None,
+            });
+        let path = format!("{}/{name}.yaml", repo::ENVIRONMENTS_DIR);
+        let Some(parsed) = recorded
+            .and_then(|c| git.commit(&c).ok())
+            .and_then(|c| git.environments(&c).ok())
+            .and_then(|files| files.get(&path).copied())
+            .and_then(|blob| git.read(blob).ok())
+            .and_then(|bytes| config::parse(&path, &String::from_utf8_lossy(&bytes)).ok())
+        else {
+            continue;
+        };
+        let tags = parsed
+            .spec
+            .tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        targets.push(Target {
+            name: name.clone(),
+            environment: None,
+            region: region.clone(),
+            tags,
+            layers: Layer::ALL.into_iter().collect(),
+            follow_forced: true,
+        });
+    }
+    Ok(targets)
+}

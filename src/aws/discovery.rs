@@ -74,6 +74,7 @@ pub async fn read(aws: &Aws, env: &str) -> Result<Option<Token>, AwsError> {
             ),
         });
     }
+    crate::redact::register(&url);
     Ok(Some(Token { url, size }))
 }
 
@@ -104,6 +105,7 @@ pub async fn fetch(service: &str) -> Result<String, String> {
     {
         return Err(failed("the answer is not a token URL".into()));
     }
+    crate::redact::register(url);
     Ok(url.to_owned())
 }
 

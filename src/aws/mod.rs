@@ -5,6 +5,7 @@
 //! chain, `AWS_ENDPOINT_URL` for a local emulator); an environment's `region:` picks the
 //! region of its clients.
 
+pub mod applied;
 pub mod cluster;
 pub mod discovery;
 pub mod images;
@@ -144,6 +145,22 @@ impl Connector {
         }
     }
 
+    /// True when the SDK's credential chain finds credentials (environment, profile,
+    /// web identity, container or instance role). Asked before any AWS call, so a run
+    /// without credentials (a fork's pull request) can plan the model alone.
+    pub async fn has_credentials(&self) -> bool {
+        use aws_sdk_ec2::config::ProvideCredentials as _;
+        let Some(provider) = self.base.credentials_provider() else {
+            return false;
+        };
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            provider.provide_credentials(),
+        )
+        .await
+        .is_ok_and(|found| found.is_ok())
+    }
+
     /// The region configured outside strata (`AWS_REGION`, profile), if any.
     pub fn default_region(&self) -> Option<String> {
         self.base.region().map(|r| r.to_string())
@@ -212,7 +229,10 @@ where
             e.err().code().unwrap_or("Unknown").to_owned(),
             e.err().message().unwrap_or_default().to_owned(),
         ),
-        other => ("RequestFailed".to_owned(), error_chain(other)),
+        other => (
+            "RequestFailed".to_owned(),
+            crate::diagnostic::error_chain(other),
+        ),
     };
     let hint = hint_for(&code, &what);
     AwsError {
@@ -221,17 +241,6 @@ where
         message,
         hint,
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 fn hint_for(code: &str, what: &str) -> Option<String> {

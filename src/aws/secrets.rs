@@ -64,6 +64,11 @@ pub fn parse_public_key(secret: &str, value: &str) -> Result<SshPublicKey, Strin
         key.to_openssh()
             .map_err(|e| format!("secret `{secret}`: {e}"))?,
     );
+    // The line and its base64 body: neither may reach a comment, summary or output.
+    crate::redact::register(&openssh);
+    if let Some(body) = openssh.split_whitespace().nth(1) {
+        crate::redact::register(body);
+    }
     Ok(SshPublicKey {
         fingerprint: key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
         algorithm: key.algorithm().to_string(),

@@ -2,8 +2,11 @@
 //! ordered actions with field-level changes. Pure: no I/O here.
 
 pub mod cluster;
+pub mod comment;
 mod diff;
+pub mod digest;
 pub mod model;
+pub mod model_only;
 pub mod network;
 pub mod node_diff;
 pub mod render;

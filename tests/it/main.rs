@@ -1,11 +1,13 @@
 //! strata's integration tests: one binary, with a harness for temporary git
 //! repositories and for running the real `strata` binary.
 
+mod action;
 mod changes;
 mod cloud;
 mod cluster;
 mod examples;
 mod fixed;
+mod github;
 mod harness;
 mod images;
 mod invalid;

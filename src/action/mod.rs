@@ -1,0 +1,378 @@
+//! `strata action`: the GitHub Action. Reads the runner's contract and the event,
+//! then plans a pull request (`pull_request`), applies a merge (`push`), or does what
+//! a manual run asks (`workflow_dispatch`, in `push`), and reports through the log,
+//! the step's outputs, the job summary and one comment per pull request.
+
+mod pull_request;
+mod push;
+
+use std::io::Write;
+
+use crate::cli::Outcome;
+use crate::diagnostic::Diagnostics;
+use crate::github::client::Upserted;
+use crate::github::event::{self, Event};
+use crate::github::runner::{self, command};
+use crate::github::{GitHub, GitHubError, Inputs, RetryPolicy, Runner};
+use crate::plan::comment::{self, Document};
+use crate::plan::{Plan, render};
+use crate::redact;
+
+/// Why a run failed, as the `failure_reason` output says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// The repository or the action's inputs have problems.
+    ConfigError,
+    /// The plan could not be made (an AWS read, the image feed).
+    PlanFailed,
+    /// The plan differs from the one reviewed on the pull request.
+    PlanChanged,
+    /// The plan deletes or replaces resources and consent was not given.
+    NeedsConsent,
+    /// Apply failed part-way; the next run converges.
+    ApplyFailed,
+}
+
+impl FailureReason {
+    /// The output's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::ConfigError => "config-error",
+            FailureReason::PlanFailed => "plan-failed",
+            FailureReason::PlanChanged => "plan-changed",
+            FailureReason::NeedsConsent => "needs-consent",
+            FailureReason::ApplyFailed => "apply-failed",
+        }
+    }
+}
+
+/// The step's outputs.
+#[derive(Debug, Clone, Default)]
+struct Outputs {
+    changed_environments: Vec<String>,
+    has_changes: bool,
+    plan_json: Option<String>,
+    failure_reason: Option<FailureReason>,
+}
+
+/// One run of the action: the runner's contract, the inputs, the log and GitHub.
+pub(crate) struct Run<'a> {
+    runner: Runner,
+    inputs: Inputs,
+    log: &'a mut dyn Write,
+    outputs: Outputs,
+    github: Option<GitHub>,
+    login: Option<String>,
+}
+
+/// The file the JSON plan is written to, in the workspace (a Docker action's
+/// `RUNNER_TEMP` is not mounted), for `actions/upload-artifact`.
+const PLAN_JSON: &str = "strata-plan.json";
+
+/// Runs the action with the process environment; everything goes to `log`.
+pub fn run(log: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let var = |name: &str| std::env::var(name).ok();
+    let runner = match Runner::from_vars(&var) {
+        Ok(r) => r,
+        Err(e) => {
+            writeln!(log, "{}", command("error", &e.to_string()))?;
+            return Ok(Outcome::Failed);
+        }
+    };
+    let inputs = match Inputs::from_vars(&var) {
+        Ok(i) => i,
+        Err(e) => {
+            writeln!(log, "{}", command("error", &e.to_string()))?;
+            write_outputs(
+                &runner,
+                &Outputs {
+                    failure_reason: Some(FailureReason::ConfigError),
+                    ..Outputs::default()
+                },
+            )?;
+            return Ok(Outcome::Failed);
+        }
+    };
+    let event = std::fs::read(&runner.event_path)
+        .map_err(|e| {
+            format!(
+                "reading the event payload {}: {e}",
+                runner.event_path.display()
+            )
+        })
+        .and_then(|payload| event::parse(&runner.event_name, &payload).map_err(|e| e.to_string()));
+    let event = match event {
+        Ok(e) => e,
+        Err(message) => {
+            writeln!(log, "{}", command("error", &message))?;
+            write_outputs(
+                &runner,
+                &Outputs {
+                    failure_reason: Some(FailureReason::ConfigError),
+                    ..Outputs::default()
+                },
+            )?;
+            return Ok(Outcome::Failed);
+        }
+    };
+    if let Some(token) = &inputs.github_token {
+        redact::register(token);
+    }
+    let mut run = Run {
+        runner,
+        inputs,
+        log,
+        outputs: Outputs::default(),
+        github: None,
+        login: None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async {
+        match &event {
+            Event::PullRequest(pr) => pull_request::run(&mut run, pr).await,
+            Event::Push(push) => push::run_push(&mut run, push).await,
+            Event::WorkflowDispatch(dispatch) => push::run_dispatch(&mut run, dispatch).await,
+        }
+    });
+    if let Err(e) = &result {
+        run.say(&command("error", &e.to_string()));
+    }
+    write_outputs(&run.runner, &run.outputs)?;
+    Ok(match (result, run.outputs.failure_reason) {
+        (Ok(()), None) => Outcome::Success,
+        _ => Outcome::Failed,
+    })
+}
+
+fn write_outputs(runner: &Runner, outputs: &Outputs) -> std::io::Result<()> {
+    let Some(path) = &runner.output else {
+        return Ok(());
+    };
+    let changed =
+        serde_json::to_string(&outputs.changed_environments).expect("a list of names serialises");
+    runner::write_outputs(
+        path,
+        &[
+            ("changed_environments", changed),
+            ("has_changes", outputs.has_changes.to_string()),
+            ("plan_json", outputs.plan_json.clone().unwrap_or_default()),
+            (
+                "failure_reason",
+                outputs
+                    .failure_reason
+                    .map(FailureReason::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+        ],
+    )
+}
+
+impl Run<'_> {
+    /// One log line, with every secret read so far hidden; newly read secrets are
+    /// registered with the runner first.
+    fn say(&mut self, line: &str) {
+        self.mask_secrets();
+        // The log is best effort: a closed stdout must not stop an apply half-way.
+        let _ = writeln!(self.log, "{}", redact::apply(line));
+        let _ = self.log.flush();
+    }
+
+    /// `::add-mask::` for each secret not yet registered with the runner.
+    fn mask_secrets(&mut self) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static MASKED: AtomicUsize = AtomicUsize::new(0);
+        let secrets = redact::registered();
+        let done = MASKED.swap(secrets.len(), Ordering::SeqCst);
+        for secret in secrets.iter().skip(done) {
+            let _ = writeln!(self.log, "{}", runner::mask(secret));
+        }
+    }
+
+    fn group(&mut self, title: &str, lines: &str) {
+        self.say(&command("group", title));
+        for line in lines.lines() {
+            self.say(line);
+        }
+        self.say("::endgroup::");
+    }
+
+    /// Logs each environment's and layer's plan in a group of its own.
+    fn log_plan(&mut self, plan: &Plan) {
+        for env in &plan.environments {
+            for layer in &env.layers {
+                let single = Plan {
+                    environments: vec![crate::plan::EnvironmentPlan {
+                        layers: vec![layer.clone()],
+                        ..env.clone()
+                    }],
+                    ..plan.clone()
+                };
+                let text = render::markdown(&single);
+                self.group(&format!("{} · {} layer", env.name, layer.layer), &text);
+            }
+        }
+    }
+
+    /// Writes the plan JSON into the workspace and names it in the outputs.
+    fn write_plan_json(&mut self, plan: &Plan) {
+        let path = self.runner.workspace.join(PLAN_JSON);
+        match std::fs::write(&path, redact::apply(&render::json(plan))) {
+            Ok(()) => self.outputs.plan_json = Some(PLAN_JSON.to_owned()),
+            Err(e) => self.say(&command(
+                "warning",
+                &format!("could not write the JSON plan to {}: {e}", path.display()),
+            )),
+        }
+    }
+
+    /// Appends to the job summary (whole, within GitHub's 1 MiB).
+    fn summary(&mut self, document: &Document) {
+        let Some(path) = self.runner.step_summary.clone() else {
+            return;
+        };
+        let text = redact::apply(
+            &document
+                .render(
+                    comment::SUMMARY_BUDGET,
+                    "the JSON plan (output `plan_json`)",
+                )
+                .replacen(comment::MARKER, "", 1),
+        );
+        if let Err(e) = runner::append_summary(&path, &text) {
+            self.say(&command(
+                "warning",
+                &format!("could not write the job summary: {e}"),
+            ));
+        }
+    }
+
+    /// Error annotations on the files' lines (GitHub shows the first 10 of a step;
+    /// the summary lists them all).
+    fn annotate(&mut self, diagnostics: &Diagnostics, commit_short: &str) {
+        for d in diagnostics.0.iter().take(10) {
+            let prefix = format!("{commit_short}:");
+            let path = d.path.strip_prefix(&prefix).unwrap_or(&d.path).to_owned();
+            self.say(&runner::error_annotation(d, &path));
+        }
+    }
+
+    /// The GitHub client and the token's login, made on first use; `None` without a
+    /// token or when comments are off.
+    async fn github(&mut self) -> Option<(&mut GitHub, String)> {
+        if self.github.is_none() {
+            let token = self.inputs.github_token.clone()?;
+            match GitHub::new(
+                &self.runner.api_url,
+                &self.runner.graphql_url,
+                &token,
+                &self.runner.owner,
+                &self.runner.repo,
+                RetryPolicy::default(),
+            ) {
+                Ok(client) => self.github = Some(client),
+                Err(e) => {
+                    self.say(&command("warning", &e.to_string()));
+                    return None;
+                }
+            }
+        }
+        let github = self.github.as_mut()?;
+        if self.login.is_none() {
+            self.login = Some(github.viewer_login().await);
+        }
+        Some((self.github.as_mut()?, self.login.clone()?))
+    }
+
+    /// Keeps strata's one comment on pull request `number`: creates or edits it with
+    /// `document`; with `only_update`, edits an existing one and creates none. A
+    /// comment that cannot be posted never fails the run: the summary has it all.
+    async fn keep_comment(&mut self, number: u64, document: &Document, only_update: bool) {
+        if !self.inputs.comment {
+            return;
+        }
+        let body = redact::apply(&document.render(comment::COMMENT_BUDGET, "the job summary"));
+        if self.github().await.is_none() {
+            self.say(&command(
+                "notice",
+                "no github_token: the plan is in the job summary only",
+            ));
+            return;
+        }
+        let Some((github, login)) = self.github().await else {
+            return;
+        };
+        let result: Result<Option<Upserted>, GitHubError> = async {
+            let existing = github.find_comment(number, comment::MARKER, &login).await?;
+            if only_update && existing.is_none() {
+                return Ok(None);
+            }
+            github
+                .upsert_comment(
+                    number,
+                    comment::MARKER,
+                    &login,
+                    existing.map(|c| c.id),
+                    &body,
+                )
+                .await
+                .map(Some)
+        }
+        .await;
+        match result {
+            Ok(Some(Upserted::Created(id))) => self.say(&format!("comment {id} posted on #{number}")),
+            Ok(Some(Upserted::Updated(id))) => self.say(&format!("comment {id} on #{number} updated")),
+            Ok(None) => {}
+            Err(e) if e.is_forbidden() => self.say(&command(
+                "notice",
+                &format!(
+                    "strata could not comment on #{number} (the token is read-only, as on a fork's pull request); the plan is in the job summary\n{e}"
+                ),
+            )),
+            Err(e) => self.say(&command(
+                "warning",
+                &format!("strata could not comment on #{number}; the plan is in the job summary\n{e}"),
+            )),
+        }
+    }
+}
+
+/// The document saying why no plan could be made: configuration problems, all of
+/// them, each at its file and line.
+fn problems_document(diagnostics: &Diagnostics, commit: &str) -> Document {
+    let mut intro = String::from("### strata plan could not be made\n");
+    intro.push_str(&format!(
+        "\nThe repository at `{}` has {} problem{}; nothing was planned. Fix {} and push again.\n",
+        &commit[..12.min(commit.len())],
+        diagnostics.0.len(),
+        if diagnostics.0.len() == 1 { "" } else { "s" },
+        if diagnostics.0.len() == 1 {
+            "it"
+        } else {
+            "them"
+        },
+    ));
+    Document {
+        header: None,
+        intro,
+        sections: vec![comment::Section {
+            heading: "#### Problems".to_owned(),
+            items: diagnostics
+                .0
+                .iter()
+                .map(|d| format!("```\n{d}\n```"))
+                .collect(),
+        }],
+    }
+}
+
+/// The document saying that a plan failed, and why.
+fn failure_document(title: &str, error: &str) -> Document {
+    Document {
+        header: None,
+        intro: format!("### {title}\n\n```\n{error}\n```\n"),
+        sections: Vec::new(),
+    }
+}

@@ -1,0 +1,139 @@
+//! `pull_request`: plan what the pull request changes against live AWS (or, without
+//! credentials, against the model at its base) and keep one comment up to date.
+
+use super::{FailureReason, Run, failure_document, problems_document};
+use crate::aws::Connector;
+use crate::engine;
+use crate::git::GitRepo;
+use crate::github::event::PullRequest;
+use crate::plan::comment::{self, Context, Document};
+use crate::plan::model_only::{self, Sides};
+use crate::selection::{self, SelectError, Selection};
+
+/// What a reviewer does to consent to deletions and replacements on merge.
+pub(super) const CONSENT_HINT: &str = "Applying it on merge needs the label `strata:allow-destroy` on this pull request \
+     (or `allow_destroy: true` in the workflow).";
+
+/// Plans pull request `pr` and keeps its comment.
+pub(super) async fn run(run: &mut Run<'_>, pr: &PullRequest) -> Result<(), String> {
+    let workspace = run.runner.workspace.clone();
+    let git = GitRepo::open(&workspace).map_err(|e| e.to_string())?;
+    let head = git.commit(&run.runner.sha).map_err(|e| e.to_string())?;
+    // The checkout of `refs/pull/N/merge` is a merge commit whose first parent is the
+    // base as it is now; `pull_request.base.sha` may be stale.
+    let base = match run.runner.merge_ref_number() {
+        Some(_) => git
+            .first_parent(&head)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_else(|| pr.base_sha.clone()),
+        None => pr.base_sha.clone(),
+    };
+    run.say(&format!(
+        "pull request #{}: planning what {} changes since {}",
+        pr.number,
+        &head.reference.short,
+        &base[..12.min(base.len())]
+    ));
+    let selection = Selection {
+        envs: run.inputs.environment.iter().cloned().collect(),
+        layers: run.inputs.layers.clone(),
+        base: Some(base.clone()),
+        head: Some(head.reference.id.clone()),
+    };
+    let work = match selection::select(&workspace, &selection) {
+        Ok(work) => work,
+        Err(SelectError::Invalid(diagnostics)) => {
+            run.outputs.failure_reason = Some(FailureReason::ConfigError);
+            run.annotate(&diagnostics, &head.reference.short);
+            let document = problems_document(&diagnostics, &head.reference.id);
+            run.summary(&document);
+            run.keep_comment(pr.number, &document, false).await;
+            return Ok(());
+        }
+        Err(e) => {
+            run.outputs.failure_reason = Some(FailureReason::ConfigError);
+            let document = failure_document("strata plan could not be made", &e.to_string());
+            run.summary(&document);
+            run.keep_comment(pr.number, &document, false).await;
+            return Err(e.to_string());
+        }
+    };
+    run.outputs.changed_environments = work.targets.iter().map(|t| t.name.clone()).collect();
+    if work.targets.is_empty() {
+        run.say("this pull request changes nothing strata manages");
+        let document = Document {
+            header: None,
+            intro: format!(
+                "### strata plan\n\nThis pull request (at `{}`) changes nothing strata manages: no environment file and no unit an environment uses.\n",
+                head.reference.short
+            ),
+            sections: Vec::new(),
+        };
+        run.summary(&document);
+        // An earlier plan comment must not stand; no new comment for nothing.
+        run.keep_comment(pr.number, &document, true).await;
+        return Ok(());
+    }
+    let connector = Connector::from_env().await;
+    let model_only = !connector.has_credentials().await;
+    let plan = if model_only {
+        run.say(&crate::github::runner::command(
+            "notice",
+            "no AWS credentials: planning the model only (the desired state at the base against the head), not compared with live AWS",
+        ));
+        let base_commit = git.commit(&base).map_err(|e| e.to_string())?;
+        // A base that does not load (it had problems of its own) compares as empty.
+        let base_repo = selection::load_commit(&git, &base_commit).ok();
+        let base_envs = base_repo
+            .as_ref()
+            .map(|r| selection::by_name(r.environments.clone()))
+            .unwrap_or_default();
+        let sides: Vec<(String, Sides<'_>, Vec<crate::config::Layer>)> = work
+            .targets
+            .iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    Sides {
+                        base: base_envs.get(&t.name),
+                        head: t.environment.as_ref(),
+                    },
+                    t.layers.iter().copied().collect(),
+                )
+            })
+            .collect();
+        let empty = crate::units::UnitSet::default();
+        let base_units = base_repo.as_ref().map_or(&empty, |r| &r.units);
+        model_only::plan(&sides, base_units, &work.units, work.commit.clone())
+    } else {
+        match engine::plan(
+            &connector,
+            &work.targets,
+            &work.units,
+            work.commit.as_deref(),
+        )
+        .await
+        {
+            Ok((plan, _)) => plan,
+            Err(e) => {
+                run.outputs.failure_reason = Some(FailureReason::PlanFailed);
+                let document = failure_document("strata plan could not be made", &e.to_string());
+                run.summary(&document);
+                run.keep_comment(pr.number, &document, false).await;
+                return Err(e.to_string());
+            }
+        }
+    };
+    run.outputs.has_changes = !plan.is_empty();
+    run.log_plan(&plan);
+    run.write_plan_json(&plan);
+    let context = Context {
+        run_url: run.runner.run_url(),
+        model_only,
+        consent_hint: Some(CONSENT_HINT.to_owned()),
+    };
+    let document = comment::plan_document(&plan, &context);
+    run.summary(&document);
+    run.keep_comment(pr.number, &document, false).await;
+    Ok(())
+}

@@ -1,0 +1,554 @@
+//! `push` to the default branch: apply what changed since each environment's last
+//! applied commit, only where the plan is the one reviewed on the merged pull
+//! request, and record the apply on that pull request's comment. `workflow_dispatch`:
+//! plan or apply exactly the environment and layer asked for.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::pull_request::CONSENT_HINT;
+use super::{FailureReason, Run, failure_document, problems_document};
+use crate::aws::{self, Connector};
+use crate::engine::{self, EngineError, Observations, Target};
+use crate::git::GitRepo;
+use crate::github::event::{Dispatch, Push};
+use crate::github::runner::{Mode, command};
+use crate::plan::comment::{self, Context, Document, Header, Section};
+use crate::plan::{ActionRef, Plan, Summary, digest};
+use crate::selection::{self, SelectError, Selection, Work};
+
+/// The label that consents, on the merged pull request, to deletions and replacements.
+pub const ALLOW_DESTROY_LABEL: &str = "strata:allow-destroy";
+
+/// A merge to the default branch (or, in `plan` mode, only its plan).
+pub(super) async fn run_push(run: &mut Run<'_>, push: &Push) -> Result<(), String> {
+    let default = format!("refs/heads/{}", push.default_branch);
+    let apply = match run.inputs.mode {
+        Mode::Plan => false,
+        Mode::Auto | Mode::Apply if push.git_ref == default => true,
+        Mode::Auto | Mode::Apply => {
+            run.say(&format!(
+                "{} is not the default branch ({default}): planning only",
+                push.git_ref
+            ));
+            false
+        }
+    };
+    let workspace = run.runner.workspace.clone();
+    let git = GitRepo::open(&workspace).map_err(|e| e.to_string())?;
+    let head = git.commit(&run.runner.sha).map_err(|e| e.to_string())?;
+    let repository = match selection::load_commit(&git, &head) {
+        Ok(r) => r,
+        Err(SelectError::Invalid(diagnostics)) => {
+            run.outputs.failure_reason = Some(FailureReason::ConfigError);
+            run.annotate(&diagnostics, &head.reference.short);
+            run.summary(&problems_document(&diagnostics, &head.reference.id));
+            return Ok(());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let environments = selection::by_name(repository.environments);
+    let connector = Connector::from_env().await;
+    if !connector.has_credentials().await {
+        run.outputs.failure_reason = Some(FailureReason::PlanFailed);
+        return Err("no AWS credentials: a push is planned and applied against live AWS\n  hint: give the job a role (aws-actions/configure-aws-credentials)".to_owned());
+    }
+    // One read per region for every environment: the commit each layer last applied.
+    // Regions: the environments' own, those of the previous commit's (where a file
+    // removed by this push lived) and the job's default region.
+    let mut regions: std::collections::BTreeSet<String> = environments
+        .values()
+        .map(|e| e.spec.region.to_string())
+        .collect();
+    if let Some(parent) = git.first_parent(&head).ok().flatten()
+        && let Ok(parent) = git.commit(&parent)
+        && let Ok(previous) = selection::load_commit(&git, &parent)
+    {
+        regions.extend(
+            previous
+                .environments
+                .values()
+                .map(|e| e.spec.region.to_string()),
+        );
+    }
+    regions.extend(connector.default_region());
+    let mut last = BTreeMap::new();
+    for region in regions {
+        let found = aws::applied::read(&connector.connect(&region))
+            .await
+            .map_err(|e| e.to_string())?;
+        last.extend(
+            found
+                .into_iter()
+                .map(|(name, l)| (name, (region.clone(), l))),
+        );
+    }
+    let targets = match selection::since_applied(&git, &head, &environments, &last) {
+        Ok(t) => t,
+        Err(SelectError::Invalid(diagnostics)) => {
+            run.outputs.failure_reason = Some(FailureReason::ConfigError);
+            run.annotate(&diagnostics, &head.reference.short);
+            run.summary(&problems_document(&diagnostics, &head.reference.id));
+            return Ok(());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    for t in &targets {
+        let layers: Vec<&str> = t.layers.iter().map(|l| l.as_str()).collect();
+        run.say(&format!(
+            "{}: {} since its last applied commit",
+            t.name,
+            layers.join(", ")
+        ));
+    }
+    let work = Work {
+        targets,
+        units: repository.units,
+        commit: Some(head.reference.id.clone()),
+    };
+    let pull = merged_pull(run).await;
+    let consent = run.inputs.allow_destroy
+        || pull
+            .as_ref()
+            .is_some_and(|p| p.labels.iter().any(|l| l == ALLOW_DESTROY_LABEL));
+    execute(run, &connector, work, apply, consent, pull, true).await
+}
+
+/// A manual run: exactly the environment and layers asked for, planned (to the job
+/// summary) or applied as a merge is, without an approved plan.
+pub(super) async fn run_dispatch(run: &mut Run<'_>, dispatch: &Dispatch) -> Result<(), String> {
+    let input = |name: &str| dispatch.inputs.get(name).filter(|v| !v.is_empty()).cloned();
+    let mode = match (run.inputs.mode, input("mode").as_deref()) {
+        (Mode::Apply, _) | (Mode::Auto, Some("apply")) => true,
+        (Mode::Plan, _) | (Mode::Auto, None | Some("plan")) => false,
+        (Mode::Auto, Some(other)) => {
+            run.outputs.failure_reason = Some(FailureReason::ConfigError);
+            return Err(format!(
+                "workflow input `mode`: unknown mode `{other}`\n  hint: use plan or apply"
+            ));
+        }
+    };
+    let envs: Vec<String> = run
+        .inputs
+        .environment
+        .clone()
+        .or_else(|| input("environment"))
+        .into_iter()
+        .collect();
+    let selection = Selection {
+        envs,
+        layers: run.inputs.layers.clone(),
+        base: None,
+        head: Some(run.runner.sha.clone()),
+    };
+    let work = match selection::select(&run.runner.workspace.clone(), &selection) {
+        Ok(w) => w,
+        Err(SelectError::Invalid(diagnostics)) => {
+            run.outputs.failure_reason = Some(FailureReason::ConfigError);
+            let short = &run.runner.sha[..12.min(run.runner.sha.len())].to_owned();
+            run.annotate(&diagnostics, short);
+            run.summary(&problems_document(&diagnostics, &run.runner.sha.clone()));
+            return Ok(());
+        }
+        Err(e) => {
+            run.outputs.failure_reason = Some(FailureReason::ConfigError);
+            return Err(e.to_string());
+        }
+    };
+    let connector = Connector::from_env().await;
+    if !connector.has_credentials().await {
+        run.outputs.failure_reason = Some(FailureReason::PlanFailed);
+        return Err("no AWS credentials: a manual run plans against live AWS\n  hint: give the job a role (aws-actions/configure-aws-credentials)".to_owned());
+    }
+    let consent = run.inputs.allow_destroy || input("allow_destroy").as_deref() == Some("true");
+    execute(run, &connector, work, mode, consent, None, false).await
+}
+
+/// The merged pull request of the pushed commit, with its strata comment.
+pub(super) struct MergedPull {
+    number: u64,
+    labels: Vec<String>,
+    comment: Option<(u64, Option<Header>)>,
+}
+
+async fn merged_pull(run: &mut Run<'_>) -> Option<MergedPull> {
+    let sha = run.runner.sha.clone();
+    let (github, login) = run.github().await?;
+    let pulls = match github.pulls_of_commit(&sha).await {
+        Ok(p) => p,
+        Err(e) => {
+            run.say(&command("warning", &e.to_string()));
+            return None;
+        }
+    };
+    let pull = pulls
+        .iter()
+        .find(|p| p.merged_at.is_some())
+        .or(pulls.first())?
+        .clone();
+    let comment = match github
+        .find_comment(pull.number, comment::MARKER, &login)
+        .await
+    {
+        Ok(c) => c.map(|c| (c.id, c.body.as_deref().and_then(Header::parse))),
+        Err(e) => {
+            run.say(&command("warning", &e.to_string()));
+            None
+        }
+    };
+    Some(MergedPull {
+        number: pull.number,
+        labels: pull.labels.into_iter().map(|l| l.name).collect(),
+        comment,
+    })
+}
+
+/// What became of one environment.
+enum Outcome {
+    NoChanges,
+    Applied(Vec<ActionRef>),
+    PlanChanged(String),
+    NeedsConsent(Vec<ActionRef>),
+    Failed {
+        error: String,
+        done: Vec<ActionRef>,
+        not_done: Vec<ActionRef>,
+    },
+    NotReached,
+}
+
+/// Plans `work`, then (with `apply`) applies each environment whose plan may go:
+/// approved on the pull request (when `reviewed`), and consented to when it destroys.
+async fn execute(
+    run: &mut Run<'_>,
+    connector: &Connector,
+    work: Work,
+    apply: bool,
+    consent: bool,
+    pull: Option<MergedPull>,
+    reviewed: bool,
+) -> Result<(), String> {
+    run.outputs.changed_environments = work.targets.iter().map(|t| t.name.clone()).collect();
+    let (plan, observations) = match engine::plan(
+        connector,
+        &work.targets,
+        &work.units,
+        work.commit.as_deref(),
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            run.outputs.failure_reason = Some(FailureReason::PlanFailed);
+            let document = failure_document("strata could not plan", &e.to_string());
+            run.summary(&document);
+            return Err(e.to_string());
+        }
+    };
+    run.outputs.has_changes = !plan.is_empty();
+    run.log_plan(&plan);
+    run.write_plan_json(&plan);
+    let context = Context {
+        run_url: run.runner.run_url(),
+        model_only: false,
+        consent_hint: Some(CONSENT_HINT.to_owned()),
+    };
+    let plan_document = comment::plan_document(&plan, &context);
+    run.summary(&plan_document);
+    if !apply {
+        return Ok(());
+    }
+    let header = pull
+        .as_ref()
+        .and_then(|p| p.comment.as_ref())
+        .and_then(|(_, h)| h.clone());
+    let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
+    let mut approved = Vec::new();
+    let mut notes = Vec::new();
+    if reviewed && header.is_none() {
+        notes.push(match (&pull, run.inputs.require_approved_plan) {
+            (_, true) => "no reviewed plan was found on a merged pull request, and `require_approved_plan` is set: nothing is applied".to_owned(),
+            (None, false) => "no merged pull request names this commit: applied without a reviewed plan".to_owned(),
+            (Some(p), false) => format!("pull request #{} has no strata plan comment: applied without a reviewed plan", p.number),
+        });
+    }
+    for env in &plan.environments {
+        if env.summary.total() == 0 {
+            outcomes.insert(env.name.clone(), Outcome::NoChanges);
+            continue;
+        }
+        let now = digest::environment(env);
+        let verdict = match (&header, reviewed) {
+            (_, false) => None,
+            (Some(h), true) if h.model_only => Some("the reviewed plan was made without AWS credentials (model only)".to_owned()),
+            (Some(h), true) => match h.digests.get(&env.name) {
+                Some(d) if *d == now => None,
+                Some(_) => Some("the plan differs from the one reviewed on the pull request (AWS or the default branch moved since)".to_owned()),
+                None => Some("the reviewed plan did not include this environment".to_owned()),
+            },
+            (None, true) if run.inputs.require_approved_plan => Some("no reviewed plan".to_owned()),
+            (None, true) => None,
+        };
+        if let Some(why) = verdict {
+            outcomes.insert(env.name.clone(), Outcome::PlanChanged(why));
+            continue;
+        }
+        let destroys: Vec<ActionRef> = env
+            .layers
+            .iter()
+            .flat_map(|l| {
+                l.actions
+                    .iter()
+                    .filter(|a| a.needs_consent())
+                    .map(|a| ActionRef::new(&env.name, l.layer, a))
+            })
+            .collect();
+        if !consent && !destroys.is_empty() {
+            outcomes.insert(env.name.clone(), Outcome::NeedsConsent(destroys));
+            continue;
+        }
+        approved.push(env.name.clone());
+    }
+    let record = pull
+        .as_ref()
+        .map(|p| (p.number, p.comment.as_ref().map(|(id, _)| *id)));
+    if let Some((number, _)) = record
+        && !approved.is_empty()
+    {
+        let starting = record_document(
+            run,
+            &plan,
+            &outcomes,
+            &approved,
+            &notes,
+            header.clone(),
+            true,
+        );
+        run.keep_comment(number, &starting, false).await;
+    }
+    for name in &approved {
+        outcomes.insert(name.clone(), Outcome::NotReached);
+    }
+    let mut failed = false;
+    for name in &approved {
+        let subset = only(&plan, name);
+        let targets: Vec<Target> = work
+            .targets
+            .iter()
+            .filter(|t| &t.name == name)
+            .cloned()
+            .collect();
+        let outcome = apply_one(run, connector, &subset, &observations, &targets, consent).await;
+        failed |= matches!(outcome, Outcome::Failed { .. });
+        outcomes.insert(name.clone(), outcome);
+        if failed {
+            break;
+        }
+    }
+    let reason = if failed {
+        Some(FailureReason::ApplyFailed)
+    } else if outcomes
+        .values()
+        .any(|o| matches!(o, Outcome::NeedsConsent(_)))
+    {
+        Some(FailureReason::NeedsConsent)
+    } else if outcomes
+        .values()
+        .any(|o| matches!(o, Outcome::PlanChanged(_)))
+    {
+        Some(FailureReason::PlanChanged)
+    } else {
+        None
+    };
+    run.outputs.failure_reason = reason;
+    let finished = record_document(run, &plan, &outcomes, &[], &notes, header, false);
+    run.summary(&finished);
+    if let Some((number, _)) = record {
+        run.keep_comment(number, &finished, false).await;
+    }
+    Ok(())
+}
+
+/// The plan of one environment.
+fn only(plan: &Plan, name: &str) -> Plan {
+    let environments: Vec<_> = plan
+        .environments
+        .iter()
+        .filter(|e| e.name == name)
+        .cloned()
+        .collect();
+    let mut summary = Summary::default();
+    for e in &environments {
+        summary.add(e.summary);
+    }
+    Plan {
+        summary,
+        environments,
+        ..plan.clone()
+    }
+}
+
+async fn apply_one(
+    run: &mut Run<'_>,
+    connector: &Connector,
+    plan: &Plan,
+    observations: &Observations,
+    targets: &[Target],
+    consent: bool,
+) -> Outcome {
+    let name = plan
+        .environments
+        .first()
+        .map(|e| e.name.clone())
+        .unwrap_or_default();
+    run.say(&command("group", &format!("{name} · apply")));
+    let mut lines = Vec::new();
+    let result = engine::apply(
+        connector,
+        plan,
+        observations,
+        targets,
+        consent,
+        &mut |line: &str| {
+            lines.push(line.to_owned());
+        },
+    )
+    .await;
+    for line in lines {
+        run.say(&line);
+    }
+    run.say("::endgroup::");
+    match result {
+        Ok(applied) => Outcome::Applied(applied.done),
+        Err(EngineError::NeedsConsent(what)) => Outcome::NeedsConsent(what),
+        Err(EngineError::Stopped {
+            cause,
+            done,
+            not_done,
+        }) => Outcome::Failed {
+            error: cause.to_string(),
+            done,
+            not_done,
+        },
+        Err(e) => Outcome::Failed {
+            error: e.to_string(),
+            done: Vec::new(),
+            not_done: plan
+                .actions()
+                .map(|(e, l, a)| ActionRef::new(&e.name, l.layer, a))
+                .collect(),
+        },
+    }
+}
+
+/// The pull request's comment as the apply's record: applying (with `starting`), or
+/// what was applied, what was not and why.
+fn record_document(
+    run: &Run<'_>,
+    plan: &Plan,
+    outcomes: &BTreeMap<String, Outcome>,
+    applying: &[String],
+    notes: &[String],
+    header: Option<Header>,
+    starting: bool,
+) -> Document {
+    let mut intro = String::new();
+    let run_link = match (&run.runner.run_id, run.runner.run_url()) {
+        (Some(id), Some(url)) => format!("[run {id}]({url})"),
+        _ => "this run".to_owned(),
+    };
+    let commit = plan.commit.as_deref().unwrap_or_default();
+    let _ = writeln!(
+        intro,
+        "### strata apply\n\n{} `{}` in {run_link}.",
+        if starting { "Applying" } else { "Applied" },
+        &commit[..12.min(commit.len())]
+    );
+    for note in notes {
+        let _ = writeln!(intro, "\n_{note}_");
+    }
+    let mut sections = Vec::new();
+    let list = |refs: &[ActionRef]| refs.iter().map(|r| format!("- {r}")).collect::<Vec<_>>();
+    for env in &plan.environments {
+        let name = &env.name;
+        let (heading, items) = if starting && applying.contains(name) {
+            (
+                format!(
+                    "#### ⏳ `{name}`: applying {} change{}",
+                    env.summary.total(),
+                    plural(env.summary.total())
+                ),
+                Vec::new(),
+            )
+        } else {
+            match outcomes.get(name) {
+                Some(Outcome::NoChanges) | None => {
+                    (format!("#### `{name}`: no changes"), Vec::new())
+                }
+                Some(Outcome::Applied(done)) => (
+                    format!(
+                        "#### ✅ `{name}`: applied {} change{}",
+                        done.len(),
+                        plural(done.len())
+                    ),
+                    list(done),
+                ),
+                Some(Outcome::PlanChanged(why)) => (
+                    format!(
+                        "#### ⏸️ `{name}`: not applied: {why}\n\nRun the pull request's plan again to review the plan as it is now, or rebuild this environment with a manual run of the apply workflow (`workflow_dispatch`)."
+                    ),
+                    Vec::new(),
+                ),
+                Some(Outcome::NeedsConsent(what)) => (
+                    format!(
+                        "#### ⛔ `{name}`: not applied: it deletes or replaces {} resource{} and consent was not given; nothing was changed\n\nTo consent, add the label `{ALLOW_DESTROY_LABEL}` to the pull request and re-run this job, or run the apply workflow by hand with `allow_destroy: true`.",
+                        what.len(),
+                        plural(what.len())
+                    ),
+                    list(what),
+                ),
+                Some(Outcome::Failed {
+                    error,
+                    done,
+                    not_done,
+                }) => {
+                    let mut items = vec![format!("```\n{error}\n```")];
+                    items.push(format!("Applied before the failure ({}):", done.len()));
+                    items.extend(list(done));
+                    items.push(format!("Not applied ({}):", not_done.len()));
+                    items.extend(list(not_done));
+                    (
+                        format!(
+                            "#### ❌ `{name}`: failed; the next run continues from what exists"
+                        ),
+                        items,
+                    )
+                }
+                Some(Outcome::NotReached) => (
+                    format!("#### `{name}`: not applied: an earlier environment failed"),
+                    Vec::new(),
+                ),
+            }
+        };
+        // Each environment's line always shows; its list may be cut.
+        sections.push(Section {
+            heading: String::new(),
+            items: vec![heading],
+        });
+        if !items.is_empty() {
+            sections.push(Section {
+                heading: String::new(),
+                items,
+            });
+        }
+    }
+    Document {
+        header,
+        intro,
+        sections,
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

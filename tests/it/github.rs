@@ -1,0 +1,335 @@
+//! The GitHub side of the harness: GitHub's own samples (response examples from its
+//! OpenAPI description, real webhook payloads; `scripts/github-fixtures` extracts
+//! them), a wiremock GitHub, and a runner for `strata action` with the runner's
+//! contract (event file, `GITHUB_OUTPUT`, `GITHUB_STEP_SUMMARY`, `INPUT_*`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use wiremock::matchers::{body_json, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::harness::{self, Output};
+
+/// The repository every test's runner names.
+pub const OWNER: &str = "octocat";
+pub const REPO: &str = "Hello-World";
+/// The login the token has: GraphQL names the bot without `[bot]`, REST with it.
+pub const BOT_GRAPHQL: &str = "github-actions";
+pub const BOT_REST: &str = "github-actions[bot]";
+
+fn fixtures() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STRATA_GITHUB_FIXTURES") {
+        return dir.into();
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".cache"))
+        .join("strata/github-fixtures")
+}
+
+fn sample(relative: &str) -> Value {
+    let file = fixtures().join(relative);
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: run scripts/setup (scripts/github-fixtures extracts GitHub's samples)",
+            file.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `components.examples[name].value` of GitHub's OpenAPI description.
+pub fn openapi(name: &str) -> Value {
+    sample(&format!("openapi/{name}.json"))
+}
+
+/// A real webhook payload, e.g. `pull_request.opened`.
+pub fn webhook(name: &str) -> Value {
+    sample(&format!("webhooks/{name}.json"))
+}
+
+/// GitHub's issue-comment example with this id, author and body.
+pub fn comment(id: u64, login: &str, body: &str) -> Value {
+    let mut c = openapi("issue-comment");
+    c["id"] = json!(id);
+    c["user"]["login"] = json!(login);
+    c["body"] = json!(body);
+    c
+}
+
+/// GitHub's pull-request-simple example, merged, with this number and labels.
+pub fn merged_pull(number: u64, labels: &[&str]) -> Value {
+    let mut items = openapi("pull-request-simple-items");
+    let mut pr = items[0].take();
+    pr["number"] = json!(number);
+    pr["state"] = json!("closed");
+    pr["merged_at"] = json!("2026-12-01T12:00:00Z");
+    let label = pr["labels"][0].clone();
+    pr["labels"] = Value::Array(
+        labels
+            .iter()
+            .map(|name| {
+                let mut l = label.clone();
+                l["name"] = json!(name);
+                l
+            })
+            .collect(),
+    );
+    json!([pr])
+}
+
+/// A pull_request payload (real sample) rewritten to the test repository's commits.
+pub fn pull_request_event(
+    action: &str,
+    number: u64,
+    base: &str,
+    head: &str,
+    labels: &[&str],
+) -> Value {
+    let mut e = webhook(&format!("pull_request.{action}"));
+    e["number"] = json!(number);
+    e["pull_request"]["number"] = json!(number);
+    e["pull_request"]["base"]["sha"] = json!(base);
+    e["pull_request"]["head"]["sha"] = json!(head);
+    let label = json!({"id": 1, "name": "x", "color": "fff", "default": false});
+    e["pull_request"]["labels"] = Value::Array(
+        labels
+            .iter()
+            .map(|n| {
+                let mut l = label.clone();
+                l["name"] = json!(n);
+                l
+            })
+            .collect(),
+    );
+    e["repository"]["full_name"] = json!(format!("{OWNER}/{REPO}"));
+    e
+}
+
+/// A push payload (real sample) of `after` to main.
+pub fn push_event(before: &str, after: &str) -> Value {
+    let mut e = webhook("push");
+    e["ref"] = json!("refs/heads/main");
+    e["before"] = json!(before);
+    e["after"] = json!(after);
+    e["repository"]["default_branch"] = json!("main");
+    e["repository"]["full_name"] = json!(format!("{OWNER}/{REPO}"));
+    e
+}
+
+/// A workflow_dispatch payload (real sample) with these inputs.
+pub fn dispatch_event(inputs: Value) -> Value {
+    let mut e = webhook("workflow_dispatch");
+    e["inputs"] = inputs;
+    e["ref"] = json!("refs/heads/main");
+    e
+}
+
+/// The GitHub test server.
+pub struct GitHub {
+    pub server: MockServer,
+}
+
+impl GitHub {
+    pub async fn start() -> GitHub {
+        let server = MockServer::start().await;
+        let github = GitHub { server };
+        github.viewer().await;
+        github
+    }
+
+    /// GraphQL `viewer`, as a `GITHUB_TOKEN` sees itself.
+    pub async fn viewer(&self) {
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(body_json(json!({ "query": "query { viewer { login } }" })))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({ "data": { "viewer": { "login": BOT_GRAPHQL } } })),
+            )
+            .mount(&self.server)
+            .await;
+    }
+
+    /// The comments of `number`, one page.
+    pub async fn comments(&self, number: u64, comments: Vec<Value>) {
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/repos/{OWNER}/{REPO}/issues/{number}/comments"
+            )))
+            .and(query_param("per_page", "100"))
+            .and(query_param("page", "1"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(Value::Array(comments)))
+            .mount(&self.server)
+            .await;
+    }
+
+    /// Creating a comment on `number` answers with GitHub's example as comment `id`.
+    pub async fn accept_create(&self, number: u64, id: u64) {
+        Mock::given(method("POST"))
+            .and(path(format!(
+                "/repos/{OWNER}/{REPO}/issues/{number}/comments"
+            )))
+            .respond_with(ResponseTemplate::new(201).set_body_json(comment(id, BOT_REST, "x")))
+            .mount(&self.server)
+            .await;
+    }
+
+    /// Editing comment `id` answers with GitHub's example.
+    pub async fn accept_update(&self, id: u64) {
+        Mock::given(method("PATCH"))
+            .and(path(format!("/repos/{OWNER}/{REPO}/issues/comments/{id}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(comment(id, BOT_REST, "x")))
+            .mount(&self.server)
+            .await;
+    }
+
+    /// The pull requests of commit `sha`.
+    pub async fn pulls_of(&self, sha: &str, pulls: Value) {
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/{OWNER}/{REPO}/commits/{sha}/pulls")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(pulls))
+            .mount(&self.server)
+            .await;
+    }
+
+    /// Every request received: (method, path, body as JSON when it is).
+    pub async fn requests(&self) -> Vec<(String, String, Value)> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.method.to_string(),
+                    r.url.path().to_owned(),
+                    serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+                )
+            })
+            .collect()
+    }
+
+    /// Bodies of the comment writes (POST and PATCH), in order.
+    pub async fn written(&self) -> Vec<(String, String)> {
+        self.requests()
+            .await
+            .into_iter()
+            .filter(|(m, p, _)| (m == "POST" || m == "PATCH") && p.contains("/comments"))
+            .map(|(m, _, b)| (m, b["body"].as_str().unwrap_or_default().to_owned()))
+            .collect()
+    }
+}
+
+/// What a run of `strata action` left: exit code, log, outputs and summary.
+#[derive(Debug)]
+pub struct ActionRun {
+    pub out: Output,
+    pub outputs: BTreeMap<String, String>,
+    pub summary: String,
+}
+
+/// What started a run: the event, its payload, the commit and ref checked out.
+pub struct Trigger<'a> {
+    pub name: &'a str,
+    pub payload: &'a Value,
+    pub sha: &'a str,
+    pub git_ref: &'a str,
+}
+
+/// Runs `strata action` on `repo` for `trigger`, with `inputs` and AWS settings `aws`.
+pub fn run_action(
+    repo: &Path,
+    github: &GitHub,
+    trigger: Trigger<'_>,
+    inputs: &[(&str, &str)],
+    aws: &[(&'static str, String)],
+) -> ActionRun {
+    let dir = tempfile::tempdir().unwrap();
+    let event_path = dir.path().join("event.json");
+    std::fs::write(&event_path, serde_json::to_vec(trigger.payload).unwrap()).unwrap();
+    let Trigger {
+        name: event_name,
+        sha,
+        git_ref,
+        ..
+    } = trigger;
+    let output = dir.path().join("output");
+    let summary = dir.path().join("summary");
+    let mut vars: Vec<(&str, String)> = vec![
+        ("GITHUB_ACTIONS", "true".to_owned()),
+        ("GITHUB_EVENT_NAME", event_name.to_owned()),
+        ("GITHUB_EVENT_PATH", event_path.display().to_string()),
+        ("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}")),
+        ("GITHUB_SHA", sha.to_owned()),
+        ("GITHUB_REF", git_ref.to_owned()),
+        ("GITHUB_API_URL", github.server.uri()),
+        (
+            "GITHUB_GRAPHQL_URL",
+            format!("{}/graphql", github.server.uri()),
+        ),
+        ("GITHUB_WORKSPACE", repo.display().to_string()),
+        ("GITHUB_OUTPUT", output.display().to_string()),
+        ("GITHUB_STEP_SUMMARY", summary.display().to_string()),
+        ("GITHUB_SERVER_URL", "https://github.com".to_owned()),
+        ("GITHUB_RUN_ID", "4242".to_owned()),
+        (
+            "INPUT_GITHUB_TOKEN",
+            "ghs_0123456789abcdefTESTTOKEN".to_owned(),
+        ),
+    ];
+    let names: Vec<String> = inputs
+        .iter()
+        .map(|(k, _)| format!("INPUT_{}", k.to_uppercase()))
+        .collect();
+    for ((_, v), name) in inputs.iter().zip(&names) {
+        vars.push((name.as_str(), (*v).to_owned()));
+    }
+    vars.extend(aws.iter().map(|(k, v)| (*k, v.clone())));
+    let out = harness::strata_with(repo, &["action"], &vars);
+    ActionRun {
+        out,
+        outputs: read_outputs(&std::fs::read_to_string(&output).unwrap_or_default()),
+        summary: std::fs::read_to_string(&summary).unwrap_or_default(),
+    }
+}
+
+/// Parses `name<<DELIM` / value / `DELIM` blocks.
+fn read_outputs(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let Some((name, delimiter)) = line.split_once("<<") else {
+            continue;
+        };
+        let mut value = Vec::new();
+        for l in lines.by_ref() {
+            if l == delimiter {
+                break;
+            }
+            value.push(l);
+        }
+        out.insert(name.to_owned(), value.join("\n"));
+    }
+    out
+}
+
+/// AWS settings for a run without credentials: no keys, no profile, no instance
+/// role, and an endpoint nothing listens on, so any AWS call would fail the run.
+pub fn no_credentials() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ("AWS_CONFIG_FILE", "/nonexistent/strata-config".to_owned()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/strata-credentials".to_owned(),
+        ),
+        ("AWS_MAX_ATTEMPTS", "1".to_owned()),
+    ]
+}
