@@ -84,7 +84,13 @@ pub(super) async fn run_push(run: &mut Run<'_>, push: &Push) -> Result<(), Strin
         );
     }
     let targets = match selection::since_applied(&git, &head, &environments, &last) {
-        Ok(t) => t,
+        // The `environment` input narrows a merge to that environment.
+        Ok(mut t) => {
+            if let Some(only) = &run.inputs.environment {
+                t.retain(|target| &target.name == only);
+            }
+            t
+        }
         Err(SelectError::Invalid(diagnostics)) => {
             run.outputs.failure_reason = Some(FailureReason::ConfigError);
             run.annotate(&diagnostics, &head.reference.short);
