@@ -71,6 +71,11 @@ pub struct GitHubError {
     pub message: String,
     /// What to do.
     pub hint: Option<String>,
+    /// GitHub or the connection failed for a passing reason (5xx, 429, a rate limit,
+    /// no answer): the same request may succeed later.
+    pub passing: bool,
+    /// How long GitHub asked to wait before trying again.
+    pub wait: Option<Duration>,
 }
 
 impl GitHubError {
@@ -145,6 +150,8 @@ impl GitHub {
                     status: None,
                     message: e.to_string(),
                     hint: Some("check GITHUB_API_URL and GITHUB_GRAPHQL_URL".to_owned()),
+                    passing: false,
+                    wait: None,
                 })
         };
         // octocrab sends the token only to paths under its base, so GraphQL gets a
@@ -299,8 +306,8 @@ impl GitHub {
                 .await;
             match result {
                 Ok(comment) => return Ok(Upserted::Created(comment.id)),
-                Err(e) if attempt < self.policy.attempts && is_passing(e.status) => {
-                    self.pause(None, attempt).await.map_err(|_| e)?;
+                Err(e) if attempt < self.policy.attempts && e.passing => {
+                    self.pause(e.wait, attempt).await.map_err(|_| e)?;
                     if let Some(found) = self.find_comment(number, marker, login).await? {
                         return self
                             .update_comment(found.id, body)
@@ -366,6 +373,8 @@ impl GitHub {
                     status: Some(status.as_u16()),
                     message: format!("unexpected answer: {e}: {}", start_of(&text)),
                     hint: None,
+                    passing: false,
+                    wait: None,
                 });
             }
             let error = GitHubError {
@@ -376,12 +385,13 @@ impl GitHub {
                     None => text.clone(),
                 },
                 hint: hint(status, &text),
+                passing: passing(status, &headers, &text),
+                wait: wait_from_headers(&headers),
             };
-            let retry = retryable(status, &headers, &text);
-            if once || !retry || attempt >= self.policy.attempts {
+            if once || !error.passing || attempt >= self.policy.attempts {
                 return Err(error);
             }
-            let wait = wait_from_headers(&headers);
+            let wait = error.wait;
             self.pause(wait, attempt).await.map_err(|_| error)?;
         }
     }
@@ -407,11 +417,7 @@ pub fn same_login(a: &str, b: &str) -> bool {
         .eq_ignore_ascii_case(b.trim_end_matches("[bot]"))
 }
 
-fn is_passing(status: Option<u16>) -> bool {
-    status.is_none_or(|s| s >= 500 || s == 429)
-}
-
-fn retryable(status: Option<StatusCode>, headers: &HeaderMap, body: &str) -> bool {
+fn passing(status: Option<StatusCode>, headers: &HeaderMap, body: &str) -> bool {
     let Some(status) = status else {
         // No answer at all: the connection failed.
         return true;
