@@ -63,7 +63,13 @@ pub(crate) struct Run<'a> {
     outputs: Outputs,
     github: Option<GitHub>,
     login: Option<String>,
+    /// How many of the registered secrets the runner was told to mask.
+    masked: usize,
 }
+
+/// What a reviewer does to consent to deletions and replacements on merge.
+const CONSENT_HINT: &str = "Applying it on merge needs the label `strata:allow-destroy` on this pull request \
+     (or `allow_destroy: true` in the workflow).";
 
 /// The file the JSON plan is written to, in the workspace (a Docker action's
 /// `RUNNER_TEMP` is not mounted), for `actions/upload-artifact`.
@@ -81,17 +87,7 @@ pub fn run(log: &mut dyn Write) -> anyhow::Result<Outcome> {
     };
     let inputs = match Inputs::from_vars(&var) {
         Ok(i) => i,
-        Err(e) => {
-            writeln!(log, "{}", command("error", &e.to_string()))?;
-            write_outputs(
-                &runner,
-                &Outputs {
-                    failure_reason: Some(FailureReason::ConfigError),
-                    ..Outputs::default()
-                },
-            )?;
-            return Ok(Outcome::Failed);
-        }
+        Err(e) => return refuse(log, &runner, &e.to_string()),
     };
     let event = std::fs::read(&runner.event_path)
         .map_err(|e| {
@@ -103,17 +99,7 @@ pub fn run(log: &mut dyn Write) -> anyhow::Result<Outcome> {
         .and_then(|payload| event::parse(&runner.event_name, &payload).map_err(|e| e.to_string()));
     let event = match event {
         Ok(e) => e,
-        Err(message) => {
-            writeln!(log, "{}", command("error", &message))?;
-            write_outputs(
-                &runner,
-                &Outputs {
-                    failure_reason: Some(FailureReason::ConfigError),
-                    ..Outputs::default()
-                },
-            )?;
-            return Ok(Outcome::Failed);
-        }
+        Err(message) => return refuse(log, &runner, &message),
     };
     if let Some(token) = &inputs.github_token {
         redact::register(token);
@@ -125,6 +111,7 @@ pub fn run(log: &mut dyn Write) -> anyhow::Result<Outcome> {
         outputs: Outputs::default(),
         github: None,
         login: None,
+        masked: 0,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -144,6 +131,20 @@ pub fn run(log: &mut dyn Write) -> anyhow::Result<Outcome> {
         (Ok(()), None) => Outcome::Success,
         _ => Outcome::Failed,
     })
+}
+
+/// Ends a run that cannot start (its inputs or event are wrong): the error, and
+/// `failure_reason: config-error`.
+fn refuse(log: &mut dyn Write, runner: &Runner, message: &str) -> anyhow::Result<Outcome> {
+    writeln!(log, "{}", command("error", message))?;
+    write_outputs(
+        runner,
+        &Outputs {
+            failure_reason: Some(FailureReason::ConfigError),
+            ..Outputs::default()
+        },
+    )?;
+    Ok(Outcome::Failed)
 }
 
 fn write_outputs(runner: &Runner, outputs: &Outputs) -> std::io::Result<()> {
@@ -182,13 +183,11 @@ impl Run<'_> {
 
     /// `::add-mask::` for each secret not yet registered with the runner.
     fn mask_secrets(&mut self) {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static MASKED: AtomicUsize = AtomicUsize::new(0);
         let secrets = redact::registered();
-        let done = MASKED.swap(secrets.len(), Ordering::SeqCst);
-        for secret in secrets.iter().skip(done) {
+        for secret in secrets.iter().skip(self.masked) {
             let _ = writeln!(self.log, "{}", runner::mask(secret));
         }
+        self.masked = secrets.len();
     }
 
     fn group(&mut self, title: &str, lines: &str) {
@@ -259,6 +258,56 @@ impl Run<'_> {
         }
     }
 
+    /// Reports configuration problems at `commit`: annotations, the summary listing
+    /// them all, and the comment on pull request `pull`; the run fails as a
+    /// configuration error.
+    async fn report_problems(
+        &mut self,
+        diagnostics: &Diagnostics,
+        commit: &str,
+        pull: Option<u64>,
+    ) {
+        self.outputs.failure_reason = Some(FailureReason::ConfigError);
+        self.annotate(diagnostics, &commit[..12.min(commit.len())]);
+        let document = problems_document(diagnostics, commit);
+        self.report(&document, pull).await;
+    }
+
+    /// Reports that no plan could be made, and why; the run fails with `reason`.
+    async fn report_failure(&mut self, reason: FailureReason, error: &str, pull: Option<u64>) {
+        self.outputs.failure_reason = Some(reason);
+        let document = Document {
+            header: None,
+            intro: format!("### strata plan could not be made\n\n```\n{error}\n```\n"),
+            sections: Vec::new(),
+        };
+        self.report(&document, pull).await;
+    }
+
+    /// Reports a plan: the outputs, a log group per environment and layer, the JSON
+    /// plan and the job summary; returns its document for a comment.
+    fn report_plan(&mut self, plan: &Plan, model_only: bool) -> Document {
+        self.outputs.has_changes = !plan.is_empty();
+        self.log_plan(plan);
+        self.write_plan_json(plan);
+        let context = comment::Context {
+            run_url: self.runner.run_url(),
+            model_only,
+            consent_hint: Some(CONSENT_HINT.to_owned()),
+        };
+        let document = comment::plan_document(plan, &context);
+        self.summary(&document);
+        document
+    }
+
+    /// The job summary and, for pull request `pull`, its comment.
+    async fn report(&mut self, document: &Document, pull: Option<u64>) {
+        self.summary(document);
+        if let Some(number) = pull {
+            self.keep_comment(number, document, false).await;
+        }
+    }
+
     /// The GitHub client and the token's login, made on first use; `None` without a
     /// token or when comments are off.
     async fn github(&mut self) -> Option<(&mut GitHub, String)> {
@@ -294,14 +343,11 @@ impl Run<'_> {
             return;
         }
         let body = redact::apply(&document.render(comment::COMMENT_BUDGET, "the job summary"));
-        if self.github().await.is_none() {
+        let Some((github, login)) = self.github().await else {
             self.say(&command(
                 "notice",
                 "no github_token: the plan is in the job summary only",
             ));
-            return;
-        }
-        let Some((github, login)) = self.github().await else {
             return;
         };
         let result: Result<Option<Upserted>, GitHubError> = async {
@@ -365,14 +411,5 @@ fn problems_document(diagnostics: &Diagnostics, commit: &str) -> Document {
                 .map(|d| format!("```\n{d}\n```"))
                 .collect(),
         }],
-    }
-}
-
-/// The document saying that a plan failed, and why.
-fn failure_document(title: &str, error: &str) -> Document {
-    Document {
-        header: None,
-        intro: format!("### {title}\n\n```\n{error}\n```\n"),
-        sections: Vec::new(),
     }
 }

@@ -1,18 +1,14 @@
 //! `pull_request`: plan what the pull request changes against live AWS (or, without
 //! credentials, against the model at its base) and keep one comment up to date.
 
-use super::{FailureReason, Run, failure_document, problems_document};
+use super::{FailureReason, Run};
 use crate::aws::Connector;
 use crate::engine;
 use crate::git::GitRepo;
 use crate::github::event::PullRequest;
-use crate::plan::comment::{self, Context, Document};
+use crate::plan::comment::Document;
 use crate::plan::model_only::{self, Sides};
 use crate::selection::{self, SelectError, Selection};
-
-/// What a reviewer does to consent to deletions and replacements on merge.
-pub(super) const CONSENT_HINT: &str = "Applying it on merge needs the label `strata:allow-destroy` on this pull request \
-     (or `allow_destroy: true` in the workflow).";
 
 /// Plans pull request `pr` and keeps its comment.
 pub(super) async fn run(run: &mut Run<'_>, pr: &PullRequest) -> Result<(), String> {
@@ -43,18 +39,13 @@ pub(super) async fn run(run: &mut Run<'_>, pr: &PullRequest) -> Result<(), Strin
     let work = match selection::select(&workspace, &selection) {
         Ok(work) => work,
         Err(SelectError::Invalid(diagnostics)) => {
-            run.outputs.failure_reason = Some(FailureReason::ConfigError);
-            run.annotate(&diagnostics, &head.reference.short);
-            let document = problems_document(&diagnostics, &head.reference.id);
-            run.summary(&document);
-            run.keep_comment(pr.number, &document, false).await;
+            run.report_problems(&diagnostics, &head.reference.id, Some(pr.number))
+                .await;
             return Ok(());
         }
         Err(e) => {
-            run.outputs.failure_reason = Some(FailureReason::ConfigError);
-            let document = failure_document("strata plan could not be made", &e.to_string());
-            run.summary(&document);
-            run.keep_comment(pr.number, &document, false).await;
+            run.report_failure(FailureReason::ConfigError, &e.to_string(), Some(pr.number))
+                .await;
             return Err(e.to_string());
         }
     };
@@ -116,24 +107,13 @@ pub(super) async fn run(run: &mut Run<'_>, pr: &PullRequest) -> Result<(), Strin
         {
             Ok((plan, _)) => plan,
             Err(e) => {
-                run.outputs.failure_reason = Some(FailureReason::PlanFailed);
-                let document = failure_document("strata plan could not be made", &e.to_string());
-                run.summary(&document);
-                run.keep_comment(pr.number, &document, false).await;
+                run.report_failure(FailureReason::PlanFailed, &e.to_string(), Some(pr.number))
+                    .await;
                 return Err(e.to_string());
             }
         }
     };
-    run.outputs.has_changes = !plan.is_empty();
-    run.log_plan(&plan);
-    run.write_plan_json(&plan);
-    let context = Context {
-        run_url: run.runner.run_url(),
-        model_only,
-        consent_hint: Some(CONSENT_HINT.to_owned()),
-    };
-    let document = comment::plan_document(&plan, &context);
-    run.summary(&document);
+    let document = run.report_plan(&plan, model_only);
     run.keep_comment(pr.number, &document, false).await;
     Ok(())
 }

@@ -6,14 +6,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::pull_request::CONSENT_HINT;
-use super::{FailureReason, Run, failure_document, problems_document};
+use super::{FailureReason, Run};
 use crate::aws::{self, Connector};
 use crate::engine::{self, EngineError, Observations, Target};
 use crate::git::GitRepo;
 use crate::github::event::{Dispatch, Push};
 use crate::github::runner::{Mode, command};
-use crate::plan::comment::{self, Context, Document, Header, Section};
+use crate::plan::comment::{self, Document, Header, Section};
 use crate::plan::{ActionRef, Plan, Summary, digest};
 use crate::selection::{self, SelectError, Selection, Work};
 
@@ -40,9 +39,8 @@ pub(super) async fn run_push(run: &mut Run<'_>, push: &Push) -> Result<(), Strin
     let repository = match selection::load_commit(&git, &head) {
         Ok(r) => r,
         Err(SelectError::Invalid(diagnostics)) => {
-            run.outputs.failure_reason = Some(FailureReason::ConfigError);
-            run.annotate(&diagnostics, &head.reference.short);
-            run.summary(&problems_document(&diagnostics, &head.reference.id));
+            run.report_problems(&diagnostics, &head.reference.id, None)
+                .await;
             return Ok(());
         }
         Err(e) => return Err(e.to_string()),
@@ -92,9 +90,8 @@ pub(super) async fn run_push(run: &mut Run<'_>, push: &Push) -> Result<(), Strin
             t
         }
         Err(SelectError::Invalid(diagnostics)) => {
-            run.outputs.failure_reason = Some(FailureReason::ConfigError);
-            run.annotate(&diagnostics, &head.reference.short);
-            run.summary(&problems_document(&diagnostics, &head.reference.id));
+            run.report_problems(&diagnostics, &head.reference.id, None)
+                .await;
             return Ok(());
         }
         Err(e) => return Err(e.to_string()),
@@ -150,10 +147,8 @@ pub(super) async fn run_dispatch(run: &mut Run<'_>, dispatch: &Dispatch) -> Resu
     let work = match selection::select(&run.runner.workspace.clone(), &selection) {
         Ok(w) => w,
         Err(SelectError::Invalid(diagnostics)) => {
-            run.outputs.failure_reason = Some(FailureReason::ConfigError);
-            let short = &run.runner.sha[..12.min(run.runner.sha.len())].to_owned();
-            run.annotate(&diagnostics, short);
-            run.summary(&problems_document(&diagnostics, &run.runner.sha.clone()));
+            let sha = run.runner.sha.clone();
+            run.report_problems(&diagnostics, &sha, None).await;
             return Ok(());
         }
         Err(e) => {
@@ -245,22 +240,12 @@ async fn execute(
     {
         Ok(p) => p,
         Err(e) => {
-            run.outputs.failure_reason = Some(FailureReason::PlanFailed);
-            let document = failure_document("strata could not plan", &e.to_string());
-            run.summary(&document);
+            run.report_failure(FailureReason::PlanFailed, &e.to_string(), None)
+                .await;
             return Err(e.to_string());
         }
     };
-    run.outputs.has_changes = !plan.is_empty();
-    run.log_plan(&plan);
-    run.write_plan_json(&plan);
-    let context = Context {
-        run_url: run.runner.run_url(),
-        model_only: false,
-        consent_hint: Some(CONSENT_HINT.to_owned()),
-    };
-    let plan_document = comment::plan_document(&plan, &context);
-    run.summary(&plan_document);
+    run.report_plan(&plan, false);
     if !apply {
         return Ok(());
     }
