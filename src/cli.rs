@@ -210,7 +210,7 @@ pub fn schema() -> String {
 fn report(err: &mut dyn Write, diagnostics: &Diagnostics) -> anyhow::Result<Outcome> {
     writeln!(err, "{diagnostics}")?;
     let n = diagnostics.0.len();
-    writeln!(err, "{n} problem{} found", if n == 1 { "" } else { "s" })?;
+    writeln!(err, "{n} problem{} found", render::plural(n))?;
     Ok(Outcome::Failed)
 }
 
@@ -226,17 +226,9 @@ fn validate(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resu
                 out,
                 "ok: {} environment{} and {} unit{} are valid",
                 repository.environments.len(),
-                if repository.environments.len() == 1 {
-                    ""
-                } else {
-                    "s"
-                },
+                render::plural(repository.environments.len()),
                 repository.units.units.len(),
-                if repository.units.units.len() == 1 {
-                    ""
-                } else {
-                    "s"
-                },
+                render::plural(repository.units.units.len()),
             )?;
             Ok(Outcome::Success)
         }
@@ -463,7 +455,7 @@ async fn apply(
         out,
         "\nApplied {} change{}.",
         applied.actions,
-        if applied.actions == 1 { "" } else { "s" }
+        render::plural(applied.actions)
     )?;
     Ok(Outcome::Success)
 }

@@ -393,7 +393,7 @@ fn problems_document(diagnostics: &Diagnostics, commit: &str) -> Document {
         "\nThe repository at `{}` has {} problem{}; nothing was planned. Fix {} and push again.\n",
         &commit[..12.min(commit.len())],
         diagnostics.0.len(),
-        if diagnostics.0.len() == 1 { "" } else { "s" },
+        render::plural(diagnostics.0.len()),
         if diagnostics.0.len() == 1 {
             "it"
         } else {

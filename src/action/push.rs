@@ -13,6 +13,7 @@ use crate::git::GitRepo;
 use crate::github::event::{Dispatch, Push};
 use crate::github::runner::{Mode, command};
 use crate::plan::comment::{self, Document, Header, Section};
+use crate::plan::render::plural;
 use crate::plan::{ActionRef, Plan, Summary, digest};
 use crate::selection::{self, SelectError, Selection, Work};
 
@@ -538,8 +539,4 @@ fn record_document(
         intro,
         sections,
     }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }

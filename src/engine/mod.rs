@@ -87,7 +87,7 @@ pub enum EngineError {
     #[error(
         "{cause}\n  applied before the failure: {} change{}\n  not applied:\n{}\n  hint: fix the cause and run apply again; it continues from what exists",
         .done.len(),
-        if .done.len() == 1 { "" } else { "s" },
+        crate::plan::render::plural(.done.len()),
         .not_done.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
     )]
     Stopped {
@@ -102,7 +102,7 @@ pub enum EngineError {
     #[error(
         "the plan deletes or replaces {} resource{}; nothing was changed:\n{}\n  hint: review the plan, then run `strata apply --allow-destroy` to consent",
         .0.len(),
-        if .0.len() == 1 { "" } else { "s" },
+        crate::plan::render::plural(.0.len()),
         .0.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
     )]
     NeedsConsent(Vec<ActionRef>),

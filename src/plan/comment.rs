@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::render::{self, plural};
 use super::{Action, ActionKind, Plan};
 
 /// The first line of every comment strata keeps: how it finds its own.
@@ -362,11 +363,7 @@ pub fn plan_document(plan: &Plan, context: &Context) -> Document {
 
 /// One action as a diff block: what is done, then each field change.
 fn action_block(env: &str, layer: &str, a: &Action) -> String {
-    let prefix = match a.action {
-        ActionKind::Create => "+",
-        ActionKind::Delete => "-",
-        ActionKind::Update | ActionKind::Replace => "!",
-    };
+    let prefix = render::diff_marker(a.action);
     let mut out = String::new();
     let aws = a
         .aws_id
@@ -380,20 +377,11 @@ fn action_block(env: &str, layer: &str, a: &Action) -> String {
         a.kind.describe(),
         a.id
     );
-    for c in &a.changes {
-        let _ = match (&c.from, &c.to) {
-            (Some(f), Some(t)) => writeln!(out, "    {}: {f} → {t}", c.field),
-            (None, Some(t)) => writeln!(out, "+   {}: {t}", c.field),
-            (Some(f), None) => writeln!(out, "-   {}: {f}", c.field),
-            (None, None) => Ok(()),
-        };
+    for line in a.changes.iter().filter_map(render::change_line) {
+        let _ = writeln!(out, "{line}");
     }
     out.push_str("```");
     out
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{ActionKind, Plan, Summary};
+use super::{ActionKind, FieldChange, Plan, Summary};
 
 /// Renders `strata plan --format markdown`: a summary table first, a warning banner
 /// when anything is deleted or replaced, security-widening changes called out, then
@@ -29,7 +29,7 @@ pub fn markdown(plan: &Plan) -> String {
             out,
             "\n> [!CAUTION]\n> This plan **deletes or replaces {} resource{}**. `strata apply` refuses it unless run with `--allow-destroy`.",
             destructive.len(),
-            if destructive.len() == 1 { "" } else { "s" }
+            plural(destructive.len())
         );
     }
     let _ = writeln!(
@@ -92,11 +92,7 @@ pub fn markdown(plan: &Plan) -> String {
             }
             let _ = writeln!(out, "\n```diff");
             for a in &layer.actions {
-                let prefix = match a.action {
-                    ActionKind::Create => "+",
-                    ActionKind::Delete => "-",
-                    ActionKind::Update | ActionKind::Replace => "!",
-                };
+                let prefix = diff_marker(a.action);
                 let aws = a
                     .aws_id
                     .as_ref()
@@ -117,13 +113,7 @@ pub fn markdown(plan: &Plan) -> String {
                 for line in &a.detail {
                     let _ = writeln!(out, "{line}");
                 }
-                for c in &a.changes {
-                    let line = match (&c.from, &c.to) {
-                        (Some(f), Some(t)) => format!("    {}: {f} → {t}", c.field),
-                        (None, Some(t)) => format!("+   {}: {t}", c.field),
-                        (Some(f), None) => format!("-   {}: {f}", c.field),
-                        (None, None) => continue,
-                    };
+                for line in a.changes.iter().filter_map(change_line) {
                     let _ = writeln!(out, "{line}");
                 }
             }
@@ -131,6 +121,31 @@ pub fn markdown(plan: &Plan) -> String {
         }
     }
     out
+}
+
+/// The first column of an action's line in a `diff` block: `+` creates, `-` deletes,
+/// `!` changes in place or replaces.
+pub fn diff_marker(action: ActionKind) -> &'static str {
+    match action {
+        ActionKind::Create => "+",
+        ActionKind::Delete => "-",
+        ActionKind::Update | ActionKind::Replace => "!",
+    }
+}
+
+/// One field change as a line of a `diff` block (`None` for a change of nothing).
+pub fn change_line(c: &FieldChange) -> Option<String> {
+    match (&c.from, &c.to) {
+        (Some(f), Some(t)) => Some(format!("    {}: {f} → {t}", c.field)),
+        (None, Some(t)) => Some(format!("+   {}: {t}", c.field)),
+        (Some(f), None) => Some(format!("-   {}: {f}", c.field)),
+        (None, None) => None,
+    }
+}
+
+/// `s` after a count other than one.
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 fn summary_line(s: Summary) -> String {
