@@ -178,26 +178,38 @@ pub fn removed_environments(
         .iter()
         .filter(|c| c.change == ChangeKind::Removed)
     {
-        let path = format!("{}/{}.yaml", repo::ENVIRONMENTS_DIR, change.name);
-        let Some(id) = base_envs.get(&path) else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&git.read(*id)?).into_owned();
-        if let (Ok(name), Ok(parsed)) = (
-            config::env_name_from_path(&path),
-            config::parse(&path, &text),
-        ) {
-            removed.insert(
-                change.name.clone(),
-                Environment {
-                    name,
-                    path,
-                    spec: parsed.spec,
-                },
-            );
+        if let Some(environment) = environment_in(git, &base_envs, &change.name)? {
+            removed.insert(change.name.clone(), environment);
         }
     }
     Ok(removed)
+}
+
+/// Environment `name` as a commit's file had it, from that commit's `listing` of
+/// environment files (`None`: no such file, or one that does not parse).
+fn environment_in(
+    git: &GitRepo,
+    listing: &BTreeMap<String, gix::ObjectId>,
+    name: &str,
+) -> Result<Option<Environment>, GitError> {
+    let path = format!("{}/{name}.yaml", repo::ENVIRONMENTS_DIR);
+    let Some(id) = listing.get(&path) else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&git.read(*id)?).into_owned();
+    Ok(
+        match (
+            config::env_name_from_path(&path),
+            config::parse(&path, &text),
+        ) {
+            (Ok(name), Ok(parsed)) => Some(Environment {
+                name,
+                path,
+                spec: parsed.spec,
+            }),
+            _ => None,
+        },
+    )
 }
 
 /// Environments keyed by their name as text.
@@ -275,12 +287,13 @@ pub fn since_applied(
         if layers.is_empty() {
             continue;
         }
-        let mut target = engine::select(environments, std::slice::from_ref(name), &[])?
-            .pop()
-            .expect("select returns the one environment asked for");
-        target.layers = layers;
-        target.follow_forced = true;
-        targets.push(target);
+        targets.push(Target::new(
+            name.clone(),
+            Some(env.clone()),
+            env,
+            layers,
+            true,
+        ));
     }
     for (name, (region, applied)) in last {
         if environments.contains_key(name) {
@@ -295,30 +308,23 @@ pub fn since_applied(
                 Root::Commit(c) => Some(c.clone()),
                 _ => None,
             });
-        let path = format!("{}/{name}.yaml", repo::ENVIRONMENTS_DIR);
-        let Some(parsed) = recorded
+        let Some(old) = recorded
             .and_then(|c| git.commit(&c).ok())
             .and_then(|c| git.environments(&c).ok())
-            .and_then(|files| files.get(&path).copied())
-            .and_then(|blob| git.read(blob).ok())
-            .and_then(|bytes| config::parse(&path, &String::from_utf8_lossy(&bytes)).ok())
+            .and_then(|listing| environment_in(git, &listing, name).ok().flatten())
         else {
             continue;
         };
-        let tags = parsed
-            .spec
-            .tags
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        targets.push(Target {
-            name: name.clone(),
-            environment: None,
-            region: region.clone(),
-            tags,
-            layers: Layer::ALL.into_iter().collect(),
-            follow_forced: true,
-        });
+        let mut target = Target::new(
+            name.clone(),
+            None,
+            &old,
+            Layer::ALL.into_iter().collect(),
+            true,
+        );
+        // Torn down where it was found.
+        target.region = region.clone();
+        targets.push(target);
     }
     Ok(targets)
 }

@@ -41,6 +41,33 @@ pub struct Target {
     pub follow_forced: bool,
 }
 
+impl Target {
+    /// The target `name` with `layers`: `environment` as the head has it (`None`: a
+    /// teardown), its region and tags from `source` (the head's file, or a removed
+    /// environment's last version).
+    pub fn new(
+        name: String,
+        environment: Option<Environment>,
+        source: &Environment,
+        layers: BTreeSet<Layer>,
+        follow_forced: bool,
+    ) -> Target {
+        Target {
+            name,
+            region: source.spec.region.to_string(),
+            tags: source
+                .spec
+                .tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            environment,
+            layers,
+            follow_forced,
+        }
+    }
+}
+
 /// Why the engine stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -142,19 +169,13 @@ pub fn select(
                 name: name.clone(),
                 known: environments.keys().cloned().collect(),
             })?;
-            Ok(Target {
+            Ok(Target::new(
                 name,
-                region: env.spec.region.to_string(),
-                tags: env
-                    .spec
-                    .tags
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.clone()))
-                    .collect(),
-                environment: Some(env.clone()),
-                layers: layers.clone(),
-                follow_forced: false,
-            })
+                Some(env.clone()),
+                env,
+                layers.clone(),
+                false,
+            ))
         })
         .collect()
 }
@@ -185,19 +206,13 @@ pub fn from_changes(
                 head.get(&change.name).cloned()
             };
             let source = environment.as_ref().or_else(|| base.get(&change.name))?;
-            Some(Target {
-                name: change.name.clone(),
-                region: source.spec.region.to_string(),
-                tags: source
-                    .spec
-                    .tags
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.clone()))
-                    .collect(),
-                environment,
-                layers: chosen,
-                follow_forced: only.is_none(),
-            })
+            Some(Target::new(
+                change.name.clone(),
+                environment.clone(),
+                source,
+                chosen,
+                only.is_none(),
+            ))
         })
         .collect()
 }
