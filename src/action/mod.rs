@@ -232,14 +232,7 @@ impl Run<'_> {
         let Some(path) = self.runner.step_summary.clone() else {
             return;
         };
-        let text = redact::apply(
-            &document
-                .render(
-                    comment::SUMMARY_BUDGET,
-                    "the JSON plan (output `plan_json`)",
-                )
-                .replacen(comment::MARKER, "", 1),
-        );
+        let text = redact::apply(&document.summary());
         if let Err(e) = runner::append_summary(&path, &text) {
             self.say(&command(
                 "warning",
@@ -342,7 +335,7 @@ impl Run<'_> {
         if !self.inputs.comment {
             return;
         }
-        let body = redact::apply(&document.render(comment::COMMENT_BUDGET, "the job summary"));
+        let body = redact::apply(&document.comment());
         let Some((github, login)) = self.github().await else {
             self.say(&command(
                 "notice",

@@ -57,7 +57,7 @@ impl Header {
         }
     }
 
-    /// Reads the header from a comment body written by [`Document::render`].
+    /// Reads the header from a comment body written by [`Document::comment`].
     pub fn parse(body: &str) -> Option<Header> {
         let start = body.find(HEADER_START)? + HEADER_START.len();
         let end = start + body[start..].find(HEADER_END)?;
@@ -96,13 +96,24 @@ pub struct Section {
 const OVERFLOW_ROOM: usize = 120;
 
 impl Document {
+    /// The body of strata's pull-request comment: [`MARKER`] first, within
+    /// [`COMMENT_BUDGET`], what is cut found in the job summary.
+    pub fn comment(&self) -> String {
+        let marker = format!("{MARKER}\n");
+        marker.clone() + &self.render(COMMENT_BUDGET - marker.len(), "the job summary")
+    }
+
+    /// The job summary's text, within [`SUMMARY_BUDGET`], what is cut found in the
+    /// JSON plan.
+    pub fn summary(&self) -> String {
+        self.render(SUMMARY_BUDGET, "the JSON plan (output `plan_json`)")
+    }
+
     /// Renders within `budget` bytes; `elsewhere` says where the whole text is ("the
     /// job summary"). Once an item does not fit, it and every later item are cut, and
     /// each section cut says how many of its items it left out.
     pub fn render(&self, budget: usize, elsewhere: &str) -> String {
         let mut out = String::new();
-        out.push_str(MARKER);
-        out.push('\n');
         if let Some(header) = &self.header {
             out.push_str(&header.render());
             out.push('\n');
@@ -435,8 +446,7 @@ mod tests {
     #[test]
     fn a_plan_over_the_budget_is_cut_by_section_and_says_what_it_left_out() {
         let big = plan((0..2000).map(|n| create(n, 3)).collect());
-        let body =
-            plan_document(&big, &Context::default()).render(COMMENT_BUDGET, "the job summary");
+        let body = plan_document(&big, &Context::default()).comment();
         assert!(body.len() <= COMMENT_BUDGET, "{} bytes", body.len());
         assert!(body.starts_with(MARKER));
         assert!(body.contains("| big | network | 2000 | 0 | 0 | 0 |"));
@@ -448,8 +458,7 @@ mod tests {
         assert!(body.contains("_2000 more in “Unit diffs”: see the job summary._"));
         let header = Header::parse(&body).expect("the header survives the cut");
         assert_eq!(header.digests.len(), 1);
-        let whole =
-            plan_document(&big, &Context::default()).render(SUMMARY_BUDGET, "the plan artifact");
+        let whole = plan_document(&big, &Context::default()).summary();
         assert!(whole.len() > COMMENT_BUDGET && whole.len() <= SUMMARY_BUDGET);
     }
 
@@ -457,7 +466,7 @@ mod tests {
     fn a_plan_that_fits_is_whole_and_its_header_round_trips() {
         let small = plan(vec![create(1, 2)]);
         let document = plan_document(&small, &Context::default());
-        let body = document.render(COMMENT_BUDGET, "the job summary");
+        let body = document.comment();
         assert!(!body.contains("more in"));
         assert!(body.contains("+ big · network: create security group sg/g1"));
         assert!(body.contains("+ line 1"));
