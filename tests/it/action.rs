@@ -27,6 +27,32 @@ fn environment(octet: u8, ports: &[u16]) -> String {
     )
 }
 
+/// Runs the action for pull request `number` (`opened`, `synchronize`, ...) of
+/// `repo`, from `base` to `head`, checked out as its merge ref.
+fn open_pull_request(
+    repo: &GitRepo,
+    github: &GitHub,
+    action: &str,
+    number: u64,
+    base: &str,
+    head: &str,
+    aws: &[(&'static str, String)],
+) -> github::ActionRun {
+    let event = pull_request_event(action, number, base, head, &[]);
+    run_action(
+        repo.path(),
+        github,
+        Trigger {
+            name: "pull_request",
+            payload: &event,
+            sha: head,
+            git_ref: &format!("refs/pull/{number}/merge"),
+        },
+        &[],
+        aws,
+    )
+}
+
 /// A repository with a base commit and a pull request's head commit on top of it.
 fn pull_request_repo(name: &str, octet: u8) -> (GitRepo, String, String) {
     let repo = GitRepo::new();
@@ -50,19 +76,7 @@ async fn a_pull_request_gets_one_comment_edited_in_place_on_the_next_push() {
     let github = GitHub::start().await;
     github.comments(2, vec![]).await;
     github.accept_create(2, 501).await;
-    let event = pull_request_event("opened", 2, &base, &head, &[]);
-    let run = run_action(
-        repo.path(),
-        &github,
-        Trigger {
-            name: "pull_request",
-            payload: &event,
-            sha: &head,
-            git_ref: "refs/pull/2/merge",
-        },
-        &[],
-        &binary_vars(),
-    );
+    let run = open_pull_request(&repo, &github, "opened", 2, &base, &head, &binary_vars());
     assert_eq!(run.out.code, 0, "{}", run.out.stdout);
     let written = github.written().await;
     assert_eq!(written.len(), 1, "{written:?}");
@@ -109,17 +123,13 @@ async fn a_pull_request_gets_one_comment_edited_in_place_on_the_next_push() {
         )
         .await;
     github.accept_update(501).await;
-    let event = pull_request_event("synchronize", 2, &base, &head, &[]);
-    let run = run_action(
-        repo.path(),
+    let run = open_pull_request(
+        &repo,
         &github,
-        Trigger {
-            name: "pull_request",
-            payload: &event,
-            sha: &head,
-            git_ref: "refs/pull/2/merge",
-        },
-        &[],
+        "synchronize",
+        2,
+        &base,
+        &head,
         &binary_vars(),
     );
     assert_eq!(run.out.code, 0, "{}", run.out.stdout);
@@ -163,19 +173,7 @@ async fn a_failed_create_that_github_made_is_not_posted_twice() {
         .mount(&github.server)
         .await;
     github.accept_update(601).await;
-    let event = pull_request_event("opened", 3, &base, &head, &[]);
-    let run = run_action(
-        repo.path(),
-        &github,
-        Trigger {
-            name: "pull_request",
-            payload: &event,
-            sha: &head,
-            git_ref: "refs/pull/3/merge",
-        },
-        &[],
-        &binary_vars(),
-    );
+    let run = open_pull_request(&repo, &github, "opened", 3, &base, &head, &binary_vars());
     assert_eq!(run.out.code, 0, "{}", run.out.stdout);
     let written = github.written().await;
     let verbs: Vec<&str> = written.iter().map(|(m, _)| m.as_str()).collect();
@@ -195,19 +193,7 @@ async fn configuration_errors_become_annotations_and_a_comment() {
     let github = GitHub::start().await;
     github.comments(4, vec![]).await;
     github.accept_create(4, 701).await;
-    let event = pull_request_event("opened", 4, &base, &head, &[]);
-    let run = run_action(
-        repo.path(),
-        &github,
-        Trigger {
-            name: "pull_request",
-            payload: &event,
-            sha: &head,
-            git_ref: "refs/pull/4/merge",
-        },
-        &[],
-        &binary_vars(),
-    );
+    let run = open_pull_request(&repo, &github, "opened", 4, &base, &head, &binary_vars());
     assert_eq!(run.out.code, 1, "{}", run.out.stdout);
     assert!(
         run.out
@@ -237,19 +223,7 @@ async fn without_aws_credentials_a_model_only_plan_is_posted() {
     let github = GitHub::start().await;
     github.comments(5, vec![]).await;
     github.accept_create(5, 801).await;
-    let event = pull_request_event("opened", 5, &base, &head, &[]);
-    let run = run_action(
-        repo.path(),
-        &github,
-        Trigger {
-            name: "pull_request",
-            payload: &event,
-            sha: &head,
-            git_ref: "refs/pull/5/merge",
-        },
-        &[],
-        &no_credentials(),
-    );
+    let run = open_pull_request(&repo, &github, "opened", 5, &base, &head, &no_credentials());
     assert_eq!(run.out.code, 0, "{}", run.out.stdout);
     let written = github.written().await;
     assert_eq!(written.len(), 1);
@@ -274,19 +248,7 @@ async fn a_pull_request_that_changes_nothing_strata_manages_posts_no_comment() {
     let head = repo.commit("docs");
     let github = GitHub::start().await;
     github.comments(6, vec![]).await;
-    let event = pull_request_event("opened", 6, &base, &head, &[]);
-    let run = run_action(
-        repo.path(),
-        &github,
-        Trigger {
-            name: "pull_request",
-            payload: &event,
-            sha: &head,
-            git_ref: "refs/pull/6/merge",
-        },
-        &[],
-        &binary_vars(),
-    );
+    let run = open_pull_request(&repo, &github, "opened", 6, &base, &head, &binary_vars());
     assert_eq!(run.out.code, 0, "{}", run.out.stdout);
     assert_eq!(github.written().await, Vec::<(String, String)>::new());
     assert_eq!(run.outputs["has_changes"], "false");
@@ -311,19 +273,7 @@ async fn a_read_only_token_leaves_a_notice_and_a_green_job() {
         )
         .mount(&github.server)
         .await;
-    let event = pull_request_event("opened", 7, &base, &head, &[]);
-    let run = run_action(
-        repo.path(),
-        &github,
-        Trigger {
-            name: "pull_request",
-            payload: &event,
-            sha: &head,
-            git_ref: "refs/pull/7/merge",
-        },
-        &[],
-        &binary_vars(),
-    );
+    let run = open_pull_request(&repo, &github, "opened", 7, &base, &head, &binary_vars());
     assert_eq!(run.out.code, 0, "{}", run.out.stdout);
     assert!(
         run.out
@@ -340,19 +290,7 @@ async fn reviewed_plan(repo: &GitRepo, number: u64, base: &str, head: &str) -> S
     let github = GitHub::start().await;
     github.comments(number, vec![]).await;
     github.accept_create(number, 900 + number).await;
-    let event = pull_request_event("opened", number, base, head, &[]);
-    let run = run_action(
-        repo.path(),
-        &github,
-        Trigger {
-            name: "pull_request",
-            payload: &event,
-            sha: head,
-            git_ref: &format!("refs/pull/{number}/merge"),
-        },
-        &[],
-        &binary_vars(),
-    );
+    let run = open_pull_request(repo, &github, "opened", number, base, head, &binary_vars());
     assert_eq!(run.out.code, 0, "{}", run.out.stdout);
     github.written().await.remove(0).1
 }
