@@ -202,13 +202,17 @@ impl Run<'_> {
     fn log_plan(&mut self, plan: &Plan) {
         for env in &plan.environments {
             for layer in &env.layers {
-                let single = Plan {
-                    environments: vec![crate::plan::EnvironmentPlan {
+                // This layer alone, without copying the rest of the plan.
+                let single = Plan::new(
+                    plan.commit.clone(),
+                    vec![crate::plan::EnvironmentPlan {
+                        name: env.name.clone(),
+                        region: env.region.clone(),
+                        removed: env.removed,
+                        summary: layer.summary,
                         layers: vec![layer.clone()],
-                        ..env.clone()
                     }],
-                    ..plan.clone()
-                };
+                );
                 let text = render::markdown(&single);
                 self.group(&format!("{} · {} layer", env.name, layer.layer), &text);
             }

@@ -74,11 +74,10 @@ pub(super) async fn run(run: &mut Run<'_>, pr: &PullRequest) -> Result<(), Strin
         ));
         let base_commit = git.commit(&base).map_err(|e| e.to_string())?;
         // A base that does not load (it had problems of its own) compares as empty.
-        let base_repo = selection::load_commit(&git, &base_commit).ok();
-        let base_envs = base_repo
-            .as_ref()
-            .map(|r| selection::by_name(r.environments.clone()))
-            .unwrap_or_default();
+        let (base_envs, base_units) = match selection::load_commit(&git, &base_commit) {
+            Ok(r) => (selection::by_name(r.environments), r.units),
+            Err(_) => Default::default(),
+        };
         let sides: Vec<(String, Sides<'_>, Vec<crate::config::Layer>)> = work
             .targets
             .iter()
@@ -93,9 +92,7 @@ pub(super) async fn run(run: &mut Run<'_>, pr: &PullRequest) -> Result<(), Strin
                 )
             })
             .collect();
-        let empty = crate::units::UnitSet::default();
-        let base_units = base_repo.as_ref().map_or(&empty, |r| &r.units);
-        model_only::plan(&sides, base_units, &work.units, work.commit.clone())
+        model_only::plan(&sides, &base_units, &work.units, work.commit.clone())
     } else {
         match engine::plan(
             &connector,

@@ -14,7 +14,7 @@ use crate::github::event::{Dispatch, Push};
 use crate::github::runner::{Mode, command};
 use crate::plan::comment::{self, Document, Header, Section};
 use crate::plan::render::plural;
-use crate::plan::{ActionRef, Plan, Summary, digest};
+use crate::plan::{ActionRef, Plan, digest};
 use crate::selection::{self, SelectError, Selection, Work};
 
 /// The label that consents, on the merged pull request, to deletions and replacements.
@@ -363,21 +363,14 @@ async fn execute(
 
 /// The plan of one environment.
 fn only(plan: &Plan, name: &str) -> Plan {
-    let environments: Vec<_> = plan
-        .environments
-        .iter()
-        .filter(|e| e.name == name)
-        .cloned()
-        .collect();
-    let mut summary = Summary::default();
-    for e in &environments {
-        summary.add(e.summary);
-    }
-    Plan {
-        summary,
-        environments,
-        ..plan.clone()
-    }
+    Plan::new(
+        plan.commit.clone(),
+        plan.environments
+            .iter()
+            .filter(|e| e.name == name)
+            .cloned()
+            .collect(),
+    )
 }
 
 async fn apply_one(

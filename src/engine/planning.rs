@@ -185,17 +185,8 @@ pub async fn plan(
         }
     }
     environments.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut summary = Summary::default();
-    for e in &environments {
-        summary.add(e.summary);
-    }
     Ok((
-        Plan {
-            version: 1,
-            commit: commit.map(str::to_owned),
-            summary,
-            environments,
-        },
+        Plan::new(commit.map(str::to_owned), environments),
         observations,
     ))
 }
@@ -360,10 +351,7 @@ fn plan_target(
         machine_observed,
         desired_machines.map(|d| d.cluster.as_slice()),
     );
-    let mut summary = Summary::default();
-    for l in &layers {
-        summary.add(l.summary);
-    }
+    let summary = layers.iter().map(|l| l.summary).sum();
     Ok(EnvironmentPlan {
         name: t.name.clone(),
         region: t.region.clone(),

@@ -360,6 +360,16 @@ impl Summary {
     }
 }
 
+impl std::iter::Sum for Summary {
+    fn sum<I: Iterator<Item = Summary>>(iter: I) -> Summary {
+        let mut total = Summary::default();
+        for s in iter {
+            total.add(s);
+        }
+        total
+    }
+}
+
 /// One layer of one environment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LayerPlan {
@@ -407,6 +417,16 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A plan of `environments`, made from `commit`, with its counts.
+    pub fn new(commit: Option<String>, environments: Vec<EnvironmentPlan>) -> Plan {
+        Plan {
+            version: 1,
+            commit,
+            summary: environments.iter().map(|e| e.summary).sum(),
+            environments,
+        }
+    }
+
     /// True when nothing is to be done.
     pub fn is_empty(&self) -> bool {
         self.summary.total() == 0

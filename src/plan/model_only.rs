@@ -65,28 +65,15 @@ pub fn plan(
                 notes,
             });
         }
-        let mut summary = Summary::default();
-        for l in &layer_plans {
-            summary.add(l.summary);
-        }
         out.push(EnvironmentPlan {
             name: name.clone(),
             region: either.spec.region.to_string(),
             removed: sides.head.is_none(),
-            summary,
+            summary: layer_plans.iter().map(|l| l.summary).sum(),
             layers: layer_plans,
         });
     }
-    let mut summary = Summary::default();
-    for e in &out {
-        summary.add(e.summary);
-    }
-    Plan {
-        version: 1,
-        commit,
-        summary,
-        environments: out,
-    }
+    Plan::new(commit, out)
 }
 
 /// Zone names as the region would most likely give them (`<region>a`, `b`, ...):
