@@ -16,7 +16,7 @@ use strata::plan::comment::{Header, MARKER};
 
 /// A network-only environment (quick to apply on moto); `octet` keeps tests apart in
 /// moto's default account.
-fn environment(octet: u8, ports: &[u16]) -> String {
+pub(crate) fn environment(octet: u8, ports: &[u16]) -> String {
     let rules: Vec<String> = ports
         .iter()
         .map(|p| format!("{{ protocol: tcp, ports: {p}, from: 10.0.0.0/8 }}"))
@@ -29,7 +29,7 @@ fn environment(octet: u8, ports: &[u16]) -> String {
 
 /// Runs the action for pull request `number` (`opened`, `synchronize`, ...) of
 /// `repo`, from `base` to `head`, checked out as its merge ref.
-fn open_pull_request(
+pub(crate) fn open_pull_request(
     repo: &GitRepo,
     github: &GitHub,
     action: &str,
@@ -54,7 +54,7 @@ fn open_pull_request(
 }
 
 /// A repository with a base commit and a pull request's head commit on top of it.
-fn pull_request_repo(name: &str, octet: u8) -> (GitRepo, String, String) {
+pub(crate) fn pull_request_repo(name: &str, octet: u8) -> (GitRepo, String, String) {
     let repo = GitRepo::new();
     repo.write("README.md", "infrastructure\n");
     let base = repo.commit("base");
@@ -297,7 +297,7 @@ async fn reviewed_plan(repo: &GitRepo, number: u64, base: &str, head: &str) -> S
 
 /// Runs the push of `head` to main with the merged pull request `number` carrying
 /// `comment_body` (or no comment) and `labels`.
-async fn merge(
+pub(crate) async fn merge(
     repo: &GitRepo,
     number: u64,
     head: &str,

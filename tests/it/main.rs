@@ -2,6 +2,7 @@
 //! repositories and for running the real `strata` binary.
 
 mod action;
+mod action_guards;
 mod changes;
 mod cloud;
 mod cluster;

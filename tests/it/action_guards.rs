@@ -1,0 +1,239 @@
+//! What the Action never does, through the runner's contract: post over GitHub's
+//! size limit, give up on a passing GitHub fault or post twice after one, let a
+//! secret reach GitHub, the summary or the outputs, or read a file outside the
+//! repository.
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::action::{environment, merge, open_pull_request, pull_request_repo};
+use crate::cloud::binary_vars;
+use crate::github::{self, GitHub};
+use crate::harness::{self, GitRepo};
+use strata::plan::comment::{COMMENT_BUDGET, SUMMARY_BUDGET};
+
+/// A network of `groups` security groups with `rules` rules each: a plan of about
+/// 40 bytes a rule.
+fn large_environment(octet: u8, groups: usize, rules: u16) -> String {
+    let mut text = format!(
+        "region: eu-west-1\nnetwork:\n  cidr: 10.{octet}.0.0/16\n  zones: 1\n  private_subnets: 1\n  public_subnets: 0\n  nat: none\n  security_groups:\n"
+    );
+    for g in 0..groups {
+        let ports: Vec<String> = (0..rules)
+            .map(|p| format!("{{ protocol: tcp, ports: {}, from: 10.0.0.0/8 }}", 1000 + p))
+            .collect();
+        let _ = writeln!(text, "    g{g}:\n      ingress: [{}]", ports.join(", "));
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_too_large_for_a_comment_is_cut_and_the_summary_has_it_whole() {
+    let repo = GitRepo::new();
+    repo.write("README.md", "x\n");
+    let base = repo.commit("base");
+    repo.write(
+        "environments/action-large.yaml",
+        large_environment(151, 60, 50),
+    );
+    let head = repo.commit("sixty groups");
+    let github = GitHub::start().await;
+    github.comments(12, vec![]).await;
+    github.accept_create(12, 1201).await;
+    let run = open_pull_request(&repo, &github, "opened", 12, &base, &head, &binary_vars());
+    assert_eq!(run.out.code, 0, "{}", run.out.stdout);
+    let written = github.written().await;
+    assert_eq!(written.len(), 1);
+    let body = &written[0].1;
+    assert!(
+        body.chars().count() <= COMMENT_BUDGET,
+        "{} characters",
+        body.chars().count()
+    );
+    assert!(
+        body.contains("| action-large | network | 63 | 0 | 0 | 0 |"),
+        "{body}"
+    );
+    assert!(
+        body.contains("more in “New resources”: see the job summary._"),
+        "{}",
+        &body[body.len().saturating_sub(400)..]
+    );
+    assert!(run.summary.len() > COMMENT_BUDGET && run.summary.len() <= SUMMARY_BUDGET);
+    assert!(
+        run.summary
+            .contains("+ action-large · network: create security group sg/g59")
+    );
+    assert!(
+        run.summary
+            .contains("+   ingress: tcp 1049 from 10.0.0.0/8")
+    );
+    assert!(!run.summary.contains("more in"), "the summary is whole");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_502_and_a_secondary_rate_limit_are_waited_out_and_one_comment_is_posted() {
+    let (repo, base, head) = pull_request_repo("action-limits", 152);
+    let github = GitHub::start().await;
+    let comments = format!(
+        "/repos/{}/{}/issues/13/comments",
+        github::OWNER,
+        github::REPO
+    );
+    Mock::given(method("GET"))
+        .and(path(comments.clone()))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&github.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(comments.clone()))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("retry-after", "1")
+                .set_body_json(json!({
+                    "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+                })),
+        )
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&github.server)
+        .await;
+    github.comments(13, vec![]).await;
+    github.accept_create(13, 1301).await;
+    let run = open_pull_request(&repo, &github, "opened", 13, &base, &head, &binary_vars());
+    assert_eq!(run.out.code, 0, "{}", run.out.stdout);
+    let requests = github.requests().await;
+    let listings = requests
+        .iter()
+        .filter(|(m, p, _)| m == "GET" && *p == comments)
+        .count();
+    assert_eq!(listings, 3, "{requests:?}");
+    let written = github.written().await;
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert_eq!(written[0].0, "POST");
+    assert!(
+        run.out.stdout.contains("comment 1301 posted on #13"),
+        "{}",
+        run.out.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ssh_key_reaches_no_comment_summary_output_or_file() {
+    let key = harness::unique_key("action-key");
+    crate::cloud::put_secret("eu-west-1", "strata/action-key/ssh-public-key", &key).await;
+    let repo = GitRepo::new();
+    repo.write("README.md", "x\n");
+    let base = repo.commit("base");
+    let cluster = "cluster:\n  mode: autoscaling\n  min: 1\n  max: 1\n  instance_type: t3.small\n  ami: ami-0f1a7ca7000000001\n  subnets: private\n  security_groups: [web]\nnode:\n  units: [web.service]\n  ssh: { public_key_secret: strata/action-key/ssh-public-key }\n";
+    repo.write(
+        "environments/action-key.yaml",
+        environment(153, &[22]) + cluster,
+    );
+    repo.write(
+        "units/web.service",
+        "[Service]\nExecStart=/usr/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    let head = repo.commit("a cluster with a key");
+    let github = GitHub::start().await;
+    github.comments(14, vec![]).await;
+    github.accept_create(14, 1401).await;
+    let run = open_pull_request(&repo, &github, "opened", 14, &base, &head, &binary_vars());
+    assert_eq!(run.out.code, 0, "{}", run.out.stdout);
+    let written = github.written().await;
+    assert!(
+        written[0]
+            .1
+            .contains("| action-key | node | 1 | 0 | 0 | 0 |"),
+        "{}",
+        written[0].1
+    );
+    let body = key.split(' ').nth(1).unwrap();
+    // The log holds it only where the runner is told to mask it.
+    for line in run.out.stdout.lines().filter(|l| l.contains(body)) {
+        assert!(line.starts_with("::add-mask::"), "{line}");
+    }
+    let requests: Vec<String> = github
+        .requests()
+        .await
+        .into_iter()
+        .map(|(_, _, b)| b.to_string())
+        .collect();
+    let outputs: Vec<&str> = run.outputs.values().map(String::as_str).collect();
+    let mut everything: Vec<&str> = vec![&run.summary, &run.out.stderr];
+    everything.extend(requests.iter().map(String::as_str));
+    everything.extend(outputs);
+    harness::assert_key_nowhere(&key, &everything);
+}
+
+/// A repository whose pull request adds a unit that is a link to a file outside it.
+fn linked_unit_repo(outside: &std::path::Path) -> (GitRepo, String, String) {
+    let repo = GitRepo::new();
+    repo.write("environments/action-link.yaml", environment(154, &[22]));
+    let base = repo.commit("base");
+    std::fs::create_dir_all(repo.path().join("units")).unwrap();
+    std::os::unix::fs::symlink(outside, repo.path().join("units/stolen.service")).unwrap();
+    let head = repo.commit("a unit that is a link");
+    (repo, base, head)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_unit_is_a_configuration_error_on_a_pull_request_and_a_merge() {
+    let secret = "runner-file-that-must-stay-on-the-runner";
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        outside.path(),
+        format!("[Service]\nExecStart=/bin/echo {secret}\n"),
+    )
+    .unwrap();
+    let (repo, base, head) = linked_unit_repo(outside.path());
+
+    let github = GitHub::start().await;
+    github.comments(15, vec![]).await;
+    github.accept_create(15, 1501).await;
+    let run = open_pull_request(&repo, &github, "opened", 15, &base, &head, &binary_vars());
+    assert_eq!(run.out.code, 1, "{}", run.out.stdout);
+    assert_eq!(run.outputs["failure_reason"], "config-error");
+    assert!(
+        run.out
+            .stdout
+            .contains("::error file=units/stolen.service,title=strata::is a symbolic link"),
+        "{}",
+        run.out.stdout
+    );
+    let written = github.written().await;
+    assert!(
+        written[0]
+            .1
+            .contains("units/stolen.service: is a symbolic link"),
+        "{}",
+        written[0].1
+    );
+
+    let (merged, written) = merge(&repo, 15, &head, None, &[]).await;
+    assert_eq!(merged.out.code, 1, "{}", merged.out.stdout);
+    assert_eq!(merged.outputs["failure_reason"], "config-error");
+    assert!(
+        merged
+            .out
+            .stdout
+            .contains("::error file=units/stolen.service"),
+        "{}",
+        merged.out.stdout
+    );
+    for text in [
+        &run.out.stdout,
+        &run.summary,
+        &merged.out.stdout,
+        &merged.summary,
+    ] {
+        assert!(!text.contains(secret));
+    }
+    assert!(written.iter().all(|(_, b)| !b.contains(secret)));
+}
