@@ -132,15 +132,7 @@ fn release_from_name(name: &str) -> Option<String> {
 
 /// Looks the image up in the feed and verifies it in EC2.
 pub async fn resolve(aws: &Aws, os: &OsImage) -> Result<Image, ImageError> {
-    let label = format!(
-        "{} {}",
-        if os.name == OsName::Flatcar {
-            "flatcar"
-        } else {
-            "fedora-coreos"
-        },
-        os.channel
-    );
+    let label = format!("{} {}", os.name.as_str(), os.channel);
     let url = feed_url(os);
     let feed_error = |message: String| ImageError::Feed {
         os: label.clone(),

@@ -672,6 +672,14 @@ pub enum OsName {
 }
 
 impl OsName {
+    /// The name as environment files write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OsName::Flatcar => "flatcar",
+            OsName::FedoraCoreos => "fedora-coreos",
+        }
+    }
+
     /// The channels the vendor publishes.
     pub fn channels(self) -> &'static [&'static str] {
         match self {

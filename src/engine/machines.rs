@@ -9,7 +9,7 @@ use crate::aws::images::{self, Image};
 use crate::aws::network::Executor;
 use crate::config::{ClusterMode, Environment, Layer};
 use crate::plan::cluster::NodeLaunch;
-use crate::plan::{self, Action, Kind, Observed};
+use crate::plan::{self, Action, Observed};
 use crate::units::UnitSet;
 
 /// What apply needs to render an environment's configs again once it has fetched its
@@ -313,18 +313,7 @@ pub(super) fn desired_machines(
     machine_observed: &[Observed],
     zones: &[String],
 ) -> DesiredMachines {
-    let tgs: Vec<String> = plan::network::desired(env, &[])
-        .into_iter()
-        .filter(|r| {
-            r.kind == Kind::TargetGroup
-                && env
-                    .spec
-                    .cluster
-                    .as_ref()
-                    .is_some_and(|c| plan::cluster::joins_target_group(c, &r.id))
-        })
-        .map(|r| r.id)
-        .collect();
+    let tgs = plan::cluster::target_groups(env);
     let image = kept_image(env, machine_observed, &m.image).unwrap_or_else(|| m.image.id.clone());
     DesiredMachines {
         cluster: {

@@ -77,6 +77,19 @@ pub fn desired(
     out
 }
 
+/// The logical ids of the target groups `env`'s cluster joins (those of the load
+/// balancers it names).
+pub fn target_groups(env: &Environment) -> Vec<String> {
+    let Some(cluster) = &env.spec.cluster else {
+        return Vec::new();
+    };
+    super::network::desired(env, &[])
+        .into_iter()
+        .filter(|r| r.kind == Kind::TargetGroup && joins_target_group(cluster, &r.id))
+        .map(|r| r.id)
+        .collect()
+}
+
 /// The root volume as plans show it: `20 GiB gp3`.
 fn root_volume(cluster: &Cluster) -> Option<String> {
     cluster
@@ -211,7 +224,7 @@ pub fn security_groups(cluster: &Cluster) -> BTreeSet<String> {
 }
 
 /// What node `i` of a fixed-size cluster launches with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeLaunch {
     /// Base64 of its user data.
     pub user_data: String,

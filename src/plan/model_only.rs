@@ -49,10 +49,10 @@ pub fn plan(
                 Layer::Network => (network_actions(*sides), Vec::new()),
                 Layer::Node => node_actions(*sides, base_units, head_units),
                 Layer::Cluster => (
-                    Vec::new(),
+                    cluster_actions(*sides),
                     vec![
-                        "the cluster layer is compared with live AWS only (its image is looked up there); \
-                         this run had no AWS credentials"
+                        "the image is looked up on AWS, and running instances are compared there: \
+                         this shows the cluster as the files describe it"
                             .to_owned(),
                     ],
                 ),
@@ -88,13 +88,44 @@ fn model_zones(env: &Environment) -> Vec<String> {
 }
 
 fn network_actions(sides: Sides<'_>) -> Vec<Action> {
-    let desired = sides
-        .head
-        .map(|e| network::desired(e, &model_zones(e)))
-        .unwrap_or_default();
+    compare(sides, |e| network::desired(e, &model_zones(e)))
+}
+
+/// The image as the file names it: a pinned id, or the OS and channel to look up.
+fn model_image(env: &Environment) -> String {
+    let Some(cluster) = &env.spec.cluster else {
+        return String::new();
+    };
+    match (&cluster.ami, &cluster.os) {
+        (Some(ami), _) => ami.to_string(),
+        (None, Some(os)) => format!("{} {} (looked up on AWS)", os.name.as_str(), os.channel),
+        (None, None) => String::new(),
+    }
+}
+
+/// The cluster layer's resources: template, group, data volumes and a fixed-size
+/// cluster's instances (their configs are the node layer's).
+fn cluster_actions(sides: Sides<'_>) -> Vec<Action> {
+    compare(sides, |e| {
+        let (image, tgs) = (model_image(e), cluster::target_groups(e));
+        let mut resources = cluster::desired(e, &image, "", &tgs);
+        resources.extend(cluster::volumes(e, &model_zones(e)));
+        let size = e.spec.cluster.as_ref().map_or(0, |c| c.member_count());
+        let nodes = vec![cluster::NodeLaunch::default(); usize::from(size)];
+        resources.extend(cluster::instances(e, &image, &tgs, &nodes));
+        resources
+    })
+}
+
+/// The head's resources of a layer against the base's, as if the base were live.
+fn compare(
+    sides: Sides<'_>,
+    resources: impl Fn(&Environment) -> Vec<super::Resource>,
+) -> Vec<Action> {
+    let desired = sides.head.map(&resources).unwrap_or_default();
     let base: Vec<Observed> = sides
         .base
-        .map(|e| network::desired(e, &model_zones(e)))
+        .map(&resources)
         .unwrap_or_default()
         .into_iter()
         .map(|r| Observed {
@@ -165,4 +196,114 @@ fn node_actions(
                 .to_owned(),
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::FieldChange;
+
+    const WEB: &str = "region: eu-west-1\nnetwork:\n  cidr: 10.9.0.0/16\n  zones: 2\n  private_subnets: 2\n  public_subnets: 0\n  nat: none\n  security_groups:\n    web:\n      ingress: [ssh]\ncluster:\n  mode: fixed\n  size: 2\n  instance_type: t3.small\n  os: { name: flatcar, channel: stable }\n  subnets: private\n  security_groups: [web]\nnode:\n  units: [web.service]\n  ssh: { public_key_secret: strata/web/ssh-public-key }\n";
+
+    fn env(text: &str, units: &UnitSet) -> Environment {
+        let names = units.names();
+        crate::config::load("environments/web.yaml", text, &names).expect("a valid environment")
+    }
+
+    fn units(exec: &str) -> UnitSet {
+        let text =
+            format!("[Service]\nExecStart={exec}\n\n[Install]\nWantedBy=multi-user.target\n");
+        crate::units::load([("web.service", text.as_bytes())]).expect("a valid unit")
+    }
+
+    /// `<action> <id>: <field changes>` of each action of `layer`.
+    fn summary(plan: &Plan, layer: Layer) -> Vec<String> {
+        plan.actions()
+            .filter(|(_, l, _)| l.layer == layer)
+            .map(|(_, _, a)| {
+                let changes: Vec<String> = a
+                    .changes
+                    .iter()
+                    .map(|FieldChange { field, from, to }| {
+                        format!(
+                            "{field} {} → {}",
+                            from.as_deref().unwrap_or("-"),
+                            to.as_deref().unwrap_or("-")
+                        )
+                    })
+                    .collect();
+                format!("{} {}: {}", a.action, a.id, changes.join("; "))
+            })
+            .collect()
+    }
+
+    fn model_plan(base: &str, head: &str, base_units: &UnitSet, head_units: &UnitSet) -> Plan {
+        let (base, head) = (env(base, base_units), env(head, head_units));
+        let sides = Sides {
+            base: Some(&base),
+            head: Some(&head),
+        };
+        plan(
+            &[("web".to_owned(), sides, Layer::ALL.to_vec())],
+            base_units,
+            head_units,
+            None,
+        )
+    }
+
+    #[test]
+    fn a_cluster_change_shows_in_the_template_and_every_instance() {
+        let u = units("/usr/bin/true");
+        let plan = model_plan(WEB, &WEB.replace("t3.small", "t3.large"), &u, &u);
+        assert_eq!(summary(&plan, Layer::Network), Vec::<String>::new());
+        assert_eq!(
+            summary(&plan, Layer::Cluster),
+            [
+                "update launch-template: instance_type t3.small → t3.large",
+                "replace instance/0: instance_type t3.small → t3.large",
+                "replace instance/1: instance_type t3.small → t3.large",
+            ]
+        );
+        assert_eq!(summary(&plan, Layer::Node), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_unit_change_is_a_node_config_update_with_its_unit_lines() {
+        let plan = model_plan(WEB, WEB, &units("/usr/bin/true"), &units("/usr/bin/false"));
+        assert_eq!(summary(&plan, Layer::Cluster), Vec::<String>::new());
+        let node: Vec<&Action> = plan
+            .actions()
+            .filter(|(_, l, _)| l.layer == Layer::Node)
+            .map(|(_, _, a)| a)
+            .collect();
+        assert_eq!(node.len(), 1);
+        assert_eq!(node[0].action, ActionKind::Update);
+        assert!(
+            node[0].detail.iter().any(|l| l.contains("/usr/bin/false")),
+            "{:?}",
+            node[0].detail
+        );
+    }
+
+    #[test]
+    fn a_new_environment_is_created_whole_without_an_image_lookup() {
+        let u = units("/usr/bin/true");
+        let head = env(WEB, &u);
+        let sides = Sides {
+            base: None,
+            head: Some(&head),
+        };
+        let plan = plan(
+            &[("web".to_owned(), sides, Layer::ALL.to_vec())],
+            &u,
+            &u,
+            None,
+        );
+        let cluster = summary(&plan, Layer::Cluster);
+        assert_eq!(cluster.len(), 3, "{cluster:?}");
+        assert!(
+            cluster[0].contains("image - → flatcar stable (looked up on AWS)"),
+            "{cluster:?}"
+        );
+    }
 }
