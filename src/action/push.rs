@@ -139,9 +139,20 @@ pub(super) async fn run_dispatch(run: &mut Run<'_>, dispatch: &Dispatch) -> Resu
         .or_else(|| input("environment"))
         .into_iter()
         .collect();
+    // The action's `layer` input, else the manual run's own.
+    let layers = match (run.inputs.layers.is_empty(), input("layer")) {
+        (true, Some(text)) => match crate::github::runner::parse_layers(&text) {
+            Ok(layers) => layers,
+            Err(e) => {
+                run.outputs.failure_reason = Some(FailureReason::ConfigError);
+                return Err(e.to_string());
+            }
+        },
+        _ => run.inputs.layers.clone(),
+    };
     let selection = Selection {
         envs,
-        layers: run.inputs.layers.clone(),
+        layers,
         base: None,
         head: Some(run.runner.sha.clone()),
     };
@@ -480,9 +491,16 @@ fn record_document(
                 ),
                 Some(Outcome::PlanChanged(why)) => (
                     format!(
-                        "#### ⏸️ `{name}`: not applied: {why}\n\nRun the pull request's plan again to review the plan as it is now, or rebuild this environment with a manual run of the apply workflow (`workflow_dispatch`)."
+                        "#### ⏸️ `{name}`: not applied: {why}\n\nThe plan now is below. Run the pull request's plan again to review it, or rebuild this environment with a manual run of the apply workflow (`workflow_dispatch`)."
                     ),
-                    Vec::new(),
+                    env.layers
+                        .iter()
+                        .flat_map(|l| {
+                            l.actions
+                                .iter()
+                                .map(move |a| comment::action_block(name, l.layer.as_str(), a))
+                        })
+                        .collect(),
                 ),
                 Some(Outcome::NeedsConsent(what)) => (
                     format!(

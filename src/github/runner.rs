@@ -196,22 +196,7 @@ impl Inputs {
                 ));
             }
         };
-        let layers = match input("layer").as_deref() {
-            None | Some("all") => Vec::new(),
-            Some(text) => text
-                .split(',')
-                .map(|l| match l.trim() {
-                    "network" => Ok(Layer::Network),
-                    "cluster" => Ok(Layer::Cluster),
-                    "node" => Ok(Layer::Node),
-                    other => Err(contract_error(
-                        "input `layer`",
-                        format!("unknown layer `{other}`"),
-                        "use network, cluster, node or all",
-                    )),
-                })
-                .collect::<Result<_, _>>()?,
-        };
+        let layers = parse_layers(input("layer").as_deref().unwrap_or("all"))?;
         Ok(Inputs {
             mode,
             environment: input("environment"),
@@ -222,6 +207,25 @@ impl Inputs {
             require_approved_plan: flag("require_approved_plan", false)?,
         })
     }
+}
+
+/// `layer`: `all`, or layers separated by commas (`all`: an empty list).
+pub fn parse_layers(text: &str) -> Result<Vec<Layer>, ContractError> {
+    if text.trim() == "all" {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|l| match l.trim() {
+            "network" => Ok(Layer::Network),
+            "cluster" => Ok(Layer::Cluster),
+            "node" => Ok(Layer::Node),
+            other => Err(contract_error(
+                "input `layer`",
+                format!("unknown layer `{other}`"),
+                "use network, cluster, node or all",
+            )),
+        })
+        .collect()
 }
 
 /// Escapes a workflow command's message (`%`, CR, LF).

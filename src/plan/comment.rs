@@ -373,7 +373,7 @@ pub fn plan_document(plan: &Plan, context: &Context) -> Document {
 }
 
 /// One action as a diff block: what is done, then each field change.
-fn action_block(env: &str, layer: &str, a: &Action) -> String {
+pub fn action_block(env: &str, layer: &str, a: &Action) -> String {
     let prefix = render::diff_marker(a.action);
     let mut out = String::new();
     let aws = a

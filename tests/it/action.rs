@@ -401,6 +401,10 @@ async fn a_plan_that_changed_since_review_is_not_applied() {
         "{last}"
     );
     assert!(last.contains("Run the pull request's plan again"), "{last}");
+    assert!(
+        last.contains("+   ingress: tcp 2222 from 10.0.0.0/8"),
+        "the plan now: {last}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -485,6 +489,26 @@ async fn a_manual_run_plans_exactly_the_asked_environment_and_layer() {
         unknown.out.stdout.contains("no environment `nope`"),
         "{}",
         unknown.out.stdout
+    );
+    // The manual run's own inputs count when the workflow passes none to the action.
+    let typo = dispatch_event(json!({ "environment": "action-manual", "layer": "nodes" }));
+    let typo = run_action(
+        repo.path(),
+        &github,
+        Trigger {
+            name: "workflow_dispatch",
+            payload: &typo,
+            sha: &head,
+            git_ref: "refs/heads/main",
+        },
+        &[],
+        &binary_vars(),
+    );
+    assert_eq!(typo.code_and_reason(), (1, "config-error".to_owned()));
+    assert!(
+        typo.out.stdout.contains("unknown layer `nodes`"),
+        "{}",
+        typo.out.stdout
     );
 }
 
