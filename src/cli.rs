@@ -309,10 +309,10 @@ fn render(
                 Ok::<_, crate::aws::AwsError>((key, token))
             })?;
             if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
-                // Registers the values with the runner so no log line can show them.
-                writeln!(err, "::add-mask::{}", key.openssh())?;
-                if let Some(token) = &token {
-                    writeln!(err, "::add-mask::{}", token.url)?;
+                // Registers every secret read (the key, its body, the token) with the
+                // runner so no log line can show them.
+                for secret in crate::redact::registered() {
+                    writeln!(err, "{}", crate::github::runner::mask(&secret))?;
                 }
             }
             (Some(key), token)
