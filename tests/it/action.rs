@@ -296,13 +296,14 @@ async fn reviewed_plan(repo: &GitRepo, number: u64, base: &str, head: &str) -> S
 }
 
 /// Runs the push of `head` to main with the merged pull request `number` carrying
-/// `comment_body` (or no comment) and `labels`.
+/// `comment_body` (or no comment) and `labels`, with the action's `inputs`.
 pub(crate) async fn merge(
     repo: &GitRepo,
     number: u64,
     head: &str,
     comment_body: Option<&str>,
     labels: &[&str],
+    inputs: &[(&str, &str)],
 ) -> (github::ActionRun, Vec<(String, String)>) {
     let github = GitHub::start().await;
     github.pulls_of(head, merged_pull(number, labels)).await;
@@ -322,7 +323,7 @@ pub(crate) async fn merge(
             sha: head,
             git_ref: "refs/heads/main",
         },
-        &[],
+        inputs,
         &binary_vars(),
     );
     let written = github.written().await;
@@ -355,7 +356,7 @@ async fn vpc_commit(name: &str) -> Option<Option<String>> {
 async fn a_merge_applies_the_reviewed_plan_and_records_it_on_the_comment() {
     let (repo, base, head) = pull_request_repo("action-merge", 146);
     let body = reviewed_plan(&repo, 8, &base, &head).await;
-    let (run, written) = merge(&repo, 8, &head, Some(&body), &[]).await;
+    let (run, written) = merge(&repo, 8, &head, Some(&body), &[], &[]).await;
     assert_eq!(run.out.code, 0, "{}", run.out.stdout);
     assert_eq!(run.outputs["failure_reason"], "");
     let verbs: Vec<&str> = written.iter().map(|(m, _)| m.as_str()).collect();
@@ -387,7 +388,7 @@ async fn a_plan_that_changed_since_review_is_not_applied() {
     // What was reviewed opened port 22; main has moved on to port 2222 since.
     repo.write("environments/action-moved.yaml", environment(147, &[2222]));
     let moved = repo.commit("moved");
-    let (run, written) = merge(&repo, 9, &moved, Some(&body), &[]).await;
+    let (run, written) = merge(&repo, 9, &moved, Some(&body), &[], &[]).await;
     assert_eq!(run.out.code, 1, "{}", run.out.stdout);
     assert_eq!(run.outputs["failure_reason"], "plan-changed");
     assert_eq!(
@@ -408,15 +409,41 @@ async fn a_plan_that_changed_since_review_is_not_applied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_require_approved_plan_a_merge_without_a_reviewed_plan_applies_nothing() {
+    let (repo, _, head) = pull_request_repo("action-unreviewed", 155);
+    let (run, written) = merge(
+        &repo,
+        16,
+        &head,
+        None,
+        &[],
+        &[("require_approved_plan", "true")],
+    )
+    .await;
+    assert_eq!(run.out.code, 1, "{}", run.out.stdout);
+    assert_eq!(run.outputs["failure_reason"], "plan-changed");
+    assert_eq!(
+        vpc_commit("action-unreviewed").await,
+        None,
+        "nothing was created"
+    );
+    let last = &written.last().expect("the pull request records it").1;
+    assert!(
+        last.contains("`require_approved_plan` is set: nothing is applied"),
+        "{last}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_teardown_without_consent_changes_nothing() {
     let (repo, base, head) = pull_request_repo("action-teardown", 148);
     let body = reviewed_plan(&repo, 10, &base, &head).await;
-    let (run, _) = merge(&repo, 10, &head, Some(&body), &[]).await;
+    let (run, _) = merge(&repo, 10, &head, Some(&body), &[], &[]).await;
     assert_eq!(run.out.code, 0, "{}", run.out.stdout);
     repo.remove("environments/action-teardown.yaml");
     let gone = repo.commit("remove the environment");
     // No reviewed plan for it: applied without one, but the teardown needs consent.
-    let (run, written) = merge(&repo, 11, &gone, None, &[]).await;
+    let (run, written) = merge(&repo, 11, &gone, None, &[], &[]).await;
     assert_eq!(run.out.code, 1, "{}", run.out.stdout);
     assert_eq!(run.outputs["failure_reason"], "needs-consent");
     assert_eq!(
@@ -427,7 +454,7 @@ async fn a_teardown_without_consent_changes_nothing() {
     let last = &written.last().expect("the comment records it").1;
     assert!(last.contains("strata:allow-destroy"), "{last}");
     // With the label, it goes.
-    let (run, _) = merge(&repo, 11, &gone, None, &["strata:allow-destroy"]).await;
+    let (run, _) = merge(&repo, 11, &gone, None, &["strata:allow-destroy"], &[]).await;
     assert_eq!(run.out.code, 0, "{}", run.out.stdout);
     assert_eq!(vpc_commit("action-teardown").await, None);
 }

@@ -11,9 +11,9 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::action::{environment, merge, open_pull_request, pull_request_repo};
 use crate::cloud::binary_vars;
-use crate::github::{self, GitHub};
+use crate::github::{self, BOT_REST, GitHub, comment};
 use crate::harness::{self, GitRepo};
-use strata::plan::comment::{COMMENT_BUDGET, SUMMARY_BUDGET};
+use strata::plan::comment::{COMMENT_BUDGET, MARKER, SUMMARY_BUDGET};
 
 /// A network of `groups` security groups with `rules` rules each: a plan of about
 /// 40 bytes a rule.
@@ -172,6 +172,73 @@ async fn the_ssh_key_reaches_no_comment_summary_output_or_file() {
     harness::assert_key_nowhere(&key, &everything);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strata_finds_its_comment_past_the_first_page_and_never_posts_a_second() {
+    let (repo, base, head) = pull_request_repo("action-pages", 156);
+    let github = GitHub::start().await;
+    let others: Vec<_> = (1..=100).map(|id| comment(id, "octocat", "LGTM")).collect();
+    github.comments_page(17, 1, others).await;
+    github
+        .comments_page(
+            17,
+            2,
+            vec![comment(1701, BOT_REST, &format!("{MARKER}\nold plan"))],
+        )
+        .await;
+    github.accept_update(1701).await;
+    let run = open_pull_request(
+        &repo,
+        &github,
+        "synchronize",
+        17,
+        &base,
+        &head,
+        &binary_vars(),
+    );
+    assert_eq!(run.out.code, 0, "{}", run.out.stdout);
+    let verbs: Vec<String> = github.written().await.into_iter().map(|(m, _)| m).collect();
+    assert_eq!(verbs, ["PATCH"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_request_that_stops_changing_anything_gets_its_comment_updated() {
+    let repo = GitRepo::new();
+    repo.write("environments/action-undone.yaml", environment(157, &[22]));
+    let base = repo.commit("base");
+    repo.write("README.md", "docs only now\n");
+    let head = repo.commit("the change was reverted; docs remain");
+    let github = GitHub::start().await;
+    github
+        .comments(
+            18,
+            vec![comment(
+                1801,
+                BOT_REST,
+                &format!("{MARKER}\nan earlier plan"),
+            )],
+        )
+        .await;
+    github.accept_update(1801).await;
+    let run = open_pull_request(
+        &repo,
+        &github,
+        "synchronize",
+        18,
+        &base,
+        &head,
+        &binary_vars(),
+    );
+    assert_eq!(run.out.code, 0, "{}", run.out.stdout);
+    let written = github.written().await;
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0].0, "PATCH");
+    assert!(
+        written[0].1.contains("changes nothing strata manages"),
+        "{}",
+        written[0].1
+    );
+}
+
 /// A repository whose pull request adds a unit that is a link to a file outside it.
 fn linked_unit_repo(outside: &std::path::Path) -> (GitRepo, String, String) {
     let repo = GitRepo::new();
@@ -216,7 +283,7 @@ async fn a_linked_unit_is_a_configuration_error_on_a_pull_request_and_a_merge() 
         written[0].1
     );
 
-    let (merged, written) = merge(&repo, 15, &head, None, &[]).await;
+    let (merged, written) = merge(&repo, 15, &head, None, &[], &[]).await;
     assert_eq!(merged.out.code, 1, "{}", merged.out.stdout);
     assert_eq!(merged.outputs["failure_reason"], "config-error");
     assert!(

@@ -158,12 +158,17 @@ impl GitHub {
 
     /// The comments of `number`, one page.
     pub async fn comments(&self, number: u64, comments: Vec<Value>) {
+        self.comments_page(number, 1, comments).await;
+    }
+
+    /// Page `page` (of 100 comments each) of the comments of `number`.
+    pub async fn comments_page(&self, number: u64, page: u32, comments: Vec<Value>) {
         Mock::given(method("GET"))
             .and(path(format!(
                 "/repos/{OWNER}/{REPO}/issues/{number}/comments"
             )))
             .and(query_param("per_page", "100"))
-            .and(query_param("page", "1"))
+            .and(query_param("page", page.to_string()))
             .respond_with(ResponseTemplate::new(200).set_body_json(Value::Array(comments)))
             .mount(&self.server)
             .await;
