@@ -376,17 +376,10 @@ pub fn plan_document(plan: &Plan, context: &Context) -> Document {
 pub fn action_block(env: &str, layer: &str, a: &Action) -> String {
     let prefix = render::diff_marker(a.action);
     let mut out = String::new();
-    let aws = a
-        .aws_id
-        .as_ref()
-        .map(|id| format!(" ({id})"))
-        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "```diff\n{prefix} {env} · {layer}: {} {} {}{aws}",
-        a.action,
-        a.kind.describe(),
-        a.id
+        "```diff\n{prefix} {env} · {layer}: {}",
+        render::action_line(a)
     );
     for line in a.changes.iter().filter_map(render::change_line) {
         let _ = writeln!(out, "{line}");

@@ -93,23 +93,7 @@ pub fn markdown(plan: &Plan) -> String {
             let _ = writeln!(out, "\n```diff");
             for a in &layer.actions {
                 let prefix = diff_marker(a.action);
-                let aws = a
-                    .aws_id
-                    .as_ref()
-                    .map(|id| format!(" ({id})"))
-                    .unwrap_or_default();
-                let why = a
-                    .forced_by
-                    .as_ref()
-                    .map(|f| format!(", because of {f}"))
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "{prefix} {} {} {}{aws}{why}",
-                    a.action,
-                    a.kind.describe(),
-                    a.id
-                );
+                let _ = writeln!(out, "{prefix} {}", action_line(a));
                 for line in &a.detail {
                     let _ = writeln!(out, "{line}");
                 }
@@ -131,6 +115,22 @@ pub fn diff_marker(action: ActionKind) -> &'static str {
         ActionKind::Delete => "-",
         ActionKind::Update | ActionKind::Replace => "!",
     }
+}
+
+/// What an action does, to what, and why: `replace subnet subnet/private/0
+/// (subnet-0abc), because of cidr`.
+pub fn action_line(a: &super::Action) -> String {
+    let aws = a
+        .aws_id
+        .as_ref()
+        .map(|id| format!(" ({id})"))
+        .unwrap_or_default();
+    let why = a
+        .forced_by
+        .as_ref()
+        .map(|f| format!(", because of {f}"))
+        .unwrap_or_default();
+    format!("{} {} {}{aws}{why}", a.action, a.kind.describe(), a.id)
 }
 
 /// One field change as a line of a `diff` block (`None` for a change of nothing).
