@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types as ec2;
 
-use super::network::ec2_tags;
+use super::read::ec2_tags;
 use super::{Aws, AwsError, error};
 use crate::plan::{TAG_COMMIT, TAG_ENVIRONMENT, TAG_ID, cluster};
 

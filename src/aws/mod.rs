@@ -8,9 +8,10 @@
 pub mod applied;
 pub mod cluster;
 pub mod discovery;
+pub mod executor;
 pub mod images;
-pub mod instances;
 pub mod network;
+pub(crate) mod read;
 pub mod secrets;
 
 use std::collections::BTreeMap;
@@ -55,16 +56,6 @@ impl Metrics {
         }
         out
     }
-}
-
-/// Tags as a map, from any SDK's `(key, value)` pairs; a tag without a key is skipped.
-pub(crate) fn tag_map<'a>(
-    pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
-) -> BTreeMap<String, String> {
-    pairs
-        .into_iter()
-        .filter_map(|(k, v)| Some((k?.to_owned(), v.unwrap_or_default().to_owned())))
-        .collect()
 }
 
 fn is_read(operation: &str) -> bool {
@@ -216,6 +207,23 @@ pub struct AwsError {
     pub message: String,
     /// What to do.
     pub hint: Option<String>,
+}
+
+impl AwsError {
+    /// An error of `what` strata was doing, with AWS's (or strata's) code and message.
+    pub fn new(
+        what: impl Into<String>,
+        code: impl Into<String>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> AwsError {
+        AwsError {
+            what: what.into(),
+            code: code.into(),
+            message: message.into(),
+            hint,
+        }
+    }
 }
 
 /// Wraps an SDK error with what was being done.

@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use super::machines::fetch_discovery_token;
 use super::{EngineError, Observations, Target};
 use crate::aws::Connector;
-use crate::aws::network::{self as aws_network, Executor};
+use crate::aws::executor::{self, Executor};
 use crate::config::Layer;
+use crate::plan::spec::{Instance, Volume};
 use crate::plan::{self, Action, ActionKind, ActionRef, EnvironmentPlan, Kind, Plan};
 
 /// What apply did.
@@ -140,10 +141,12 @@ async fn apply_environment(
         .get(name)
         .into_iter()
         .flatten()
-        .find(|o| o.kind == Kind::LaunchTemplate)
-        .and_then(|o| o.extra.get("version"))
+        .find_map(|o| match o.live {
+            plan::Live::LaunchTemplate { latest_version } => Some(latest_version),
+            _ => None,
+        })
     {
-        exec.use_template_version(version.clone());
+        exec.use_template_version(version);
     }
     let warmup = target
         .environment
@@ -185,9 +188,12 @@ async fn apply_environment(
         && let Some(group) = machine_actions
             .iter()
             .find(|a| a.kind == Kind::AutoScalingGroup && a.action == ActionKind::Update)
-        && let Some(desired) = &group.desired
+        && let Some(plan::Resource {
+            spec: plan::Spec::AutoScalingGroup(desired),
+            ..
+        }) = &group.desired
     {
-        exec.refresh_instances(&desired.spec).await?;
+        exec.refresh_instances(desired).await?;
         exec.say(&format!(
             "{name}: ~ rolled out the new template version to {}",
             group.id
@@ -215,7 +221,7 @@ async fn apply_environment(
                 .find(|o| o.id == root && o.aws_id == id)
                 .and_then(|o| o.tags.get(plan::TAG_COMMIT));
             if current.map(String::as_str) != Some(commit) {
-                aws_network::record_commit(exec.aws, &id, commit).await?;
+                executor::record_commit(exec.aws, &id, commit).await?;
             }
         }
     }
@@ -247,32 +253,20 @@ async fn execute_machines(
         match (a.action, a.kind, &a.desired, &a.observed) {
             (ActionKind::Delete, _, _, Some(o)) => exec.delete(o).await?,
             (ActionKind::Create, _, Some(desired), _) => exec.create(desired).await?,
-            (_, Kind::LaunchTemplate, Some(desired), _) => {
-                if let plan::Spec::LaunchTemplate { user_data, .. } = &desired.spec {
-                    exec.new_template_version(&desired.spec, user_data).await?;
-                }
-            }
             (_, Kind::NodeConfig, _, _) => {
                 // One new version carries both a cluster and a node change.
                 if !exec.template_renewed
-                    && let Some(template) = template
-                    && let plan::Spec::LaunchTemplate { user_data, .. } = &template.spec
+                    && let Some(plan::Resource {
+                        spec: plan::Spec::LaunchTemplate(template),
+                        ..
+                    }) = template
                 {
-                    exec.new_template_version(&template.spec, user_data).await?;
+                    exec.new_template_version(template).await?;
                 }
             }
-            (_, Kind::AutoScalingGroup, Some(desired), Some(o)) => {
-                exec.put_auto_scaling_group(
-                    &desired.spec,
-                    Some(o),
-                    o.extra.get("launch_template_version").map(String::as_str),
-                )
-                .await?;
-            }
-            // Size and type change in place; an attachment is restored with the instances.
-            (_, Kind::Volume, Some(desired), Some(o)) => {
-                exec.modify_volume(&desired.spec, o).await?;
-            }
+            // Sizes and types of volumes change in place; an attachment is restored
+            // with the instances.
+            (_, _, Some(desired), Some(o)) => exec.update(desired, o).await?,
             _ => continue,
         }
         report(exec, env, a);
@@ -295,7 +289,7 @@ async fn terminate_before_subnets(
         .filter(|a| a.kind == Kind::Instance && a.action == ActionKind::Replace)
     {
         let Some(o) = &a.observed else { continue };
-        let plan::Spec::Instance { subnet, .. } = &o.spec else {
+        let plan::Spec::Instance(Instance { subnet, .. }) = &o.spec else {
             continue;
         };
         if replaced.contains(subnet.as_str()) {
@@ -338,33 +332,55 @@ async fn execute_instances(
     let mut attached = BTreeSet::new();
     let mut launched = Vec::new();
     for a in of(ActionKind::Create) {
-        if let Some(desired) = &a.desired {
-            let id = exec.launch_instance(desired, None).await?;
-            launched.push((a, desired, id));
+        if let Some((logical, instance)) = a.desired.as_ref().and_then(instance_of) {
+            let id = exec.launch_instance(logical, instance, None).await?;
+            launched.push((a, logical, instance, id));
         }
     }
-    for (a, desired, id) in launched {
-        await_node(exec, node(a), desired, &id, data_device, &mut attached).await?;
+    for (a, logical, instance, id) in launched {
+        await_node(
+            exec,
+            node(a),
+            logical,
+            instance,
+            &id,
+            data_device,
+            &mut attached,
+        )
+        .await?;
         report(exec, env, a);
     }
     for a in of(ActionKind::Update) {
         if let (Some(desired), Some(o)) = (&a.desired, &a.observed) {
-            exec.update_instance(&desired.spec, o).await?;
+            exec.update(desired, o).await?;
             report(exec, env, a);
         }
     }
     let replacements = of(ActionKind::Replace);
     let last = replacements.len().saturating_sub(1);
     for (n, a) in replacements.into_iter().enumerate() {
-        let (Some(desired), Some(o)) = (&a.desired, &a.observed) else {
+        let (Some((logical, instance)), Some(o)) =
+            (a.desired.as_ref().and_then(instance_of), &a.observed)
+        else {
             continue;
         };
         if !gone.contains(&a.id) {
             exec.delete(o).await?;
             exec.say(&format!("  … {} ({}) terminated", a.id, o.aws_id));
         }
-        let id = exec.launch_instance(desired, Some(&o.aws_id)).await?;
-        await_node(exec, node(a), desired, &id, data_device, &mut attached).await?;
+        let id = exec
+            .launch_instance(logical, instance, Some(&o.aws_id))
+            .await?;
+        await_node(
+            exec,
+            node(a),
+            logical,
+            instance,
+            &id,
+            data_device,
+            &mut attached,
+        )
+        .await?;
         exec.say(&format!(
             "{env}: {} {} {} {} ({} → {id})",
             a.action.symbol(),
@@ -386,26 +402,32 @@ async fn execute_instances(
     reattach_volumes(exec, actions, &attached).await
 }
 
+/// A desired instance's logical id and spec.
+fn instance_of(r: &plan::Resource) -> Option<(&str, &Instance)> {
+    match &r.spec {
+        plan::Spec::Instance(instance) => Some((&r.id, instance)),
+        _ => None,
+    }
+}
+
 /// Waits for node `node`'s new instance `id`: running, its data volume (when the
 /// cluster has `data_device`) attached and recorded in `attached`, registered and
 /// healthy in its target groups.
 async fn await_node(
     exec: &mut Executor<'_>,
     node: u16,
-    desired: &plan::Resource,
+    logical: &str,
+    instance: &Instance,
     id: &str,
     data_device: Option<&str>,
     attached: &mut BTreeSet<String>,
 ) -> Result<(), EngineError> {
-    let plan::Spec::Instance { target_groups, .. } = &desired.spec else {
-        return Ok(());
-    };
     let volume = data_device.map(|d| (format!("{}{node}", plan::cluster::VOLUME_PREFIX), d));
     exec.await_instance(
-        &desired.id,
+        logical,
         id,
         volume.as_ref().map(|(v, d)| (v.as_str(), *d)),
-        target_groups,
+        &instance.target_groups,
     )
     .await?;
     attached.extend(volume.map(|(v, _)| v));
@@ -425,23 +447,21 @@ async fn reattach_volumes(
             && matches!(a.action, ActionKind::Create | ActionKind::Update)
             && !attached.contains(&a.id)
     }) {
-        let Some(plan::Spec::Volume {
+        let Some(plan::Spec::Volume(Volume {
             attached_to: Some(target),
             ..
-        }) = a.desired.as_ref().map(|d| &d.spec)
+        })) = a.desired.as_ref().map(|d| &d.spec)
         else {
             continue;
         };
         let current = match a.observed.as_ref().map(|o| &o.spec) {
-            Some(plan::Spec::Volume { attached_to, .. }) => attached_to.as_ref(),
+            Some(plan::Spec::Volume(Volume { attached_to, .. })) => attached_to.as_ref(),
             _ => None,
-        };
-        let Some((instance, device)) = target.split_once(" at ") else {
-            continue;
         };
         if current == Some(target) {
             continue;
         }
+        let (instance, device) = (&target.instance, &target.device);
         let Some(instance_id) = exec.ids.get(instance).cloned() else {
             continue;
         };
@@ -465,7 +485,9 @@ fn report(exec: &mut Executor<'_>, env: &str, a: &Action) {
         .map(|id| format!(" ({id})"))
         .unwrap_or_default();
     let at = match a.desired.as_ref().map(|d| &d.spec) {
-        Some(plan::Spec::Instance { private_ip, .. }) if a.action != ActionKind::Delete => {
+        Some(plan::Spec::Instance(Instance { private_ip, .. }))
+            if a.action != ActionKind::Delete =>
+        {
             format!(" at {private_ip}")
         }
         _ => String::new(),
@@ -503,8 +525,13 @@ async fn execute_network(
                 continue;
             }
             Step::SyncRules(_) => {
-                if let Some(desired) = &a.desired {
-                    exec.sync_rules(desired, None).await?;
+                if let Some(plan::Resource {
+                    id,
+                    spec: plan::Spec::SecurityGroup(group),
+                    ..
+                }) = &a.desired
+                {
+                    exec.sync_rules(id, group, None).await?;
                 }
                 continue;
             }

@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 
 use super::{EngineError, Target};
+use crate::aws::executor::Executor;
 use crate::aws::images::{self, Image};
-use crate::aws::network::Executor;
 use crate::config::{ClusterMode, Environment, Layer};
 use crate::plan::cluster::NodeLaunch;
+use crate::plan::spec::{Instance, LaunchTemplate};
 use crate::plan::{self, Action, Observed};
 use crate::units::UnitSet;
 
@@ -150,7 +151,7 @@ pub(super) async fn fetch_discovery_token(
         url,
         size: Some(size),
     };
-    let tags = exec.tags_for("etcd-discovery", Layer::Node);
+    let tags = exec.tags("etcd-discovery", Layer::Node);
     crate::aws::discovery::store(exec.aws, &name, &token, tags).await?;
     exec.say(&format!(
         "{name}: + stored a new etcd discovery token for {size} members in {}",
@@ -164,10 +165,12 @@ pub(super) async fn fetch_discovery_token(
         Some(&token.url),
     )?;
     let with_token = |r: &mut plan::Resource| match &mut r.spec {
-        plan::Spec::LaunchTemplate { user_data, .. } => user_data.clone_from(&m.user_data),
-        plan::Spec::Instance {
+        plan::Spec::LaunchTemplate(LaunchTemplate { user_data, .. }) => {
+            user_data.clone_from(&m.user_data)
+        }
+        plan::Spec::Instance(Instance {
             user_data, config, ..
-        } => {
+        }) => {
             let node = plan::cluster::node_index(&r.id).and_then(|i| m.nodes.get(usize::from(i)));
             if let Some(node) = node {
                 user_data.clone_from(&node.user_data);
@@ -343,7 +346,9 @@ pub(super) fn kept_image(
         return None;
     }
     observed.iter().find_map(|o| match &o.spec {
-        plan::Spec::LaunchTemplate { image, .. } if *image != published.id && !image.is_empty() => {
+        plan::Spec::LaunchTemplate(LaunchTemplate { image, .. })
+            if *image != published.id && !image.is_empty() =>
+        {
             Some(image.clone())
         }
         _ => None,

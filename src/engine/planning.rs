@@ -12,6 +12,7 @@ use crate::aws::Connector;
 use crate::aws::images::Image;
 use crate::aws::network::{self as aws_network, NetworkState};
 use crate::config::{ClusterMode, Environment, Layer, SubnetKind, Zones};
+use crate::plan::spec::AutoScalingGroup;
 use crate::plan::{
     self, Action, ActionKind, EnvironmentPlan, Kind, LayerPlan, Observed, Plan, Summary,
 };
@@ -324,7 +325,9 @@ fn plan_target(
                         .iter_mut()
                         .filter(|a| a.kind == Kind::NodeConfig && a.action == ActionKind::Update)
                     {
-                        if let Some(old) = a.observed.as_ref().and_then(|o| o.extra.get("config")) {
+                        if let Some(plan::Live::NodeConfig { config: old }) =
+                            a.observed.as_ref().map(|o| &o.live)
+                        {
                             a.detail = plan::node_diff::diff(old, new);
                         }
                     }
@@ -387,10 +390,15 @@ fn instance_notes(env: &Environment, actions: &[Action], observed: &[Observed]) 
     let static_etcd = env.spec.node.as_ref().and_then(|n| n.etcd_bootstrap())
         == Some(crate::config::EtcdBootstrap::Static);
     for o in observed.iter().filter(|o| o.kind == Kind::Instance) {
-        if let Some(state @ ("stopped" | "stopping")) = o.extra.get("state").map(String::as_str) {
+        if let plan::Live::Instance {
+            state: state @ (plan::InstanceState::Stopped | plan::InstanceState::Stopping),
+        } = o.live
+        {
             notes.push(format!(
-                "{} ({}) is {state}: strata leaves it so; start it, or terminate it and apply to replace it",
-                o.id, o.aws_id
+                "{} ({}) is {}: strata leaves it so; start it, or terminate it and apply to replace it",
+                o.id,
+                o.aws_id,
+                state.as_str()
             ));
         }
     }
@@ -435,11 +443,11 @@ fn follow_new_template_version(
         return;
     }
     let rollout = match &desired.spec {
-        plan::Spec::AutoScalingGroup {
+        plan::Spec::AutoScalingGroup(AutoScalingGroup {
             min_healthy_percent,
             warmup_seconds,
             ..
-        } => plan::FieldChange {
+        }) => plan::FieldChange {
             field: "rollout".into(),
             from: None,
             to: Some(format!(
@@ -459,11 +467,10 @@ fn follow_new_template_version(
     let Some(layer) = layers.iter_mut().find(|l| touched(l)) else {
         return;
     };
-    let version = group
-        .extra
-        .get("launch_template_version")
-        .cloned()
-        .unwrap_or_default();
+    let version = match &group.live {
+        plan::Live::AutoScalingGroup { template_version } => template_version.clone(),
+        _ => "$Default".to_owned(),
+    };
     layer.actions.push(Action {
         detail: Vec::new(),
         action: ActionKind::Update,

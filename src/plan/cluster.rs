@@ -5,6 +5,9 @@ use std::collections::BTreeSet;
 
 use sha2::{Digest, Sha256};
 
+use super::spec::{
+    Attachment, AutoScalingGroup, DataDisk, Disk, Instance, LaunchTemplate, NodeConfig, Volume,
+};
 use super::{Kind, Observed, Resource, Spec};
 use crate::addressing;
 use crate::config::{Cluster, ClusterMode, Environment, names};
@@ -41,7 +44,7 @@ pub fn desired(
     let mut out = vec![Resource {
         kind: Kind::LaunchTemplate,
         id: LAUNCH_TEMPLATE.into(),
-        spec: Spec::LaunchTemplate {
+        spec: Spec::LaunchTemplate(LaunchTemplate {
             name: names::launch_template(env.name.as_str()),
             image: image.to_owned(),
             instance_type: cluster.instance_type.to_string(),
@@ -51,7 +54,7 @@ pub fn desired(
             data_volume: data_volume(cluster).filter(|_| cluster.mode == ClusterMode::Autoscaling),
             instance_profile: cluster.instance_profile.clone(),
             user_data: user_data.to_owned(),
-        },
+        }),
     }];
     if cluster.mode == ClusterMode::Autoscaling {
         let min = cluster.min.unwrap_or(0);
@@ -62,7 +65,7 @@ pub fn desired(
         out.push(Resource {
             kind: Kind::AutoScalingGroup,
             id: AUTO_SCALING_GROUP.into(),
-            spec: Spec::AutoScalingGroup {
+            spec: Spec::AutoScalingGroup(AutoScalingGroup {
                 name: names::auto_scaling_group(env.name.as_str()),
                 min,
                 max: cluster.max.unwrap_or(min),
@@ -71,7 +74,7 @@ pub fn desired(
                 target_groups: target_groups.iter().cloned().collect(),
                 min_healthy_percent: cluster.rollout.min_healthy_percent,
                 warmup_seconds: cluster.rollout.warmup_seconds,
-            },
+            }),
         });
     }
     out
@@ -90,20 +93,23 @@ pub fn target_groups(env: &Environment) -> Vec<String> {
         .collect()
 }
 
-/// The root volume as plans show it: `20 GiB gp3`.
-fn root_volume(cluster: &Cluster) -> Option<String> {
-    cluster
-        .volume
-        .as_ref()
-        .map(|v| format!("{} GiB {}", v.size_gb, volume_kind(v.kind)))
+/// The root volume.
+fn root_volume(cluster: &Cluster) -> Option<Disk> {
+    cluster.volume.as_ref().map(|v| Disk {
+        size_gb: v.size_gb,
+        volume_type: volume_kind(v.kind).to_owned(),
+    })
 }
 
-/// The data volume as plans show it: `200 GiB gp3 at /dev/xvdf`.
-fn data_volume(cluster: &Cluster) -> Option<String> {
-    cluster
-        .data_volume
-        .as_ref()
-        .map(|v| format!("{} GiB {} at {}", v.size_gb, volume_kind(v.kind), v.device))
+/// The data volume of an auto-scaling group's instances.
+fn data_volume(cluster: &Cluster) -> Option<DataDisk> {
+    cluster.data_volume.as_ref().map(|v| DataDisk {
+        disk: Disk {
+            size_gb: v.size_gb,
+            volume_type: volume_kind(v.kind).to_owned(),
+        },
+        device: v.device.clone(),
+    })
 }
 
 /// `sha256:` of what an instance keeps from the template for life and EC2 does not
@@ -114,7 +120,7 @@ pub fn lifetime_settings(cluster: &Cluster) -> String {
     let none = || "none".to_owned();
     digest(&format!(
         "volume={}\ninstance_profile={}\n",
-        root_volume(cluster).unwrap_or_else(none),
+        root_volume(cluster).map_or_else(none, |d| d.to_string()),
         cluster.instance_profile.clone().unwrap_or_else(none),
     ))
 }
@@ -148,12 +154,15 @@ pub fn volumes(env: &Environment, zones: &[String]) -> Vec<Resource> {
             Some(Resource {
                 kind: Kind::Volume,
                 id: format!("{VOLUME_PREFIX}{index}"),
-                spec: Spec::Volume {
+                spec: Spec::Volume(Volume {
                     zone: zones.get(subnet.zone)?.clone(),
                     size_gb: volume.size_gb,
                     volume_type: volume_kind(volume.kind).to_owned(),
-                    attached_to: Some(format!("{INSTANCE_PREFIX}{index} at {}", volume.device)),
-                },
+                    attached_to: Some(Attachment {
+                        instance: format!("{INSTANCE_PREFIX}{index}"),
+                        device: volume.device.clone(),
+                    }),
+                }),
             })
         })
         .collect()
@@ -168,10 +177,14 @@ pub fn keep_volumes_from_shrinking(actions: &mut Vec<super::Action>) -> Vec<Stri
         .iter_mut()
         .filter(|a| a.kind == Kind::Volume && a.action == super::ActionKind::Update)
     {
-        let (Some(Spec::Volume { size_gb: new, .. }), Some(Spec::Volume { size_gb: old, .. })) = (
+        let (
+            Some(Spec::Volume(Volume { size_gb: new, .. })),
+            Some(Spec::Volume(Volume { size_gb: old, .. })),
+        ) = (
             a.desired.as_ref().map(|d| &d.spec),
             a.observed.as_ref().map(|o| &o.spec),
-        ) else {
+        )
+        else {
             continue;
         };
         if new < old {
@@ -181,7 +194,7 @@ pub fn keep_volumes_from_shrinking(actions: &mut Vec<super::Action>) -> Vec<Stri
             ));
             let kept = *old;
             if let Some(Resource {
-                spec: Spec::Volume { size_gb, .. },
+                spec: Spec::Volume(Volume { size_gb, .. }),
                 ..
             }) = a.desired.as_mut()
             {
@@ -259,7 +272,7 @@ pub fn instances(
             Some(Resource {
                 kind: Kind::Instance,
                 id: format!("{INSTANCE_PREFIX}{index}"),
-                spec: Spec::Instance {
+                spec: Spec::Instance(Instance {
                     subnet: subnet.id(),
                     private_ip: ip.to_string(),
                     image: image.to_owned(),
@@ -269,7 +282,7 @@ pub fn instances(
                     config: node.digest.clone(),
                     settings: lifetime_settings(cluster),
                     user_data: node.user_data.clone(),
-                },
+                }),
             })
         })
         .collect()
@@ -289,7 +302,7 @@ pub fn within_layers(
     let (
         Some(Observed {
             spec:
-                Spec::Instance {
+                Spec::Instance(Instance {
                     subnet: o_subnet,
                     private_ip: o_ip,
                     image: o_image,
@@ -299,10 +312,10 @@ pub fn within_layers(
                     config: o_config,
                     settings: o_settings,
                     ..
-                },
+                }),
             ..
         }),
-        Spec::Instance {
+        Spec::Instance(Instance {
             subnet,
             private_ip,
             image,
@@ -312,7 +325,7 @@ pub fn within_layers(
             config,
             settings,
             ..
-        },
+        }),
     ) = (observed, &mut out.spec)
     else {
         return out;
@@ -337,9 +350,9 @@ pub fn node(config_json: &str) -> Vec<Resource> {
     vec![Resource {
         kind: Kind::NodeConfig,
         id: NODE_CONFIG.into(),
-        spec: Spec::NodeConfig {
+        spec: Spec::NodeConfig(NodeConfig {
             digest: digest(config_json),
-        },
+        }),
     }]
 }
 
@@ -369,7 +382,7 @@ pub fn follow_replaced_subnets(
 ) {
     use super::{Action, ActionKind, FieldChange};
     for o in observed {
-        let Spec::Instance { subnet, .. } = &o.spec else {
+        let Spec::Instance(Instance { subnet, .. }) = &o.spec else {
             continue;
         };
         if !replaced_subnets.contains(subnet) {
@@ -419,7 +432,7 @@ mod tests {
         Resource {
             kind: Kind::Instance,
             id: id.into(),
-            spec: Spec::Instance {
+            spec: Spec::Instance(Instance {
                 subnet: subnet.into(),
                 private_ip: "10.0.0.10".into(),
                 image: "ami-1".into(),
@@ -429,7 +442,7 @@ mod tests {
                 config: "sha256:1".into(),
                 settings: "sha256:2".into(),
                 user_data: String::new(),
-            },
+            }),
         }
     }
 
@@ -440,7 +453,7 @@ mod tests {
             aws_id: format!("i-{}", r.id.len()),
             spec: r.spec.clone(),
             tags: Default::default(),
-            extra: Default::default(),
+            live: Default::default(),
         }
     }
 

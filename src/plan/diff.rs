@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::spec::{Listener, NatGateway};
 use super::{Action, ActionKind, FieldChange, Observed, Resource, Value};
 
 /// Plans one layer of one environment. Observed resources not desired are deleted;
@@ -218,8 +219,8 @@ fn must_replace_with(r: &Resource, cause: &str) -> bool {
         return true;
     }
     match &r.spec {
-        Spec::NatGateway { subnet, eip } => cause == subnet || cause == eip,
-        Spec::Listener { load_balancer, .. } => cause == load_balancer,
+        Spec::NatGateway(NatGateway { subnet, eip }) => cause == subnet || cause == eip,
+        Spec::Listener(Listener { load_balancer, .. }) => cause == load_balancer,
         _ => false,
     }
 }
@@ -227,17 +228,18 @@ fn must_replace_with(r: &Resource, cause: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::spec::{Subnet, Vpc};
     use crate::plan::{Kind, Spec};
 
     fn subnet(id: &str, cidr: &str) -> Resource {
         Resource {
             kind: Kind::Subnet,
             id: id.into(),
-            spec: Spec::Subnet {
+            spec: Spec::Subnet(Subnet {
                 cidr: cidr.into(),
                 zone: "eu-west-1a".into(),
                 public: true,
-            },
+            }),
         }
     }
 
@@ -245,9 +247,9 @@ mod tests {
         Resource {
             kind: Kind::Vpc,
             id: "vpc".into(),
-            spec: Spec::Vpc {
+            spec: Spec::Vpc(Vpc {
                 cidr: "10.0.0.0/16".into(),
-            },
+            }),
         }
     }
 
@@ -258,7 +260,7 @@ mod tests {
             aws_id: aws.into(),
             spec: r.spec.clone(),
             tags: Default::default(),
-            extra: Default::default(),
+            live: Default::default(),
         }
     }
 
@@ -288,10 +290,10 @@ mod tests {
         let nat = Resource {
             kind: Kind::NatGateway,
             id: "nat/0".into(),
-            spec: Spec::NatGateway {
+            spec: Spec::NatGateway(NatGateway {
                 subnet: "subnet/public/0".into(),
                 eip: "eip/nat/0".into(),
-            },
+            }),
         };
         let observed = [
             seen(&vpc, "vpc-1"),

@@ -134,7 +134,7 @@ fn compare(
             aws_id: String::new(),
             spec: r.spec,
             tags: Default::default(),
-            extra: Default::default(),
+            live: Default::default(),
         })
         .collect();
     let mut actions = plan_resources(&desired, &base);

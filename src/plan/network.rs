@@ -2,6 +2,10 @@
 
 use std::collections::BTreeSet;
 
+use super::spec::{
+    InternetGateway, Listener, LoadBalancer, NatGateway, RouteTable, SecurityGroup, Subnet,
+    TargetGroup, Vpc,
+};
 use super::{Kind, ListenerAction, Resource, Route, Rule, RulePeer, Spec};
 use crate::addressing;
 use crate::config::catalogue::{self, LbProtocol};
@@ -22,9 +26,9 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
     push(
         Kind::Vpc,
         "vpc".into(),
-        Spec::Vpc {
+        Spec::Vpc(Vpc {
             cidr: network.cidr.to_string(),
-        },
+        }),
     );
     let subnets = addressing::subnets(network);
     let zone = |i: usize| zones.get(i).cloned().unwrap_or_else(|| format!("zone-{i}"));
@@ -32,11 +36,11 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
         push(
             Kind::Subnet,
             s.id(),
-            Spec::Subnet {
+            Spec::Subnet(Subnet {
                 cidr: s.block.to_string(),
                 zone: zone(s.zone),
                 public: s.kind == SubnetKind::Public,
-            },
+            }),
         );
     }
     let has_public = network.public_subnets > 0;
@@ -44,9 +48,9 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
         push(
             Kind::InternetGateway,
             "igw".into(),
-            Spec::InternetGateway {
+            Spec::InternetGateway(InternetGateway {
                 attached: Some("vpc".into()),
-            },
+            }),
         );
     }
     let zone_count = network.zones.len().max(1);
@@ -66,10 +70,10 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
         push(
             Kind::NatGateway,
             format!("nat/{z}"),
-            Spec::NatGateway {
+            Spec::NatGateway(NatGateway {
                 subnet: format!("subnet/public/{z}"),
                 eip: format!("eip/nat/{z}"),
-            },
+            }),
         );
     }
     if has_public {
@@ -85,10 +89,10 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
         push(
             Kind::RouteTable,
             "rtb/public".into(),
-            Spec::RouteTable {
+            Spec::RouteTable(RouteTable {
                 routes,
                 subnets: members,
-            },
+            }),
         );
     }
     for z in 0..zone_count {
@@ -115,10 +119,10 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
         push(
             Kind::RouteTable,
             format!("rtb/private/{z}"),
-            Spec::RouteTable {
+            Spec::RouteTable(RouteTable {
                 routes,
                 subnets: members,
-            },
+            }),
         );
     }
 
@@ -149,7 +153,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
         push(
             Kind::SecurityGroup,
             id,
-            Spec::SecurityGroup {
+            Spec::SecurityGroup(SecurityGroup {
                 name: names::resource(name, group.as_str()),
                 description: sg
                     .description
@@ -157,7 +161,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
                     .unwrap_or_else(|| format!("strata {name} {group}")),
                 ingress,
                 egress,
-            },
+            }),
         );
     }
 
@@ -177,7 +181,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
             push(
                 Kind::TargetGroup,
                 format!("tg/{lb_name}/{port}"),
-                Spec::TargetGroup {
+                Spec::TargetGroup(TargetGroup {
                     name: names::target_group(name, lb_name.as_str(), port),
                     protocol: protocol.as_str().to_owned(),
                     port,
@@ -191,7 +195,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
                         None
                     },
                     health_check_port: check.and_then(|c| c.port),
-                },
+                }),
             );
         }
         let subnet_ids = subnets
@@ -202,7 +206,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
         push(
             Kind::LoadBalancer,
             lb_id.clone(),
-            Spec::LoadBalancer {
+            Spec::LoadBalancer(LoadBalancer {
                 name: names::load_balancer(name, lb_name.as_str()),
                 kind: match lb.kind {
                     LoadBalancerKind::Application => "application",
@@ -221,7 +225,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
                     .iter()
                     .map(|g| format!("sg/{g}"))
                     .collect(),
-            },
+            }),
         );
         for listener in &lb.listeners {
             let Some((protocol, port)) = resolve(lb.kind, &listener.front) else {
@@ -246,13 +250,13 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
             push(
                 Kind::Listener,
                 format!("listener/{lb_name}/{port}"),
-                Spec::Listener {
+                Spec::Listener(Listener {
                     load_balancer: lb_id.clone(),
                     protocol: protocol.as_str().to_owned(),
                     port,
                     certificate: listener.certificate.as_ref().map(|c| c.to_string()),
                     action,
-                },
+                }),
             );
         }
     }

@@ -95,6 +95,7 @@ pub fn schedule(actions: &[Action]) -> Vec<Step<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::spec::Vpc;
     use crate::plan::{Observed, Resource, Spec, network, plan_resources};
 
     fn observed(resources: &[Resource]) -> Vec<Observed> {
@@ -107,7 +108,7 @@ mod tests {
                 aws_id: format!("aws-{i}"),
                 spec: r.spec.clone(),
                 tags: Default::default(),
-                extra: Default::default(),
+                live: Default::default(),
             })
             .collect()
     }
@@ -209,7 +210,7 @@ mod tests {
         let desired = web();
         let mut live = observed(&desired);
         for o in &mut live {
-            if let Spec::Vpc { cidr } = &mut o.spec {
+            if let Spec::Vpc(Vpc { cidr }) = &mut o.spec {
                 *cidr = "10.1.0.0/16".into();
             }
         }

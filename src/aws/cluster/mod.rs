@@ -1,0 +1,265 @@
+//! The cluster and node layers in AWS. `observe` reads the launch templates (with the
+//! node config in their latest version's user data), the auto-scaling groups and a
+//! fixed-size cluster's instances and data volumes; `template`, `group`, `instances`
+//! and `volumes` are the executor's calls for them.
+
+mod group;
+mod instances;
+mod template;
+mod volumes;
+
+use std::collections::BTreeMap;
+
+use aws_sdk_autoscaling::types as asg;
+use aws_sdk_ec2::types as ec2;
+use base64::Engine as _;
+
+use super::read::{all, ec2_tags, env_filter, required, tag_map};
+use super::{Aws, AwsError};
+use crate::plan::cluster::{AUTO_SCALING_GROUP, LAUNCH_TEMPLATE, NODE_CONFIG, digest};
+use crate::plan::spec::{AutoScalingGroup, DataDisk, Disk, LaunchTemplate, NodeConfig};
+use crate::plan::{InstanceState, Kind, Live, Observed, Spec, TAG_ENVIRONMENT, TAG_ID};
+
+type Result<T> = std::result::Result<T, AwsError>;
+
+/// The root device of Flatcar and Fedora CoreOS images on EC2.
+const ROOT_DEVICE: &str = "/dev/xvda";
+
+/// Instance states of a cluster member; one shutting down or terminated is gone.
+const MEMBER_STATES: [InstanceState; 4] = [
+    InstanceState::Pending,
+    InstanceState::Running,
+    InstanceState::Stopping,
+    InstanceState::Stopped,
+];
+
+/// Reads the launch templates (with their latest version), auto-scaling groups and
+/// fixed-size clusters' instances and volumes of `envs`: five listings for all of
+/// them, plus one read per target group in `target_groups` (ARNs) to learn which
+/// instances are registered, all at once. `map` turns AWS ids into logical ids (from
+/// the network layer's observation).
+pub async fn observe(
+    aws: &Aws,
+    envs: &[String],
+    map: &dyn Fn(&str) -> String,
+    target_groups: &[String],
+) -> Result<BTreeMap<String, Vec<Observed>>> {
+    let filter = env_filter(envs);
+    let group_filter = asg::Filter::builder()
+        .name(format!("tag:{TAG_ENVIRONMENT}"))
+        .set_values(Some(envs.to_vec()))
+        .build();
+    let instance_filters = vec![
+        filter.clone(),
+        ec2::Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(MEMBER_STATES.map(|s| s.as_str().to_owned()).to_vec()))
+            .build(),
+    ];
+    let templates = aws
+        .ec2
+        .describe_launch_templates()
+        .filters(filter.clone())
+        .max_results(200);
+    // `$Latest` without a template id answers for every template at once, 200 (the
+    // most EC2 allows) per page.
+    let versions = aws
+        .ec2
+        .describe_launch_template_versions()
+        .versions("$Latest")
+        .max_results(200);
+    let groups = aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .filters(group_filter);
+    let instances = aws
+        .ec2
+        .describe_instances()
+        .set_filters(Some(instance_filters));
+    let volumes = aws.ec2.describe_volumes().filters(filter);
+    let (templates, versions, groups, reservations, volumes, registered) = tokio::try_join!(
+        all(
+            "reading launch templates",
+            templates.into_paginator().items().send()
+        ),
+        all(
+            "reading launch template versions",
+            versions.into_paginator().items().send()
+        ),
+        all(
+            "reading auto-scaling groups",
+            groups.into_paginator().items().send()
+        ),
+        all(
+            "reading instances",
+            instances.into_paginator().items().send()
+        ),
+        all(
+            "reading data volumes",
+            volumes.into_paginator().items().send()
+        ),
+        instances::registrations(aws, target_groups),
+    )?;
+    let latest: BTreeMap<String, ec2::LaunchTemplateVersion> = versions
+        .into_iter()
+        .filter_map(|v| Some((v.launch_template_id()?.to_owned(), v)))
+        .collect();
+    let mut out: BTreeMap<String, Vec<Observed>> =
+        envs.iter().map(|e| (e.clone(), Vec::new())).collect();
+    for t in templates {
+        let tags = ec2_tags(t.tags());
+        let Some(env) = tags.get(TAG_ENVIRONMENT).cloned() else {
+            continue;
+        };
+        let id = required(t.launch_template_id(), "a launch template", "id")?;
+        // A template whose latest version is not listed (made between the two reads)
+        // is planned from the next run's reads.
+        let Some(version) = latest.get(id) else {
+            continue;
+        };
+        let name = required(t.launch_template_name(), id, "name")?;
+        let list = out.entry(env).or_default();
+        list.extend(template(id, name, version, &tags, map)?);
+    }
+    for g in groups {
+        let tags = tag_map(g.tags().iter().map(|t| (t.key(), t.value())));
+        let Some(env) = tags.get(TAG_ENVIRONMENT).cloned() else {
+            continue;
+        };
+        out.entry(env).or_default().push(group(&g, tags, map)?);
+    }
+    for (env, observed) in instances::observed(&reservations, &volumes, &registered, map)? {
+        out.entry(env).or_default().push(observed);
+    }
+    Ok(out)
+}
+
+/// A launch template as plans see it, from its latest version, and the node config in
+/// that version's user data.
+fn template(
+    id: &str,
+    name: &str,
+    version: &ec2::LaunchTemplateVersion,
+    tags: &BTreeMap<String, String>,
+    map: &dyn Fn(&str) -> String,
+) -> Result<[Observed; 2]> {
+    let data = version.launch_template_data();
+    let mappings = data.map(|d| d.block_device_mappings()).unwrap_or_default();
+    let disk = |b: &ec2::LaunchTemplateBlockDeviceMapping| {
+        let ebs = b.ebs()?;
+        Some(Disk {
+            size_gb: u32::try_from(ebs.volume_size()?).ok()?,
+            volume_type: ebs.volume_type()?.as_str().to_owned(),
+        })
+    };
+    let volume = mappings
+        .iter()
+        .find(|b| b.device_name() == Some(ROOT_DEVICE))
+        .and_then(disk);
+    let data_volume = mappings
+        .iter()
+        .find(|b| b.device_name() != Some(ROOT_DEVICE))
+        .and_then(|b| {
+            Some(DataDisk {
+                disk: disk(b)?,
+                device: b.device_name()?.to_owned(),
+            })
+        });
+    let user_data = data
+        .and_then(|d| d.user_data())
+        .unwrap_or_default()
+        .to_owned();
+    let spec = Spec::LaunchTemplate(LaunchTemplate {
+        name: name.to_owned(),
+        image: required(data.and_then(|d| d.image_id()), id, "image")?.to_owned(),
+        instance_type: required(data.and_then(|d| d.instance_type()), id, "instance type")?
+            .as_str()
+            .to_owned(),
+        security_groups: data
+            .map(|d| d.security_group_ids().iter().map(|g| map(g)).collect())
+            .unwrap_or_default(),
+        volume,
+        data_volume,
+        instance_profile: data
+            .and_then(|d| d.iam_instance_profile())
+            .and_then(|p| p.name())
+            .map(str::to_owned),
+        user_data: user_data.clone(),
+    });
+    let latest_version = required(version.version_number(), id, "version number")?;
+    // A config that cannot be read compares as empty: the plan shows the node layer
+    // as changed and a new version mends it.
+    let config = decode_user_data(&user_data).unwrap_or_default();
+    let mut node_tags = tags.clone();
+    node_tags.insert(TAG_ID.into(), NODE_CONFIG.into());
+    Ok([
+        Observed {
+            kind: Kind::LaunchTemplate,
+            id: LAUNCH_TEMPLATE.into(),
+            aws_id: id.to_owned(),
+            spec,
+            tags: tags.clone(),
+            live: Live::LaunchTemplate { latest_version },
+        },
+        Observed {
+            kind: Kind::NodeConfig,
+            id: NODE_CONFIG.into(),
+            aws_id: id.to_owned(),
+            spec: Spec::NodeConfig(NodeConfig {
+                digest: digest(&config),
+            }),
+            tags: node_tags,
+            live: Live::NodeConfig { config },
+        },
+    ])
+}
+
+/// An auto-scaling group as plans see it.
+fn group(
+    g: &asg::AutoScalingGroup,
+    tags: BTreeMap<String, String>,
+    map: &dyn Fn(&str) -> String,
+) -> Result<Observed> {
+    let name = required(g.auto_scaling_group_name(), "an auto-scaling group", "name")?;
+    let size = |value: Option<i32>, field: &str| {
+        required(value.and_then(|v| u16::try_from(v).ok()), name, field)
+    };
+    let spec = Spec::AutoScalingGroup(AutoScalingGroup {
+        name: name.to_owned(),
+        min: size(g.min_size(), "minimum size")?,
+        max: size(g.max_size(), "maximum size")?,
+        desired: size(g.desired_capacity(), "desired capacity")?,
+        subnets: g
+            .vpc_zone_identifier()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| map(s.trim()))
+            .collect(),
+        target_groups: g.target_group_arns().iter().map(|a| map(a)).collect(),
+        min_healthy_percent: 0,
+        warmup_seconds: 0,
+    });
+    let template_version = g
+        .launch_template()
+        .and_then(|t| t.version())
+        .unwrap_or("$Default")
+        .to_owned();
+    Ok(Observed {
+        kind: Kind::AutoScalingGroup,
+        id: AUTO_SCALING_GROUP.into(),
+        aws_id: name.to_owned(),
+        spec,
+        tags,
+        live: Live::AutoScalingGroup { template_version },
+    })
+}
+
+/// The full config JSON inside base64 user data (a gzip wrapper is unwrapped).
+pub fn decode_user_data(user_data: &str) -> Option<String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(user_data.trim())
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    crate::ignition::unwrap(&text).ok()
+}

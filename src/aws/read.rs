@@ -1,0 +1,67 @@
+//! What every observation shares: reading all pages of a listing, finding an
+//! environment's resources by their tags, and tags as a map.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types as ec2;
+use aws_smithy_async::future::pagination_stream::PaginationStream;
+
+use super::{AwsError, error};
+use crate::plan::TAG_ENVIRONMENT;
+
+/// Every item of a paginated listing (any SDK's `into_paginator().items().send()`), or
+/// the first error, said to have happened while `what`.
+pub(crate) async fn all<T, E>(
+    what: &str,
+    pages: PaginationStream<Result<T, SdkError<E>>>,
+) -> Result<Vec<T>, AwsError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    pages
+        .collect::<Result<Vec<T>, _>>()
+        .await
+        .map_err(|e| error(what, e))
+}
+
+/// The EC2 filter that finds the resources of `envs` by their `strata:environment` tag.
+pub(crate) fn env_filter(envs: &[String]) -> ec2::Filter {
+    ec2::Filter::builder()
+        .name(format!("tag:{TAG_ENVIRONMENT}"))
+        .set_values(Some(envs.to_vec()))
+        .build()
+}
+
+/// EC2 tags as a map.
+pub(crate) fn ec2_tags(tags: &[ec2::Tag]) -> BTreeMap<String, String> {
+    tag_map(tags.iter().map(|t| (t.key(), t.value())))
+}
+
+/// Tags as a map, from any SDK's `(key, value)` pairs; a tag without a key is skipped.
+pub(crate) fn tag_map<'a>(
+    pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
+) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| Some((k?.to_owned(), v.unwrap_or_default().to_owned())))
+        .collect()
+}
+
+/// A concurrent read that panicked or was cancelled.
+pub(crate) fn join_error(what: &str, e: tokio::task::JoinError) -> AwsError {
+    AwsError::new(what, "Internal", e.to_string(), None)
+}
+
+/// A field AWS always answers with. Its absence is an error naming the resource,
+/// never an empty value that a plan would then try to "fix".
+pub(crate) fn required<T>(value: Option<T>, resource: &str, field: &str) -> Result<T, AwsError> {
+    value.ok_or_else(|| {
+        AwsError::new(
+            format!("reading {resource}"),
+            "IncompleteAnswer",
+            format!("AWS described it without its {field}"),
+            None,
+        )
+    })
+}

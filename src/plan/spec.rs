@@ -1,0 +1,598 @@
+//! The typed properties of every resource kind ([`Spec`]), the values they are made
+//! of (rules, routes, listener actions), and what plans compare of them
+//! ([`Spec::fields`]) and what replacements cascade along ([`Spec::references`]).
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use super::{Field, Value};
+
+/// A security-group rule: protocol, ports and the peer on the other side.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rule {
+    /// `tcp`, `udp`, `icmp` or `all`.
+    pub protocol: String,
+    /// First port (`None` for all ports).
+    pub from_port: Option<u16>,
+    /// Last port.
+    pub to_port: Option<u16>,
+    /// The other side.
+    pub peer: RulePeer,
+}
+
+/// The other side of a rule.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RulePeer {
+    /// An IPv4 block.
+    Cidr(String),
+    /// A security group: logical id (`sg/web`) or, when not strata's, its AWS id.
+    Group(String),
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.protocol)?;
+        match (self.from_port, self.to_port) {
+            (Some(a), Some(b)) if a == b => write!(f, " {a}")?,
+            (Some(a), Some(b)) => write!(f, " {a}-{b}")?,
+            _ => {}
+        }
+        match &self.peer {
+            RulePeer::Cidr(c) | RulePeer::Group(c) => write!(f, " {c}"),
+        }
+    }
+}
+
+/// A route: destination block to a target (logical id: `igw`, `nat/0`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Route {
+    /// Destination CIDR.
+    pub destination: String,
+    /// Target logical id (or AWS id when not strata's).
+    pub target: String,
+}
+
+/// Where a listener sends traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenerAction {
+    /// Forward to a target group (logical id).
+    Forward(String),
+    /// Redirect (HTTP 301) to another protocol and port.
+    Redirect {
+        /// `HTTPS`.
+        protocol: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+impl fmt::Display for ListenerAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenerAction::Forward(tg) => write!(f, "forward to {tg}"),
+            ListenerAction::Redirect { protocol, port } => {
+                write!(f, "redirect to {protocol}:{port}")
+            }
+        }
+    }
+}
+
+/// Properties of a resource, typed per kind: each variant carries the struct of its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spec {
+    /// A VPC with DNS support and hostnames.
+    Vpc(Vpc),
+    /// A subnet.
+    Subnet(Subnet),
+    /// The internet gateway, attached to the environment's VPC.
+    InternetGateway(InternetGateway),
+    /// An elastic IP for a NAT gateway.
+    ElasticIp,
+    /// A NAT gateway.
+    NatGateway(NatGateway),
+    /// A route table.
+    RouteTable(RouteTable),
+    /// A security group.
+    SecurityGroup(SecurityGroup),
+    /// A target group.
+    TargetGroup(TargetGroup),
+    /// A load balancer.
+    LoadBalancer(LoadBalancer),
+    /// A listener.
+    Listener(Listener),
+    /// The launch template: what every instance starts from.
+    LaunchTemplate(LaunchTemplate),
+    /// The auto-scaling group.
+    AutoScalingGroup(AutoScalingGroup),
+    /// The config the instances boot with, by digest (the units it installs listed for
+    /// people).
+    NodeConfig(NodeConfig),
+    /// A fixed-size cluster node's data volume, in its node's zone, attached to the
+    /// node's instance of the moment.
+    Volume(Volume),
+    /// An instance of a fixed-size cluster, launched from the template with its own
+    /// config and address.
+    Instance(Instance),
+}
+
+/// A VPC with DNS support and hostnames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vpc {
+    /// CIDR block.
+    pub cidr: String,
+}
+
+/// A subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subnet {
+    /// CIDR block.
+    pub cidr: String,
+    /// Availability zone name.
+    pub zone: String,
+    /// Public subnets give instances public addresses.
+    pub public: bool,
+}
+
+/// The internet gateway, attached to the environment's VPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternetGateway {
+    /// Attached VPC (logical id), `None` when detached.
+    pub attached: Option<String>,
+}
+
+/// A NAT gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatGateway {
+    /// Its public subnet (logical id).
+    pub subnet: String,
+    /// Its elastic IP (logical id).
+    pub eip: String,
+}
+
+/// A route table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTable {
+    /// Routes besides the VPC-local one.
+    pub routes: BTreeSet<Route>,
+    /// Associated subnets (logical ids).
+    pub subnets: BTreeSet<String>,
+}
+
+/// A security group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityGroup {
+    /// AWS group name.
+    pub name: String,
+    /// Description (fixed at creation by AWS).
+    pub description: String,
+    /// Inbound rules.
+    pub ingress: BTreeSet<Rule>,
+    /// Outbound rules.
+    pub egress: BTreeSet<Rule>,
+}
+
+/// A target group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetGroup {
+    /// AWS name.
+    pub name: String,
+    /// HTTP, HTTPS, TCP, TLS or UDP.
+    pub protocol: String,
+    /// Port on the instances.
+    pub port: u16,
+    /// Health-check path (HTTP/HTTPS) when set.
+    pub health_check_path: Option<String>,
+    /// Health-check port when it differs from the traffic port.
+    pub health_check_port: Option<u16>,
+}
+
+/// A load balancer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadBalancer {
+    /// AWS name.
+    pub name: String,
+    /// `application` or `network`.
+    pub kind: String,
+    /// `internal` or `internet-facing`.
+    pub scheme: String,
+    /// Subnets (logical ids).
+    pub subnets: BTreeSet<String>,
+    /// Security groups (logical ids), application load balancers only.
+    pub security_groups: BTreeSet<String>,
+}
+
+/// A listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Its load balancer (logical id).
+    pub load_balancer: String,
+    /// Front protocol.
+    pub protocol: String,
+    /// Front port.
+    pub port: u16,
+    /// Certificate ARN for HTTPS/TLS.
+    pub certificate: Option<String>,
+    /// Default action.
+    pub action: ListenerAction,
+}
+
+/// The launch template: what every instance starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchTemplate {
+    /// AWS name.
+    pub name: String,
+    /// Image id.
+    pub image: String,
+    /// Instance type.
+    pub instance_type: String,
+    /// Security groups (logical ids).
+    pub security_groups: BTreeSet<String>,
+    /// Root volume.
+    pub volume: Option<Disk>,
+    /// Data volume (kept when an instance goes).
+    pub data_volume: Option<DataDisk>,
+    /// Instance profile name.
+    pub instance_profile: Option<String>,
+    /// Base64 user data; compared by the node layer through [`Spec::NodeConfig`].
+    pub user_data: String,
+}
+
+/// The auto-scaling group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoScalingGroup {
+    /// AWS name.
+    pub name: String,
+    /// Smallest size.
+    pub min: u16,
+    /// Largest size.
+    pub max: u16,
+    /// Wanted size.
+    pub desired: u16,
+    /// Subnets (logical ids).
+    pub subnets: BTreeSet<String>,
+    /// Target groups (logical ids).
+    pub target_groups: BTreeSet<String>,
+    /// Instance refresh: share of the group that stays in service (not compared).
+    pub min_healthy_percent: u8,
+    /// Instance refresh: seconds a new instance gets to warm up (not compared).
+    pub warmup_seconds: u32,
+}
+
+/// The config the instances boot with, by digest (the units it installs listed for
+/// people).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// `sha256:` of the full (unwrapped) Ignition JSON.
+    pub digest: String,
+}
+
+/// A fixed-size cluster node's data volume, in its node's zone, attached to the
+/// node's instance of the moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// Availability zone.
+    pub zone: String,
+    /// Size in GiB.
+    pub size_gb: u32,
+    /// EBS type (`gp3`).
+    pub volume_type: String,
+    /// Where it is attached; `None` when detached.
+    pub attached_to: Option<Attachment>,
+}
+
+/// An EBS volume's size and type, shown as `20 GiB gp3`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    /// Size in GiB.
+    pub size_gb: u32,
+    /// EBS type (`gp3`).
+    pub volume_type: String,
+}
+
+impl fmt::Display for Disk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} GiB {}", self.size_gb, self.volume_type)
+    }
+}
+
+/// A template's data volume: a disk at a device, shown as `200 GiB gp3 at /dev/xvdf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDisk {
+    /// Its size and type.
+    pub disk: Disk,
+    /// The device it is attached at.
+    pub device: String,
+}
+
+impl fmt::Display for DataDisk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}", self.disk, self.device)
+    }
+}
+
+/// Where a data volume is attached, shown as `instance/0 at /dev/xvdf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The instance: its logical id, or its AWS id when it is not strata's.
+    pub instance: String,
+    /// The device.
+    pub device: String,
+}
+
+impl fmt::Display for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}", self.instance, self.device)
+    }
+}
+
+/// An instance of a fixed-size cluster, launched from the template with its own
+/// config and address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// Its subnet (logical id).
+    pub subnet: String,
+    /// Its deterministic private address.
+    pub private_ip: String,
+    /// Image id.
+    pub image: String,
+    /// Instance type.
+    pub instance_type: String,
+    /// Security groups (logical ids).
+    pub security_groups: BTreeSet<String>,
+    /// Target groups it is registered in (logical ids).
+    pub target_groups: BTreeSet<String>,
+    /// `sha256:` of its config as [`crate::ignition::comparable_json`] renders it.
+    pub config: String,
+    /// `sha256:` of the settings it keeps for life ([`cluster::lifetime_settings`]).
+    pub settings: String,
+    /// Base64 user data it launches with (not compared; desired side only).
+    pub user_data: String,
+}
+
+impl Spec {
+    /// The comparable fields.
+    pub fn fields(&self) -> Vec<Field> {
+        fn scalar(name: &'static str, value: impl ToString, forces_replacement: bool) -> Field {
+            Field {
+                name,
+                value: Value::Scalar(value.to_string()),
+                forces_replacement,
+            }
+        }
+        fn set(name: &'static str, values: impl IntoIterator<Item = String>) -> Field {
+            Field {
+                name,
+                value: Value::Set(values.into_iter().collect()),
+                forces_replacement: false,
+            }
+        }
+        fn opt(value: &Option<impl fmt::Display>) -> String {
+            value
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), ToString::to_string)
+        }
+        match self {
+            Spec::Vpc(Vpc { cidr }) => vec![scalar("cidr", cidr, true)],
+            Spec::Subnet(Subnet { cidr, zone, public }) => {
+                vec![
+                    scalar("cidr", cidr, true),
+                    scalar("zone", zone, true),
+                    scalar("public", public, false),
+                ]
+            }
+            Spec::InternetGateway(InternetGateway { attached }) => {
+                vec![scalar("attached_to", opt(attached), false)]
+            }
+            Spec::ElasticIp => Vec::new(),
+            Spec::NatGateway(NatGateway { subnet, eip }) => vec![
+                scalar("subnet", subnet, true),
+                scalar("elastic_ip", eip, true),
+            ],
+            Spec::RouteTable(RouteTable { routes, subnets }) => vec![
+                set(
+                    "routes",
+                    routes
+                        .iter()
+                        .map(|r| format!("{} via {}", r.destination, r.target)),
+                ),
+                set("subnets", subnets.iter().cloned()),
+            ],
+            // Name and description are fixed at creation and derived from the logical id,
+            // so only the rules are compared.
+            Spec::SecurityGroup(SecurityGroup {
+                ingress, egress, ..
+            }) => vec![
+                set(
+                    "ingress",
+                    ingress
+                        .iter()
+                        .map(|r| with_direction(&r.to_string(), "from")),
+                ),
+                set(
+                    "egress",
+                    egress.iter().map(|r| with_direction(&r.to_string(), "to")),
+                ),
+            ],
+            Spec::TargetGroup(TargetGroup {
+                name,
+                protocol,
+                port,
+                health_check_path,
+                health_check_port,
+            }) => vec![
+                scalar("name", name, true),
+                scalar("protocol", protocol, true),
+                scalar("port", port, true),
+                scalar("health_check_path", opt(health_check_path), false),
+                scalar(
+                    "health_check_port",
+                    health_check_port.map_or("traffic-port".to_owned(), |p| p.to_string()),
+                    false,
+                ),
+            ],
+            Spec::LoadBalancer(LoadBalancer {
+                name,
+                kind,
+                scheme,
+                subnets,
+                security_groups,
+            }) => vec![
+                scalar("name", name, true),
+                scalar("type", kind, true),
+                scalar("scheme", scheme, true),
+                set("subnets", subnets.iter().cloned()),
+                set("security_groups", security_groups.iter().cloned()),
+            ],
+            Spec::LaunchTemplate(LaunchTemplate {
+                image,
+                instance_type,
+                security_groups,
+                volume,
+                data_volume,
+                instance_profile,
+                ..
+            }) => vec![
+                scalar("image", image, false),
+                scalar("instance_type", instance_type, false),
+                set("security_groups", security_groups.iter().cloned()),
+                scalar("volume", opt(volume), false),
+                scalar("data_volume", opt(data_volume), false),
+                scalar("instance_profile", opt(instance_profile), false),
+            ],
+            Spec::AutoScalingGroup(AutoScalingGroup {
+                min,
+                max,
+                desired,
+                subnets,
+                target_groups,
+                ..
+            }) => vec![
+                scalar("min", min, false),
+                scalar("max", max, false),
+                scalar("desired", desired, false),
+                set("subnets", subnets.iter().cloned()),
+                set("target_groups", target_groups.iter().cloned()),
+            ],
+            Spec::NodeConfig(NodeConfig { digest }) => vec![scalar("config", digest, false)],
+            Spec::Volume(Volume {
+                zone,
+                size_gb,
+                volume_type,
+                attached_to,
+            }) => vec![
+                scalar("zone", zone, true),
+                scalar("size", format!("{size_gb} GiB"), false),
+                scalar("type", volume_type, false),
+                scalar("attached_to", opt(attached_to), false),
+            ],
+            Spec::Instance(Instance {
+                subnet,
+                private_ip,
+                image,
+                instance_type,
+                security_groups,
+                target_groups,
+                config,
+                settings,
+                ..
+            }) => vec![
+                scalar("subnet", subnet, true),
+                scalar("private_ip", private_ip, true),
+                scalar("image", image, true),
+                scalar("instance_type", instance_type, true),
+                scalar("config", config, true),
+                scalar("volumes_and_profile", settings, true),
+                set("security_groups", security_groups.iter().cloned()),
+                set("target_groups", target_groups.iter().cloned()),
+            ],
+            Spec::Listener(Listener {
+                load_balancer,
+                protocol,
+                port,
+                certificate,
+                action,
+            }) => vec![
+                scalar("load_balancer", load_balancer, true),
+                scalar("port", port, true),
+                scalar("protocol", protocol, false),
+                scalar("certificate", opt(certificate), false),
+                scalar("action", action, false),
+            ],
+        }
+    }
+
+    /// Logical ids this resource refers to (for cascading replacements).
+    pub fn references(&self) -> Vec<String> {
+        let mut refs = vec!["vpc".to_owned()];
+        match self {
+            Spec::Vpc(_) => refs.clear(),
+            Spec::NatGateway(NatGateway { subnet, eip }) => {
+                refs.extend([subnet.clone(), eip.clone()])
+            }
+            Spec::RouteTable(RouteTable { routes, subnets }) => {
+                refs.extend(routes.iter().map(|r| r.target.clone()));
+                refs.extend(subnets.iter().cloned());
+            }
+            Spec::SecurityGroup(SecurityGroup {
+                ingress, egress, ..
+            }) => refs.extend(ingress.iter().chain(egress).filter_map(|r| match &r.peer {
+                RulePeer::Group(g) => Some(g.clone()),
+                RulePeer::Cidr(_) => None,
+            })),
+            Spec::LoadBalancer(LoadBalancer {
+                subnets,
+                security_groups,
+                ..
+            }) => {
+                refs.extend(subnets.iter().cloned());
+                refs.extend(security_groups.iter().cloned());
+            }
+            Spec::Listener(Listener {
+                load_balancer,
+                action,
+                ..
+            }) => {
+                refs.push(load_balancer.clone());
+                if let ListenerAction::Forward(tg) = action {
+                    refs.push(tg.clone());
+                }
+            }
+            Spec::LaunchTemplate(LaunchTemplate {
+                security_groups, ..
+            }) => refs.extend(security_groups.iter().cloned()),
+            Spec::AutoScalingGroup(AutoScalingGroup {
+                subnets,
+                target_groups,
+                ..
+            }) => {
+                refs.extend(subnets.iter().cloned());
+                refs.extend(target_groups.iter().cloned());
+                refs.push("launch-template".to_owned());
+            }
+            Spec::NodeConfig(_) => refs.push("launch-template".to_owned()),
+            Spec::Instance(Instance {
+                subnet,
+                security_groups,
+                target_groups,
+                ..
+            }) => {
+                refs.push(subnet.clone());
+                refs.extend(security_groups.iter().cloned());
+                refs.extend(target_groups.iter().cloned());
+            }
+            // A data volume refers to nothing: it outlives everything around it.
+            Spec::Volume(_) => refs.clear(),
+            Spec::Subnet(_) | Spec::InternetGateway(_) | Spec::ElasticIp | Spec::TargetGroup(_) => {
+            }
+        }
+        refs
+    }
+}
+
+/// `tcp 22 10.0.0.0/8` → `tcp 22 from 10.0.0.0/8`.
+fn with_direction(rule: &str, word: &str) -> String {
+    match rule.rsplit_once(' ') {
+        Some((head, peer)) => format!("{head} {word} {peer}"),
+        None => rule.to_owned(),
+    }
+}
