@@ -118,14 +118,53 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
-/// An error and each of its causes, `: `-separated, for messages that must say why.
+/// An error and each of its causes, `: `-separated, for messages that must say why. A
+/// cause whose text the message already holds (an error that quotes its source) is not
+/// said again.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let cause = s.to_string();
+        if !out.contains(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the feed is down\n  hint: point os.feed_url at a mirror")]
+    struct Feed;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Run {
+        #[error("environment `web`: {source}")]
+        Quoting { source: Feed },
+        #[error("environment `web` has no image")]
+        Plain {
+            #[source]
+            source: Feed,
+        },
+    }
+
+    #[test]
+    fn a_cause_the_message_quotes_is_not_said_again() {
+        let quoting = error_chain(&Run::Quoting { source: Feed });
+        assert_eq!(
+            quoting,
+            "environment `web`: the feed is down\n  hint: point os.feed_url at a mirror"
+        );
+        let plain = error_chain(&Run::Plain { source: Feed });
+        assert_eq!(
+            plain,
+            "environment `web` has no image: the feed is down\n  hint: point os.feed_url at a mirror"
+        );
+    }
 }

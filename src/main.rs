@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         Ok(Outcome::Failed) => ExitCode::from(1),
         Ok(Outcome::Changes) => ExitCode::from(2),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", strata::diagnostic::error_chain(e.as_ref()));
             ExitCode::from(1)
         }
     }

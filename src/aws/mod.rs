@@ -8,11 +8,14 @@
 pub mod applied;
 pub mod cluster;
 pub mod discovery;
+mod error;
 pub mod executor;
 pub mod images;
 pub mod network;
 pub(crate) mod read;
 pub mod secrets;
+
+pub use error::{AwsError, error};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -193,90 +196,4 @@ impl Connector {
             region: region.to_owned(),
         }
     }
-}
-
-/// An AWS call that failed, with the resource it concerned and a hint.
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {code}: {message}{}", hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
-pub struct AwsError {
-    /// What strata was doing, e.g. `deleting subnet subnet/public/0 (subnet-0abc)`.
-    pub what: String,
-    /// AWS error code.
-    pub code: String,
-    /// AWS message.
-    pub message: String,
-    /// What to do.
-    pub hint: Option<String>,
-}
-
-impl AwsError {
-    /// An error of `what` strata was doing, with AWS's (or strata's) code and message.
-    pub fn new(
-        what: impl Into<String>,
-        code: impl Into<String>,
-        message: impl Into<String>,
-        hint: Option<String>,
-    ) -> AwsError {
-        AwsError {
-            what: what.into(),
-            code: code.into(),
-            message: message.into(),
-            hint,
-        }
-    }
-}
-
-/// Wraps an SDK error with what was being done.
-pub fn error<E>(what: impl Into<String>, err: aws_sdk_ec2::error::SdkError<E>) -> AwsError
-where
-    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let what = what.into();
-    let (code, message) = match &err {
-        aws_sdk_ec2::error::SdkError::ServiceError(e) => (
-            e.err().code().unwrap_or("Unknown").to_owned(),
-            e.err().message().unwrap_or_default().to_owned(),
-        ),
-        other => (
-            "RequestFailed".to_owned(),
-            crate::diagnostic::error_chain(other),
-        ),
-    };
-    let hint = hint_for(&code, &what);
-    AwsError {
-        what,
-        code,
-        message,
-        hint,
-    }
-}
-
-fn hint_for(code: &str, what: &str) -> Option<String> {
-    Some(match code {
-        "DependencyViolation" | "ResourceInUse" => format!(
-            "something outside this step still uses it ({what}): instances, network interfaces, load balancers or \
-             security-group rules of other groups; remove those first, then run apply again"
-        ),
-        "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => {
-            "the credentials lack this permission; grant it to the role strata runs as".to_owned()
-        }
-        "AuthFailure" | "InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken" => {
-            "check the AWS credentials (AWS_ACCESS_KEY_ID/AWS_PROFILE or the role in CI)".to_owned()
-        }
-        "RequestFailed" => {
-            "could not reach AWS; check the network, AWS_REGION and AWS_ENDPOINT_URL".to_owned()
-        }
-        "AddressLimitExceeded"
-        | "VpcLimitExceeded"
-        | "NatGatewayLimitExceeded"
-        | "TooManyLoadBalancers" => {
-            "an AWS quota is reached; raise it in Service Quotas or remove unused resources"
-                .to_owned()
-        }
-        "DuplicateLoadBalancerName" | "DuplicateTargetGroupName" | "InvalidGroup.Duplicate" => {
-            "a resource with this name exists but does not carry strata's tags; rename it or tag it"
-                .to_owned()
-        }
-        _ => return None,
-    })
 }

@@ -264,6 +264,48 @@ mod tests {
         }
     }
 
+    fn group(ingress: &[(&str, u16)]) -> Resource {
+        use crate::plan::spec::SecurityGroup;
+        use crate::plan::{Rule, RulePeer};
+        let rule = |(cidr, port): &(&str, u16)| Rule {
+            protocol: "tcp".into(),
+            from_port: Some(*port),
+            to_port: Some(*port),
+            peer: RulePeer::Cidr((*cidr).into()),
+        };
+        Resource {
+            kind: Kind::SecurityGroup,
+            id: "sg/lb".into(),
+            spec: Spec::SecurityGroup(SecurityGroup {
+                name: "web-lb".into(),
+                description: "web lb".into(),
+                ingress: ingress.iter().map(rule).collect(),
+                egress: Default::default(),
+            }),
+        }
+    }
+
+    #[test]
+    fn only_a_rule_newly_open_to_anywhere_widens_security() {
+        let was = group(&[("0.0.0.0/0", 443), ("10.0.0.0/8", 22)]);
+        let now = group(&[("0.0.0.0/0", 443), ("10.0.0.0/8", 22), ("::/0", 80)]);
+        let actions = plan_resources(std::slice::from_ref(&now), &[seen(&was, "sg-1")]);
+        let widening: Vec<String> = actions.iter().flat_map(|a| a.widens_security()).collect();
+        assert_eq!(widening, ["security group sg/lb: ingress tcp 80 from ::/0"]);
+        // Narrowing widens nothing; a group made open widens by each open rule.
+        let narrowed = plan_resources(std::slice::from_ref(&was), &[seen(&now, "sg-1")]);
+        assert!(narrowed.iter().all(|a| a.widens_security().is_empty()));
+        let made = plan_resources(std::slice::from_ref(&now), &[]);
+        let widening: Vec<String> = made.iter().flat_map(|a| a.widens_security()).collect();
+        assert_eq!(
+            widening,
+            [
+                "security group sg/lb: ingress tcp 443 from 0.0.0.0/0",
+                "security group sg/lb: ingress tcp 80 from ::/0"
+            ]
+        );
+    }
+
     #[test]
     fn identical_state_plans_nothing() {
         let vpc = vpc();

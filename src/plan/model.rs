@@ -238,30 +238,45 @@ impl Action {
         }
     }
 
-    /// True when applying it would open something to the internet.
+    /// What applying it would open to the internet, decided on the typed specs: an
+    /// inbound rule from anywhere the group did not have, a load balancer becoming
+    /// internet-facing.
     pub fn widens_security(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for change in &self.changes {
-            if let Some(to) = &change.to
-                && change.field == "ingress"
-                && (to.ends_with("from 0.0.0.0/0") || to.ends_with("from ::/0"))
-            {
-                out.push(format!(
-                    "{} {}: ingress {to}",
-                    self.kind.describe(),
-                    self.id
-                ));
+        use super::Spec;
+        if self.action == ActionKind::Delete {
+            return Vec::new();
+        }
+        let observed = self.observed.as_ref().map(|o| &o.spec);
+        match self.desired.as_ref().map(|d| &d.spec) {
+            Some(Spec::SecurityGroup(group)) => {
+                let before = match observed {
+                    Some(Spec::SecurityGroup(was)) => Some(&was.ingress),
+                    _ => None,
+                };
+                let mut opened: Vec<String> = group
+                    .ingress
+                    .iter()
+                    .filter(|r| r.peer.is_anywhere() && before.is_none_or(|b| !b.contains(r)))
+                    .map(|r| {
+                        format!(
+                            "{} {}: ingress {}",
+                            self.kind.describe(),
+                            self.id,
+                            r.inbound()
+                        )
+                    })
+                    .collect();
+                opened.sort();
+                opened
             }
+            Some(Spec::LoadBalancer(lb))
+                if lb.scheme == "internet-facing"
+                    && !matches!(observed, Some(Spec::LoadBalancer(was)) if was.scheme == lb.scheme) =>
+            {
+                vec![format!("load balancer {} becomes internet-facing", self.id)]
+            }
+            _ => Vec::new(),
         }
-        if self.kind == Kind::LoadBalancer
-            && self
-                .changes
-                .iter()
-                .any(|c| c.field == "scheme" && c.to.as_deref() == Some("internet-facing"))
-        {
-            out.push(format!("load balancer {} becomes internet-facing", self.id));
-        }
-        out
     }
 }
 

@@ -29,17 +29,41 @@ pub enum RulePeer {
     Group(String),
 }
 
-impl fmt::Display for Rule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.protocol)?;
+impl Rule {
+    /// The rule as an inbound one reads: `tcp 22 from 10.0.0.0/8`.
+    pub fn inbound(&self) -> String {
+        self.with_direction(" from")
+    }
+
+    /// The rule as an outbound one reads: `all to 0.0.0.0/0`.
+    pub fn outbound(&self) -> String {
+        self.with_direction(" to")
+    }
+
+    fn with_direction(&self, word: &str) -> String {
+        let mut out = self.protocol.clone();
         match (self.from_port, self.to_port) {
-            (Some(a), Some(b)) if a == b => write!(f, " {a}")?,
-            (Some(a), Some(b)) => write!(f, " {a}-{b}")?,
+            (Some(a), Some(b)) if a == b => out.push_str(&format!(" {a}")),
+            (Some(a), Some(b)) => out.push_str(&format!(" {a}-{b}")),
             _ => {}
         }
-        match &self.peer {
-            RulePeer::Cidr(c) | RulePeer::Group(c) => write!(f, " {c}"),
-        }
+        let peer = match &self.peer {
+            RulePeer::Cidr(c) | RulePeer::Group(c) => c,
+        };
+        format!("{out}{word} {peer}")
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.with_direction(""))
+    }
+}
+
+impl RulePeer {
+    /// True for a block that is the whole internet (`0.0.0.0/0`, `::/0`).
+    pub fn is_anywhere(&self) -> bool {
+        matches!(self, RulePeer::Cidr(c) if c == "0.0.0.0/0" || c == "::/0")
     }
 }
 
@@ -402,16 +426,8 @@ impl Spec {
             Spec::SecurityGroup(SecurityGroup {
                 ingress, egress, ..
             }) => vec![
-                set(
-                    "ingress",
-                    ingress
-                        .iter()
-                        .map(|r| with_direction(&r.to_string(), "from")),
-                ),
-                set(
-                    "egress",
-                    egress.iter().map(|r| with_direction(&r.to_string(), "to")),
-                ),
+                set("ingress", ingress.iter().map(Rule::inbound)),
+                set("egress", egress.iter().map(Rule::outbound)),
             ],
             Spec::TargetGroup(TargetGroup {
                 name,
@@ -586,13 +602,5 @@ impl Spec {
             }
         }
         refs
-    }
-}
-
-/// `tcp 22 10.0.0.0/8` → `tcp 22 from 10.0.0.0/8`.
-fn with_direction(rule: &str, word: &str) -> String {
-    match rule.rsplit_once(' ') {
-        Some((head, peer)) => format!("{head} {word} {peer}"),
-        None => rule.to_owned(),
     }
 }

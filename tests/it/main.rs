@@ -4,6 +4,7 @@
 mod action;
 mod action_guards;
 mod changes;
+mod cli;
 mod cloud;
 mod cluster;
 mod examples;
