@@ -30,11 +30,6 @@ pub struct Subnet {
 }
 
 impl Subnet {
-    /// Logical id, e.g. `subnet/private/0`.
-    pub fn id(&self) -> String {
-        format!("subnet/{}/{}", self.kind.as_str(), self.index)
-    }
-
     /// How many node addresses fit (offsets `FIRST_NODE_HOST` up to the last usable,
     /// the broadcast address being reserved by AWS).
     pub fn node_capacity(&self) -> u32 {
@@ -131,7 +126,14 @@ mod tests {
         let n = network("10.66.0.0/16", 3, 3, 4, 3);
         let got: Vec<String> = subnets(&n)
             .iter()
-            .map(|s| format!("{} {} z{}", s.id(), s.block, s.zone))
+            .map(|s| {
+                format!(
+                    "{} {} z{}",
+                    crate::plan::LogicalId::subnet(s),
+                    s.block,
+                    s.zone
+                )
+            })
             .collect();
         assert_eq!(
             got,

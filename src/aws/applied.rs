@@ -8,7 +8,7 @@ use aws_sdk_ec2::types as ec2;
 
 use super::read::ec2_tags;
 use super::{Aws, AwsError, error};
-use crate::plan::{TAG_COMMIT, TAG_ENVIRONMENT, TAG_ID, cluster};
+use crate::plan::{LogicalId, TAG_COMMIT, TAG_ENVIRONMENT, TAG_ID};
 
 /// What a layer's root says about the last apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,10 +37,10 @@ fn root(tags: &BTreeMap<String, String>) -> Root {
     }
 }
 
-fn id_filter(id: &str) -> ec2::Filter {
+fn id_filter(id: &LogicalId) -> ec2::Filter {
     ec2::Filter::builder()
         .name(format!("tag:{TAG_ID}"))
-        .values(id)
+        .values(id.to_string())
         .build()
 }
 
@@ -50,7 +50,7 @@ pub async fn read(aws: &Aws) -> Result<BTreeMap<String, LastApplied>, AwsError> 
         async {
             aws.ec2
                 .describe_vpcs()
-                .filters(id_filter("vpc"))
+                .filters(id_filter(&LogicalId::Vpc))
                 .into_paginator()
                 .items()
                 .send()
@@ -61,7 +61,7 @@ pub async fn read(aws: &Aws) -> Result<BTreeMap<String, LastApplied>, AwsError> 
         async {
             aws.ec2
                 .describe_launch_templates()
-                .filters(id_filter(cluster::LAUNCH_TEMPLATE))
+                .filters(id_filter(&LogicalId::LaunchTemplate))
                 .max_results(200)
                 .into_paginator()
                 .items()

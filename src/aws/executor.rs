@@ -15,7 +15,7 @@ use aws_sdk_ec2::types as ec2;
 
 use super::{Aws, AwsError, error};
 use crate::config::Layer;
-use crate::plan::{ActionKey, Kind, Observed, Resource, Spec};
+use crate::plan::{ActionKey, Kind, LogicalId, Observed, Resource, Spec};
 
 pub(crate) type Result<T> = std::result::Result<T, AwsError>;
 
@@ -25,10 +25,10 @@ pub struct Executor<'a> {
     pub(crate) env: &'a str,
     user_tags: &'a BTreeMap<String, String>,
     /// Logical id → AWS id of everything that exists now.
-    pub ids: BTreeMap<String, String>,
+    pub ids: BTreeMap<LogicalId, String>,
     /// Logical id → AWS id as observed before the run (a replaced resource's id
     /// differs from its id in `ids` once replaced).
-    pub(crate) observed_ids: BTreeMap<String, String>,
+    pub(crate) observed_ids: BTreeMap<LogicalId, String>,
     progress: &'a mut dyn FnMut(&str),
     /// How long to wait for a slow resource.
     pub timeout: Duration,
@@ -61,7 +61,7 @@ impl<'a> Executor<'a> {
         observed: &[Observed],
         progress: &'a mut dyn FnMut(&str),
     ) -> Executor<'a> {
-        let ids: BTreeMap<String, String> = observed
+        let ids: BTreeMap<LogicalId, String> = observed
             .iter()
             .map(|o| (o.id.clone(), o.aws_id.clone()))
             .collect();
@@ -84,7 +84,7 @@ impl<'a> Executor<'a> {
     /// created without rules; [`Executor::sync_rules`] adds them once every group
     /// exists.
     pub async fn create(&mut self, r: &Resource) -> Result<()> {
-        let id = r.id.as_str();
+        let id = &r.id;
         let aws_id = match &r.spec {
             Spec::Vpc(vpc) => self.create_vpc(id, vpc).await?,
             Spec::Subnet(subnet) => self.create_subnet(id, subnet).await?,
@@ -194,16 +194,17 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
-    /// The AWS id of a logical id, as known now (the logical id itself when unknown).
-    pub(crate) fn id(&self, logical: &str) -> String {
+    /// The AWS id of a logical id, as known now: a foreign id is the AWS id it names
+    /// (and one of strata's not made yet reads as its text, which AWS then refuses).
+    pub(crate) fn id(&self, logical: &LogicalId) -> String {
         self.ids
             .get(logical)
             .cloned()
-            .unwrap_or_else(|| logical.to_owned())
+            .unwrap_or_else(|| logical.to_string())
     }
 
     /// The tags every resource of `layer` gets at creation.
-    pub(crate) fn tags(&self, id: &str, layer: Layer) -> Vec<(String, String)> {
+    pub(crate) fn tags(&self, id: &LogicalId, layer: Layer) -> Vec<(String, String)> {
         crate::plan::tags(self.env, self.user_tags, layer, id)
     }
 
@@ -211,7 +212,7 @@ impl<'a> Executor<'a> {
     pub(crate) fn tag_spec(
         &self,
         resource: ec2::ResourceType,
-        id: &str,
+        id: &LogicalId,
         layer: Layer,
     ) -> ec2::TagSpecification {
         tag_specification(resource, &self.tags(id, layer))

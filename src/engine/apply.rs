@@ -9,7 +9,7 @@ use crate::aws::Connector;
 use crate::aws::executor::{self, Executor};
 use crate::config::Layer;
 use crate::plan::spec::{Instance, Volume};
-use crate::plan::{self, Action, ActionKind, ActionRef, EnvironmentPlan, Kind, Plan};
+use crate::plan::{self, Action, ActionKind, ActionRef, EnvironmentPlan, Kind, LogicalId, Plan};
 
 /// What apply did.
 #[derive(Debug, Clone, Default)]
@@ -202,14 +202,18 @@ async fn apply_environment(
     if let Some(commit) = commit {
         let machines = [Layer::Cluster, Layer::Node];
         for (root, layers, observed) in [
-            ("vpc", &[Layer::Network][..], observations.network.get(name)),
             (
-                plan::cluster::LAUNCH_TEMPLATE,
+                LogicalId::Vpc,
+                &[Layer::Network][..],
+                observations.network.get(name),
+            ),
+            (
+                LogicalId::LaunchTemplate,
                 &machines[..],
                 observations.cluster.get(name),
             ),
         ] {
-            let Some(id) = exec.ids.get(root).cloned() else {
+            let Some(id) = exec.ids.get(&root).cloned() else {
                 continue;
             };
             if !env_plan.layers.iter().any(|l| layers.contains(&l.layer)) {
@@ -281,7 +285,7 @@ async fn terminate_before_subnets(
     exec: &mut Executor<'_>,
     machine_actions: &[&Action],
     network_actions: &[Action],
-) -> Result<BTreeSet<String>, EngineError> {
+) -> Result<BTreeSet<LogicalId>, EngineError> {
     let replaced = plan::cluster::replaced_subnets(network_actions);
     let mut gone = BTreeSet::new();
     for a in machine_actions
@@ -292,7 +296,7 @@ async fn terminate_before_subnets(
         let plan::Spec::Instance(Instance { subnet, .. }) = &o.spec else {
             continue;
         };
-        if replaced.contains(subnet.as_str()) {
+        if replaced.contains(subnet) {
             exec.delete(o).await?;
             exec.say(&format!(
                 "  … {} ({}) terminated before its subnet {subnet} is replaced",
@@ -315,11 +319,11 @@ async fn execute_instances(
     exec: &mut Executor<'_>,
     env: &str,
     actions: &[&Action],
-    gone: &BTreeSet<String>,
+    gone: &BTreeSet<LogicalId>,
     data_device: Option<&str>,
     warmup: std::time::Duration,
 ) -> Result<(), EngineError> {
-    let node = |a: &Action| plan::cluster::node_index(&a.id).unwrap_or(u16::MAX);
+    let node = |a: &Action| a.id.node().unwrap_or(u16::MAX);
     let of = |kind: ActionKind| {
         let mut list: Vec<&Action> = actions
             .iter()
@@ -403,7 +407,7 @@ async fn execute_instances(
 }
 
 /// A desired instance's logical id and spec.
-fn instance_of(r: &plan::Resource) -> Option<(&str, &Instance)> {
+fn instance_of(r: &plan::Resource) -> Option<(&LogicalId, &Instance)> {
     match &r.spec {
         plan::Spec::Instance(instance) => Some((&r.id, instance)),
         _ => None,
@@ -416,17 +420,17 @@ fn instance_of(r: &plan::Resource) -> Option<(&str, &Instance)> {
 async fn await_node(
     exec: &mut Executor<'_>,
     node: u16,
-    logical: &str,
+    logical: &LogicalId,
     instance: &Instance,
     id: &str,
     data_device: Option<&str>,
-    attached: &mut BTreeSet<String>,
+    attached: &mut BTreeSet<LogicalId>,
 ) -> Result<(), EngineError> {
-    let volume = data_device.map(|d| (format!("{}{node}", plan::cluster::VOLUME_PREFIX), d));
+    let volume = data_device.map(|d| (LogicalId::Volume(node), d));
     exec.await_instance(
         logical,
         id,
-        volume.as_ref().map(|(v, d)| (v.as_str(), *d)),
+        volume.as_ref().map(|(v, d)| (v, *d)),
         &instance.target_groups,
     )
     .await?;
@@ -440,7 +444,7 @@ async fn await_node(
 async fn reattach_volumes(
     exec: &mut Executor<'_>,
     actions: &[&Action],
-    attached: &BTreeSet<String>,
+    attached: &BTreeSet<LogicalId>,
 ) -> Result<(), EngineError> {
     for a in actions.iter().filter(|a| {
         a.kind == Kind::Volume

@@ -151,7 +151,7 @@ pub(super) async fn fetch_discovery_token(
         url,
         size: Some(size),
     };
-    let tags = exec.tags("etcd-discovery", Layer::Node);
+    let tags = exec.tags(&plan::LogicalId::EtcdDiscovery, Layer::Node);
     crate::aws::discovery::store(exec.aws, &name, &token, tags).await?;
     exec.say(&format!(
         "{name}: + stored a new etcd discovery token for {size} members in {}",
@@ -171,7 +171,7 @@ pub(super) async fn fetch_discovery_token(
         plan::Spec::Instance(Instance {
             user_data, config, ..
         }) => {
-            let node = plan::cluster::node_index(&r.id).and_then(|i| m.nodes.get(usize::from(i)));
+            let node = r.id.node().and_then(|i| m.nodes.get(usize::from(i)));
             if let Some(node) = node {
                 user_data.clone_from(&node.user_data);
                 config.clone_from(&node.digest);

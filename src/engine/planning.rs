@@ -11,7 +11,7 @@ use super::{DesiredMachines, EngineError, Observations, PendingDiscovery, Target
 use crate::aws::Connector;
 use crate::aws::images::Image;
 use crate::aws::network::{self as aws_network, NetworkState};
-use crate::config::{ClusterMode, Environment, Layer, SubnetKind, Zones};
+use crate::config::{ClusterMode, Environment, Layer, Zones};
 use crate::plan::spec::AutoScalingGroup;
 use crate::plan::{
     self, Action, ActionKind, EnvironmentPlan, Kind, LayerPlan, Observed, Plan, Summary,
@@ -100,7 +100,7 @@ pub async fn plan(
         let cluster_state = if clustered.is_empty() {
             BTreeMap::new()
         } else {
-            let logical: BTreeMap<String, String> = state
+            let logical: BTreeMap<String, plan::LogicalId> = state
                 .values()
                 .flatten()
                 .map(|o| (o.aws_id.clone(), o.id.clone()))
@@ -109,7 +109,7 @@ pub async fn plan(
                 logical
                     .get(aws_id)
                     .cloned()
-                    .unwrap_or_else(|| aws_id.to_owned())
+                    .unwrap_or_else(|| plan::LogicalId::parse(aws_id))
             };
             // Which instances are registered is read from the target groups of the
             // fixed-size clusters that join load balancers.
@@ -495,16 +495,12 @@ fn follow_new_template_version(
 /// A network change the cluster must follow: its subnets, groups or target groups.
 fn forced_cluster_reason(env: &Environment, actions: &[Action]) -> Option<String> {
     let cluster = env.spec.cluster.as_ref()?;
-    let kind = match cluster.subnets {
-        SubnetKind::Private => "subnet/private/",
-        SubnetKind::Public => "subnet/public/",
-    };
     let groups = plan::cluster::security_groups(cluster);
     actions
         .iter()
         .filter(|a| a.action != ActionKind::Update || a.kind != Kind::SecurityGroup)
         .find(|a| {
-            a.id.starts_with(kind)
+            matches!(a.id, plan::LogicalId::Subnet(kind, _) if kind == cluster.subnets)
                 || groups.contains(&a.id)
                 || plan::cluster::joins_target_group(cluster, &a.id)
         })

@@ -8,18 +8,9 @@ use sha2::{Digest, Sha256};
 use super::spec::{
     Attachment, AutoScalingGroup, DataDisk, Disk, Instance, LaunchTemplate, NodeConfig, Volume,
 };
-use super::{Kind, Observed, Resource, Spec};
+use super::{Kind, LogicalId, Observed, Resource, Spec};
 use crate::addressing;
 use crate::config::{Cluster, ClusterMode, Environment, names};
-
-/// Logical id of the launch template.
-pub const LAUNCH_TEMPLATE: &str = "launch-template";
-/// Logical id of the auto-scaling group.
-pub const AUTO_SCALING_GROUP: &str = "asg";
-/// Logical id of the node config.
-pub const NODE_CONFIG: &str = "node/config";
-/// Logical id prefix of a fixed-size cluster's instances (`instance/0`).
-pub const INSTANCE_PREFIX: &str = "instance/";
 
 /// `sha256:<hex>` of a config: what the node layer compares.
 pub fn digest(config_json: &str) -> String {
@@ -36,14 +27,14 @@ pub fn desired(
     env: &Environment,
     image: &str,
     user_data: &str,
-    target_groups: &[String],
+    target_groups: &[LogicalId],
 ) -> Vec<Resource> {
     let Some(cluster) = &env.spec.cluster else {
         return Vec::new();
     };
     let mut out = vec![Resource {
         kind: Kind::LaunchTemplate,
-        id: LAUNCH_TEMPLATE.into(),
+        id: LogicalId::LaunchTemplate,
         spec: Spec::LaunchTemplate(LaunchTemplate {
             name: names::launch_template(env.name.as_str()),
             image: image.to_owned(),
@@ -58,13 +49,14 @@ pub fn desired(
     }];
     if cluster.mode == ClusterMode::Autoscaling {
         let min = cluster.min.unwrap_or(0);
-        let subnets: BTreeSet<String> = addressing::subnets_of(&env.spec.network, cluster.subnets)
-            .iter()
-            .map(|s| s.id())
-            .collect();
+        let subnets: BTreeSet<LogicalId> =
+            addressing::subnets_of(&env.spec.network, cluster.subnets)
+                .iter()
+                .map(LogicalId::subnet)
+                .collect();
         out.push(Resource {
             kind: Kind::AutoScalingGroup,
-            id: AUTO_SCALING_GROUP.into(),
+            id: LogicalId::AutoScalingGroup,
             spec: Spec::AutoScalingGroup(AutoScalingGroup {
                 name: names::auto_scaling_group(env.name.as_str()),
                 min,
@@ -82,7 +74,7 @@ pub fn desired(
 
 /// The logical ids of the target groups `env`'s cluster joins (those of the load
 /// balancers it names).
-pub fn target_groups(env: &Environment) -> Vec<String> {
+pub fn target_groups(env: &Environment) -> Vec<LogicalId> {
     let Some(cluster) = &env.spec.cluster else {
         return Vec::new();
     };
@@ -125,14 +117,6 @@ pub fn lifetime_settings(cluster: &Cluster) -> String {
     ))
 }
 
-/// The node index of an instance's logical id (`instance/2` → 2).
-pub fn node_index(id: &str) -> Option<u16> {
-    id.strip_prefix(INSTANCE_PREFIX)?.parse().ok()
-}
-
-/// Logical id prefix of a fixed-size cluster node's data volume (`volume/0`).
-pub const VOLUME_PREFIX: &str = "volume/";
-
 /// The data volumes of a fixed-size cluster with `data_volume:`, one per node index,
 /// each in its node's zone (`zones` are the environment's zone names, by index) and
 /// attached to the node's instance at the configured device. They outlive the
@@ -153,13 +137,13 @@ pub fn volumes(env: &Environment, zones: &[String]) -> Vec<Resource> {
                 addressing::node_placement(&env.spec.network, cluster.subnets, index)?;
             Some(Resource {
                 kind: Kind::Volume,
-                id: format!("{VOLUME_PREFIX}{index}"),
+                id: LogicalId::Volume(index),
                 spec: Spec::Volume(Volume {
                     zone: zones.get(subnet.zone)?.clone(),
                     size_gb: volume.size_gb,
                     volume_type: volume_kind(volume.kind).to_owned(),
                     attached_to: Some(Attachment {
-                        instance: format!("{INSTANCE_PREFIX}{index}"),
+                        instance: LogicalId::Instance(index),
                         device: volume.device.clone(),
                     }),
                 }),
@@ -209,17 +193,17 @@ pub fn keep_volumes_from_shrinking(actions: &mut Vec<super::Action>) -> Vec<Stri
     notes
 }
 
-/// True when `id` is a target group (`tg/<load balancer>/<port>`) of a load balancer
-/// the cluster joins.
-pub fn joins_target_group(cluster: &Cluster, id: &str) -> bool {
-    id.strip_prefix("tg/")
-        .and_then(|rest| rest.split_once('/'))
-        .is_some_and(|(lb, _)| cluster.load_balancers.iter().any(|l| l.as_str() == lb))
+/// True when `id` is a target group of a load balancer the cluster joins.
+pub fn joins_target_group(cluster: &Cluster, id: &LogicalId) -> bool {
+    match id {
+        LogicalId::TargetGroup(lb, _) => cluster.load_balancers.iter().any(|l| l.as_str() == lb),
+        _ => false,
+    }
 }
 
 /// The network layer's subnets a set of actions replaces (logical ids): what a
 /// fixed-size cluster's nodes must leave first.
-pub fn replaced_subnets(network_actions: &[super::Action]) -> BTreeSet<String> {
+pub fn replaced_subnets(network_actions: &[super::Action]) -> BTreeSet<LogicalId> {
     network_actions
         .iter()
         .filter(|a| a.kind == Kind::Subnet && a.action == super::ActionKind::Replace)
@@ -228,11 +212,11 @@ pub fn replaced_subnets(network_actions: &[super::Action]) -> BTreeSet<String> {
 }
 
 /// The logical ids of the security groups the cluster's instances are in.
-pub fn security_groups(cluster: &Cluster) -> BTreeSet<String> {
+pub fn security_groups(cluster: &Cluster) -> BTreeSet<LogicalId> {
     cluster
         .security_groups
         .iter()
-        .map(|g| format!("sg/{g}"))
+        .map(|g| LogicalId::SecurityGroup(g.to_string()))
         .collect()
 }
 
@@ -252,7 +236,7 @@ pub struct NodeLaunch {
 pub fn instances(
     env: &Environment,
     image: &str,
-    target_groups: &[String],
+    target_groups: &[LogicalId],
     nodes: &[NodeLaunch],
 ) -> Vec<Resource> {
     let Some(cluster) = env
@@ -271,9 +255,9 @@ pub fn instances(
                 addressing::node_placement(&env.spec.network, cluster.subnets, index)?;
             Some(Resource {
                 kind: Kind::Instance,
-                id: format!("{INSTANCE_PREFIX}{index}"),
+                id: LogicalId::Instance(index),
                 spec: Spec::Instance(Instance {
-                    subnet: subnet.id(),
+                    subnet: LogicalId::subnet(&subnet),
                     private_ip: ip.to_string(),
                     image: image.to_owned(),
                     instance_type: cluster.instance_type.to_string(),
@@ -349,7 +333,7 @@ pub fn within_layers(
 pub fn node(config_json: &str) -> Vec<Resource> {
     vec![Resource {
         kind: Kind::NodeConfig,
-        id: NODE_CONFIG.into(),
+        id: LogicalId::NodeConfig,
         spec: Spec::NodeConfig(NodeConfig {
             digest: digest(config_json),
         }),
@@ -378,7 +362,7 @@ pub fn follow_replaced_subnets(
     actions: &mut Vec<super::Action>,
     desired: &[Resource],
     observed: &[Observed],
-    replaced_subnets: &BTreeSet<String>,
+    replaced_subnets: &BTreeSet<LogicalId>,
 ) {
     use super::{Action, ActionKind, FieldChange};
     for o in observed {
@@ -409,7 +393,7 @@ pub fn follow_replaced_subnets(
                     aws_id: Some(o.aws_id.clone()),
                     changes: vec![FieldChange {
                         field: "subnet".into(),
-                        from: Some(subnet.clone()),
+                        from: Some(subnet.to_string()),
                         to: Some(format!("{subnet} (new)")),
                     }],
                     forced_by: Some(reason),
@@ -450,7 +434,7 @@ mod tests {
         Observed {
             kind: r.kind,
             id: r.id.clone(),
-            aws_id: format!("i-{}", r.id.len()),
+            aws_id: format!("i-{}", r.id.to_string().len()),
             spec: r.spec.clone(),
             tags: Default::default(),
             live: Default::default(),
@@ -466,17 +450,17 @@ mod tests {
         let live: Vec<Observed> = desired.iter().map(observed).collect();
         let mut actions = plan_resources(&desired, &live);
         assert!(actions.is_empty());
-        let replaced = BTreeSet::from(["subnet/public/1".to_owned()]);
+        let replaced = BTreeSet::from([LogicalId::from("subnet/public/1")]);
         follow_replaced_subnets(&mut actions, &desired, &live, &replaced);
-        let got: Vec<(ActionKind, &str, Option<&str>)> = actions
+        let got: Vec<(ActionKind, String, Option<&str>)> = actions
             .iter()
-            .map(|a| (a.action, a.id.as_str(), a.forced_by.as_deref()))
+            .map(|a| (a.action, a.id.to_string(), a.forced_by.as_deref()))
             .collect();
         assert_eq!(
             got,
             [(
                 ActionKind::Replace,
-                "instance/1",
+                "instance/1".to_owned(),
                 Some("subnet/public/1 is replaced")
             )]
         );

@@ -398,7 +398,7 @@ mod tests {
         Action {
             action: ActionKind::Create,
             kind: Kind::SecurityGroup,
-            id: format!("sg/g{n}"),
+            id: crate::plan::LogicalId::SecurityGroup(format!("g{n}")),
             aws_id: None,
             changes: (0..20)
                 .map(|p| FieldChange {

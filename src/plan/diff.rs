@@ -4,16 +4,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::spec::{Listener, NatGateway};
-use super::{Action, ActionKind, FieldChange, Observed, Resource, Value};
+use super::{Action, ActionKind, FieldChange, LogicalId, Observed, Resource, Value};
 
 /// Plans one layer of one environment. Observed resources not desired are deleted;
 /// a second observed resource with the same logical id (a duplicate) is deleted too.
 /// Replacing or deleting a resource replaces or updates what refers to it.
 pub fn plan_resources(desired: &[Resource], observed: &[Observed]) -> Vec<Action> {
-    let mut by_id: BTreeMap<&str, &Observed> = BTreeMap::new();
+    let mut by_id: BTreeMap<&LogicalId, &Observed> = BTreeMap::new();
     let mut actions = Vec::new();
     for o in observed {
-        if by_id.contains_key(o.id.as_str()) {
+        if by_id.contains_key(&o.id) {
             actions.push(delete(
                 o,
                 Some(format!("duplicate of {} (same strata:id)", o.id)),
@@ -22,12 +22,12 @@ pub fn plan_resources(desired: &[Resource], observed: &[Observed]) -> Vec<Action
             by_id.insert(&o.id, o);
         }
     }
-    let wanted: BTreeSet<&str> = desired.iter().map(|r| r.id.as_str()).collect();
-    for o in by_id.values().filter(|o| !wanted.contains(o.id.as_str())) {
+    let wanted: BTreeSet<&LogicalId> = desired.iter().map(|r| &r.id).collect();
+    for o in by_id.values().filter(|o| !wanted.contains(&o.id)) {
         actions.push(delete(o, None));
     }
     for r in desired {
-        match by_id.get(r.id.as_str()) {
+        match by_id.get(&r.id) {
             None => actions.push(Action {
                 detail: Vec::new(),
                 action: ActionKind::Create,
@@ -153,16 +153,20 @@ fn compare(r: &Resource, o: &Observed) -> (Vec<FieldChange>, Option<String>) {
 
 /// A replaced or deleted resource takes its dependents with it: a dependent that only
 /// needs re-attaching is updated, one that cannot outlive it is replaced.
-fn cascade(desired: &[Resource], observed: &BTreeMap<&str, &Observed>, actions: &mut Vec<Action>) {
+fn cascade(
+    desired: &[Resource],
+    observed: &BTreeMap<&LogicalId, &Observed>,
+    actions: &mut Vec<Action>,
+) {
     loop {
-        let gone: BTreeSet<String> = actions
+        let gone: BTreeSet<LogicalId> = actions
             .iter()
             .filter(|a| a.action.is_destructive())
             .map(|a| a.id.clone())
             .collect();
         let mut changed = false;
         for r in desired {
-            let Some(o) = observed.get(r.id.as_str()) else {
+            let Some(o) = observed.get(&r.id) else {
                 continue;
             };
             let Some(cause) = r.spec.references().into_iter().find(|id| gone.contains(id)) else {
@@ -213,9 +217,9 @@ fn cascade(desired: &[Resource], observed: &BTreeMap<&str, &Observed>, actions: 
 /// Whether `r` must be recreated when `cause` is: everything lives in the VPC; NAT
 /// gateways live in their subnet; listeners on their load balancer. Route tables,
 /// security groups and load balancers only re-attach.
-fn must_replace_with(r: &Resource, cause: &str) -> bool {
+fn must_replace_with(r: &Resource, cause: &LogicalId) -> bool {
     use super::Spec;
-    if cause == "vpc" {
+    if *cause == LogicalId::Vpc {
         return true;
     }
     match &r.spec {

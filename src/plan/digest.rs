@@ -104,7 +104,7 @@ mod tests {
         Action {
             action: ActionKind::Update,
             kind: Kind::SecurityGroup,
-            id: id.to_owned(),
+            id: id.into(),
             aws_id: aws_id.map(str::to_owned),
             changes: vec![FieldChange {
                 field: "ingress".to_owned(),

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod comment;
 mod diff;
 pub mod digest;
+pub mod id;
 pub mod model;
 pub mod model_only;
 pub mod network;
@@ -16,6 +17,7 @@ pub mod spec;
 use std::collections::BTreeMap;
 
 pub use diff::plan_resources;
+pub use id::LogicalId;
 pub use model::*;
 pub use spec::{ListenerAction, Route, Rule, RulePeer, Spec};
 
@@ -39,7 +41,7 @@ pub struct Resource {
     /// Resource type.
     pub kind: Kind,
     /// Logical id, unique within the environment.
-    pub id: String,
+    pub id: LogicalId,
     /// Its properties.
     pub spec: Spec,
 }
@@ -50,7 +52,7 @@ pub struct Observed {
     /// Resource type.
     pub kind: Kind,
     /// Logical id from the `strata:id` tag.
-    pub id: String,
+    pub id: LogicalId,
     /// The AWS id or ARN.
     pub aws_id: String,
     /// Its properties as AWS reports them, references mapped to logical ids.

@@ -205,7 +205,7 @@ pub struct Action {
     /// Resource type.
     pub kind: Kind,
     /// Logical id (`subnet/private/0`).
-    pub id: String,
+    pub id: super::LogicalId,
     /// The AWS id of the existing resource, for update, replace and delete.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aws_id: Option<String>,
@@ -281,7 +281,7 @@ impl Action {
 }
 
 /// What identifies an action within one environment's plan, free of AWS ids.
-pub type ActionKey = (Kind, String, ActionKind);
+pub type ActionKey = (Kind, super::LogicalId, ActionKind);
 
 impl Action {
     /// Its key: kind, logical id and what is done.
@@ -302,7 +302,7 @@ pub struct ActionRef {
     /// Resource type.
     pub kind: Kind,
     /// Logical id.
-    pub id: String,
+    pub id: super::LogicalId,
     /// What is done.
     pub action: ActionKind,
 }
@@ -470,15 +470,17 @@ pub fn tags(
     env: &str,
     region_tags: &BTreeMap<String, String>,
     layer: Layer,
-    id: &str,
+    id: &super::LogicalId,
 ) -> Vec<(String, String)> {
+    let id = id.to_string();
     let mut out: Vec<(String, String)> = region_tags
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     out.push((super::TAG_ENVIRONMENT.to_owned(), env.to_owned()));
     out.push((super::TAG_LAYER.to_owned(), layer.as_str().to_owned()));
-    out.push((super::TAG_ID.to_owned(), id.to_owned()));
-    out.push(("Name".to_owned(), crate::config::names::resource(env, id)));
+    let name = crate::config::names::resource(env, &id);
+    out.push((super::TAG_ID.to_owned(), id));
+    out.push(("Name".to_owned(), name));
     out
 }

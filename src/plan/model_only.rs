@@ -183,7 +183,7 @@ fn node_actions(
         vec![Action {
             action,
             kind: Kind::NodeConfig,
-            id: cluster::NODE_CONFIG.to_owned(),
+            id: super::LogicalId::NodeConfig,
             aws_id: None,
             changes: Vec::new(),
             forced_by: None,

@@ -6,7 +6,7 @@ use super::spec::{
     InternetGateway, Listener, LoadBalancer, NatGateway, RouteTable, SecurityGroup, Subnet,
     TargetGroup, Vpc,
 };
-use super::{Kind, ListenerAction, Resource, Route, Rule, RulePeer, Spec};
+use super::{Kind, ListenerAction, LogicalId, Resource, Route, Rule, RulePeer, Spec};
 use crate::addressing;
 use crate::config::catalogue::{self, LbProtocol};
 use crate::config::{
@@ -21,11 +21,11 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
     let name = env.name.as_str();
     let network = &env.spec.network;
     let mut out = Vec::new();
-    let mut push = |kind, id: String, spec| out.push(Resource { kind, id, spec });
+    let mut push = |kind, id: LogicalId, spec| out.push(Resource { kind, id, spec });
 
     push(
         Kind::Vpc,
-        "vpc".into(),
+        LogicalId::Vpc,
         Spec::Vpc(Vpc {
             cidr: network.cidr.to_string(),
         }),
@@ -35,7 +35,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
     for s in &subnets {
         push(
             Kind::Subnet,
-            s.id(),
+            LogicalId::subnet(s),
             Spec::Subnet(Subnet {
                 cidr: s.block.to_string(),
                 zone: zone(s.zone),
@@ -47,9 +47,9 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
     if has_public {
         push(
             Kind::InternetGateway,
-            "igw".into(),
+            LogicalId::InternetGateway,
             Spec::InternetGateway(InternetGateway {
-                attached: Some("vpc".into()),
+                attached: Some(LogicalId::Vpc),
             }),
         );
     }
@@ -63,16 +63,16 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
         _ => Vec::new(),
     };
     for &z in &nat_zones {
-        push(Kind::ElasticIp, format!("eip/nat/{z}"), Spec::ElasticIp);
+        push(Kind::ElasticIp, LogicalId::NatAddress(z), Spec::ElasticIp);
     }
     for &z in &nat_zones {
         // Public subnet z sits in zone z (subnets of a kind round-robin over zones).
         push(
             Kind::NatGateway,
-            format!("nat/{z}"),
+            LogicalId::NatGateway(z),
             Spec::NatGateway(NatGateway {
-                subnet: format!("subnet/public/{z}"),
-                eip: format!("eip/nat/{z}"),
+                subnet: LogicalId::Subnet(SubnetKind::Public, z),
+                eip: LogicalId::NatAddress(z),
             }),
         );
     }
@@ -80,15 +80,15 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
         let members = subnets
             .iter()
             .filter(|s| s.kind == SubnetKind::Public)
-            .map(|s| s.id())
+            .map(LogicalId::subnet)
             .collect();
         let routes = BTreeSet::from([Route {
             destination: "0.0.0.0/0".into(),
-            target: "igw".into(),
+            target: LogicalId::InternetGateway,
         }]);
         push(
             Kind::RouteTable,
-            "rtb/public".into(),
+            LogicalId::PublicRoutes,
             Spec::RouteTable(RouteTable {
                 routes,
                 subnets: members,
@@ -96,17 +96,17 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
         );
     }
     for z in 0..zone_count {
-        let members: BTreeSet<String> = subnets
+        let members: BTreeSet<LogicalId> = subnets
             .iter()
             .filter(|s| s.kind == SubnetKind::Private && s.zone == z)
-            .map(|s| s.id())
+            .map(LogicalId::subnet)
             .collect();
         if members.is_empty() {
             continue;
         }
         let nat = match network.nat {
-            NatMode::Single if !nat_zones.is_empty() => Some("nat/0".to_owned()),
-            NatMode::PerZone if nat_zones.contains(&z) => Some(format!("nat/{z}")),
+            NatMode::Single if !nat_zones.is_empty() => Some(LogicalId::NatGateway(0)),
+            NatMode::PerZone if nat_zones.contains(&z) => Some(LogicalId::NatGateway(z)),
             _ => None,
         };
         let routes = nat
@@ -118,7 +118,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
             .collect();
         push(
             Kind::RouteTable,
-            format!("rtb/private/{z}"),
+            LogicalId::PrivateRoutes(z),
             Spec::RouteTable(RouteTable {
                 routes,
                 subnets: members,
@@ -127,7 +127,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
     }
 
     for (group, sg) in &network.security_groups {
-        let id = format!("sg/{group}");
+        let id = LogicalId::SecurityGroup(group.to_string());
         let ingress_sources: Vec<String> = if sg.ingress_cidrs.is_empty() {
             vec![network.cidr.to_string()]
         } else {
@@ -166,7 +166,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
     }
 
     for (lb_name, lb) in &network.load_balancers {
-        let lb_id = format!("lb/{lb_name}");
+        let lb_id = LogicalId::LoadBalancer(lb_name.to_string());
         let mut target_groups = BTreeSet::new();
         for listener in &lb.listeners {
             let Some((protocol, port)) = listener.back.as_ref().and_then(|b| resolve(lb.kind, b))
@@ -180,7 +180,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
             let check = lb.health_check.as_ref();
             push(
                 Kind::TargetGroup,
-                format!("tg/{lb_name}/{port}"),
+                LogicalId::TargetGroup(lb_name.to_string(), port),
                 Spec::TargetGroup(TargetGroup {
                     name: names::target_group(name, lb_name.as_str(), port),
                     protocol: protocol.as_str().to_owned(),
@@ -201,7 +201,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
         let subnet_ids = subnets
             .iter()
             .filter(|s| s.kind == lb.subnets)
-            .map(|s| s.id())
+            .map(LogicalId::subnet)
             .collect();
         push(
             Kind::LoadBalancer,
@@ -223,7 +223,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
                 security_groups: lb
                     .security_groups
                     .iter()
-                    .map(|g| format!("sg/{g}"))
+                    .map(|g| LogicalId::SecurityGroup(g.to_string()))
                     .collect(),
             }),
         );
@@ -233,9 +233,10 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
             };
             let action = match (&listener.back, &listener.redirect) {
                 (Some(back), _) => match resolve(lb.kind, back) {
-                    Some((_, back_port)) => {
-                        ListenerAction::Forward(format!("tg/{lb_name}/{back_port}"))
-                    }
+                    Some((_, back_port)) => ListenerAction::Forward(LogicalId::TargetGroup(
+                        lb_name.to_string(),
+                        back_port,
+                    )),
                     None => continue,
                 },
                 (None, Some(redirect)) => match resolve(lb.kind, redirect) {
@@ -249,7 +250,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
             };
             push(
                 Kind::Listener,
-                format!("listener/{lb_name}/{port}"),
+                LogicalId::Listener(lb_name.to_string(), port),
                 Spec::Listener(Listener {
                     load_balancer: lb_id.clone(),
                     protocol: protocol.as_str().to_owned(),
@@ -268,7 +269,7 @@ fn resolve(kind: LoadBalancerKind, endpoint: &Endpoint) -> Option<(LbProtocol, u
 }
 
 /// Expands rule specs: named rules open to/from `cidrs`, explicit rules to their peers.
-fn rules(specs: &[RuleSpec], cidrs: &[String], own_id: &str) -> BTreeSet<Rule> {
+fn rules(specs: &[RuleSpec], cidrs: &[String], own_id: &LogicalId) -> BTreeSet<Rule> {
     let mut out = BTreeSet::new();
     for spec in specs {
         match spec {
@@ -292,9 +293,9 @@ fn rules(specs: &[RuleSpec], cidrs: &[String], own_id: &str) -> BTreeSet<Rule> {
             }) => {
                 for peer in &from.0 {
                     let peer = match peer {
-                        Peer::SelfGroup => RulePeer::Group(own_id.to_owned()),
+                        Peer::SelfGroup => RulePeer::Group(own_id.clone()),
                         Peer::Cidr(c) => RulePeer::Cidr(c.to_string()),
-                        Peer::Group(g) => RulePeer::Group(format!("sg/{g}")),
+                        Peer::Group(g) => RulePeer::Group(LogicalId::SecurityGroup(g.to_string())),
                     };
                     out.insert(rule(*protocol, *ports, peer));
                 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use super::{Field, Value};
+use super::{Field, LogicalId, Value};
 
 /// A security-group rule: protocol, ports and the peer on the other side.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,7 +26,7 @@ pub enum RulePeer {
     /// An IPv4 block.
     Cidr(String),
     /// A security group: logical id (`sg/web`) or, when not strata's, its AWS id.
-    Group(String),
+    Group(LogicalId),
 }
 
 impl Rule {
@@ -48,7 +48,8 @@ impl Rule {
             _ => {}
         }
         let peer = match &self.peer {
-            RulePeer::Cidr(c) | RulePeer::Group(c) => c,
+            RulePeer::Cidr(c) => c.clone(),
+            RulePeer::Group(g) => g.to_string(),
         };
         format!("{out}{word} {peer}")
     }
@@ -73,14 +74,14 @@ pub struct Route {
     /// Destination CIDR.
     pub destination: String,
     /// Target logical id (or AWS id when not strata's).
-    pub target: String,
+    pub target: LogicalId,
 }
 
 /// Where a listener sends traffic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenerAction {
     /// Forward to a target group (logical id).
-    Forward(String),
+    Forward(LogicalId),
     /// Redirect (HTTP 301) to another protocol and port.
     Redirect {
         /// `HTTPS`.
@@ -161,16 +162,16 @@ pub struct Subnet {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InternetGateway {
     /// Attached VPC (logical id), `None` when detached.
-    pub attached: Option<String>,
+    pub attached: Option<LogicalId>,
 }
 
 /// A NAT gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatGateway {
     /// Its public subnet (logical id).
-    pub subnet: String,
+    pub subnet: LogicalId,
     /// Its elastic IP (logical id).
-    pub eip: String,
+    pub eip: LogicalId,
 }
 
 /// A route table.
@@ -179,7 +180,7 @@ pub struct RouteTable {
     /// Routes besides the VPC-local one.
     pub routes: BTreeSet<Route>,
     /// Associated subnets (logical ids).
-    pub subnets: BTreeSet<String>,
+    pub subnets: BTreeSet<LogicalId>,
 }
 
 /// A security group.
@@ -220,16 +221,16 @@ pub struct LoadBalancer {
     /// `internal` or `internet-facing`.
     pub scheme: String,
     /// Subnets (logical ids).
-    pub subnets: BTreeSet<String>,
+    pub subnets: BTreeSet<LogicalId>,
     /// Security groups (logical ids), application load balancers only.
-    pub security_groups: BTreeSet<String>,
+    pub security_groups: BTreeSet<LogicalId>,
 }
 
 /// A listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
     /// Its load balancer (logical id).
-    pub load_balancer: String,
+    pub load_balancer: LogicalId,
     /// Front protocol.
     pub protocol: String,
     /// Front port.
@@ -250,7 +251,7 @@ pub struct LaunchTemplate {
     /// Instance type.
     pub instance_type: String,
     /// Security groups (logical ids).
-    pub security_groups: BTreeSet<String>,
+    pub security_groups: BTreeSet<LogicalId>,
     /// Root volume.
     pub volume: Option<Disk>,
     /// Data volume (kept when an instance goes).
@@ -273,9 +274,9 @@ pub struct AutoScalingGroup {
     /// Wanted size.
     pub desired: u16,
     /// Subnets (logical ids).
-    pub subnets: BTreeSet<String>,
+    pub subnets: BTreeSet<LogicalId>,
     /// Target groups (logical ids).
-    pub target_groups: BTreeSet<String>,
+    pub target_groups: BTreeSet<LogicalId>,
     /// Instance refresh: share of the group that stays in service (not compared).
     pub min_healthy_percent: u8,
     /// Instance refresh: seconds a new instance gets to warm up (not compared).
@@ -338,7 +339,7 @@ impl fmt::Display for DataDisk {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
     /// The instance: its logical id, or its AWS id when it is not strata's.
-    pub instance: String,
+    pub instance: LogicalId,
     /// The device.
     pub device: String,
 }
@@ -354,7 +355,7 @@ impl fmt::Display for Attachment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     /// Its subnet (logical id).
-    pub subnet: String,
+    pub subnet: LogicalId,
     /// Its deterministic private address.
     pub private_ip: String,
     /// Image id.
@@ -362,9 +363,9 @@ pub struct Instance {
     /// Instance type.
     pub instance_type: String,
     /// Security groups (logical ids).
-    pub security_groups: BTreeSet<String>,
+    pub security_groups: BTreeSet<LogicalId>,
     /// Target groups it is registered in (logical ids).
-    pub target_groups: BTreeSet<String>,
+    pub target_groups: BTreeSet<LogicalId>,
     /// `sha256:` of its config as [`crate::ignition::comparable_json`] renders it.
     pub config: String,
     /// `sha256:` of the settings it keeps for life ([`cluster::lifetime_settings`]).
@@ -383,10 +384,10 @@ impl Spec {
                 forces_replacement,
             }
         }
-        fn set(name: &'static str, values: impl IntoIterator<Item = String>) -> Field {
+        fn set<T: ToString>(name: &'static str, values: impl IntoIterator<Item = T>) -> Field {
             Field {
                 name,
-                value: Value::Set(values.into_iter().collect()),
+                value: Value::Set(values.into_iter().map(|v| v.to_string()).collect()),
                 forces_replacement: false,
             }
         }
@@ -419,7 +420,7 @@ impl Spec {
                         .iter()
                         .map(|r| format!("{} via {}", r.destination, r.target)),
                 ),
-                set("subnets", subnets.iter().cloned()),
+                set("subnets", subnets),
             ],
             // Name and description are fixed at creation and derived from the logical id,
             // so only the rules are compared.
@@ -456,8 +457,8 @@ impl Spec {
                 scalar("name", name, true),
                 scalar("type", kind, true),
                 scalar("scheme", scheme, true),
-                set("subnets", subnets.iter().cloned()),
-                set("security_groups", security_groups.iter().cloned()),
+                set("subnets", subnets),
+                set("security_groups", security_groups),
             ],
             Spec::LaunchTemplate(LaunchTemplate {
                 image,
@@ -470,7 +471,7 @@ impl Spec {
             }) => vec![
                 scalar("image", image, false),
                 scalar("instance_type", instance_type, false),
-                set("security_groups", security_groups.iter().cloned()),
+                set("security_groups", security_groups),
                 scalar("volume", opt(volume), false),
                 scalar("data_volume", opt(data_volume), false),
                 scalar("instance_profile", opt(instance_profile), false),
@@ -486,8 +487,8 @@ impl Spec {
                 scalar("min", min, false),
                 scalar("max", max, false),
                 scalar("desired", desired, false),
-                set("subnets", subnets.iter().cloned()),
-                set("target_groups", target_groups.iter().cloned()),
+                set("subnets", subnets),
+                set("target_groups", target_groups),
             ],
             Spec::NodeConfig(NodeConfig { digest }) => vec![scalar("config", digest, false)],
             Spec::Volume(Volume {
@@ -518,8 +519,8 @@ impl Spec {
                 scalar("instance_type", instance_type, true),
                 scalar("config", config, true),
                 scalar("volumes_and_profile", settings, true),
-                set("security_groups", security_groups.iter().cloned()),
-                set("target_groups", target_groups.iter().cloned()),
+                set("security_groups", security_groups),
+                set("target_groups", target_groups),
             ],
             Spec::Listener(Listener {
                 load_balancer,
@@ -538,8 +539,8 @@ impl Spec {
     }
 
     /// Logical ids this resource refers to (for cascading replacements).
-    pub fn references(&self) -> Vec<String> {
-        let mut refs = vec!["vpc".to_owned()];
+    pub fn references(&self) -> Vec<LogicalId> {
+        let mut refs = vec![LogicalId::Vpc];
         match self {
             Spec::Vpc(_) => refs.clear(),
             Spec::NatGateway(NatGateway { subnet, eip }) => {
@@ -583,9 +584,9 @@ impl Spec {
             }) => {
                 refs.extend(subnets.iter().cloned());
                 refs.extend(target_groups.iter().cloned());
-                refs.push("launch-template".to_owned());
+                refs.push(LogicalId::LaunchTemplate);
             }
-            Spec::NodeConfig(_) => refs.push("launch-template".to_owned()),
+            Spec::NodeConfig(_) => refs.push(LogicalId::LaunchTemplate),
             Spec::Instance(Instance {
                 subnet,
                 security_groups,

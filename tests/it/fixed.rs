@@ -1095,7 +1095,7 @@ async fn nodes_leave_a_subnet_before_the_network_replaces_it() {
         .layers
         .iter()
         .flat_map(|l| &l.actions)
-        .filter(|a| a.id.starts_with("instance/"))
+        .filter(|a| matches!(a.id, strata::plan::LogicalId::Instance(_)))
         .map(|a| (format!("{} {}", a.action, a.id), a.forced_by.clone()))
         .collect();
     assert_eq!(replaced.len(), 3, "{replaced:?}");

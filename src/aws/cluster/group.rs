@@ -10,7 +10,7 @@ use super::Result;
 use crate::aws::executor::{Executor, Seen};
 use crate::aws::{AwsError, error};
 use crate::config::Layer;
-use crate::plan::cluster::{AUTO_SCALING_GROUP, LAUNCH_TEMPLATE};
+use crate::plan::LogicalId;
 use crate::plan::spec::AutoScalingGroup;
 use crate::plan::{Live, Observed};
 
@@ -30,7 +30,7 @@ impl Executor<'_> {
             _ => None,
         });
         let template = asg::LaunchTemplateSpecification::builder()
-            .launch_template_id(self.id(LAUNCH_TEMPLATE))
+            .launch_template_id(self.id(&LogicalId::LaunchTemplate))
             .version(self.template_version(named))
             .build();
         let zones = group
@@ -44,7 +44,7 @@ impl Executor<'_> {
         let Some((_, was)) = observed else {
             let what = format!("creating auto-scaling group {name}");
             let tags = self
-                .tags(AUTO_SCALING_GROUP, Layer::Cluster)
+                .tags(&LogicalId::AutoScalingGroup, Layer::Cluster)
                 .into_iter()
                 .map(|(k, v)| {
                     asg::Tag::builder()
@@ -84,7 +84,8 @@ impl Executor<'_> {
             .send()
             .await
             .map_err(|e| error(&what, e))?;
-        let ids = |names: Vec<&String>| names.into_iter().map(|t| self.id(t)).collect::<Vec<_>>();
+        let ids =
+            |names: Vec<&LogicalId>| names.into_iter().map(|t| self.id(t)).collect::<Vec<_>>();
         let attach = ids(group.target_groups.difference(&was.target_groups).collect());
         let detach = ids(was.target_groups.difference(&group.target_groups).collect());
         if !attach.is_empty() {

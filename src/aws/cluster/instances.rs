@@ -12,7 +12,7 @@ use crate::aws::executor::{Executor, Seen, client_token, created, tag_specificat
 use crate::aws::read::{ec2_tags, join_error, required};
 use crate::aws::{Aws, AwsError, error};
 use crate::config::Layer;
-use crate::plan::cluster::{INSTANCE_PREFIX, LAUNCH_TEMPLATE};
+use crate::plan::LogicalId;
 use crate::plan::spec::Instance;
 use crate::plan::{
     InstanceState, Kind, Live, Observed, Spec, TAG_CONFIG, TAG_ENVIRONMENT, TAG_ID, TAG_SETTINGS,
@@ -25,28 +25,29 @@ pub(super) fn observed(
     reservations: &[ec2::Reservation],
     volumes: &[ec2::Volume],
     registered: &BTreeMap<String, Vec<String>>,
-    map: &dyn Fn(&str) -> String,
+    map: &dyn Fn(&str) -> LogicalId,
 ) -> Result<Vec<(String, Observed)>> {
-    let instances: Vec<(&ec2::Instance, BTreeMap<String, String>)> = reservations
+    // A fixed-size cluster's nodes; a group's instances are the group's.
+    let instances: Vec<(&ec2::Instance, LogicalId, BTreeMap<String, String>)> = reservations
         .iter()
         .flat_map(|r| r.instances())
-        .map(|i| (i, ec2_tags(i.tags())))
-        .filter(|(_, tags)| {
-            tags.get(TAG_ID)
-                .is_some_and(|id| id.starts_with(INSTANCE_PREFIX))
+        .filter_map(|i| {
+            let tags = ec2_tags(i.tags());
+            let id = LogicalId::parse(tags.get(TAG_ID)?);
+            matches!(id, LogicalId::Instance(_)).then_some((i, id, tags))
         })
         .collect();
     // Volumes name the instance they are attached to by its AWS id.
-    let logical: BTreeMap<&str, &str> = instances
+    let logical: BTreeMap<&str, LogicalId> = instances
         .iter()
-        .filter_map(|(i, tags)| Some((i.instance_id()?, tags.get(TAG_ID)?.as_str())))
+        .filter_map(|(i, id, _)| Some((i.instance_id()?, id.clone())))
         .collect();
     let mut out = super::volumes::observed(volumes, &logical)?;
-    for (i, tags) in instances {
+    for (i, id, tags) in instances {
         let Some(env) = tags.get(TAG_ENVIRONMENT).cloned() else {
             continue;
         };
-        out.push((env, instance(i, tags, registered, map)?));
+        out.push((env, instance(i, id, tags, registered, map)?));
     }
     Ok(out)
 }
@@ -54,9 +55,10 @@ pub(super) fn observed(
 /// One instance as plans see it; what it booted with is in its tags.
 fn instance(
     i: &ec2::Instance,
+    id: LogicalId,
     tags: BTreeMap<String, String>,
     registered: &BTreeMap<String, Vec<String>>,
-    map: &dyn Fn(&str) -> String,
+    map: &dyn Fn(&str) -> LogicalId,
 ) -> Result<Observed> {
     let aws_id = required(i.instance_id(), "an instance", "id")?.to_owned();
     let state = match required(i.state().and_then(|s| s.name()), &aws_id, "state")? {
@@ -92,7 +94,7 @@ fn instance(
     });
     Ok(Observed {
         kind: Kind::Instance,
-        id: required(tags.get(TAG_ID), &aws_id, "strata:id tag")?.clone(),
+        id,
         aws_id,
         spec,
         tags,
@@ -151,7 +153,7 @@ impl Executor<'_> {
     /// [`Executor::await_instance`] waits for it.
     pub async fn launch_instance(
         &mut self,
-        id: &str,
+        id: &LogicalId,
         instance: &Instance,
         predecessor: Option<&str>,
     ) -> Result<String> {
@@ -160,7 +162,7 @@ impl Executor<'_> {
         tags.push((TAG_CONFIG.to_owned(), instance.config.clone()));
         tags.push((TAG_SETTINGS.to_owned(), instance.settings.clone()));
         let template = ec2::LaunchTemplateSpecification::builder()
-            .launch_template_id(self.id(LAUNCH_TEMPLATE))
+            .launch_template_id(self.id(&LogicalId::LaunchTemplate))
             .version(self.template_version(None))
             .build();
         let generation = format!("{id}@{}", predecessor.unwrap_or("-"));
@@ -181,7 +183,7 @@ impl Executor<'_> {
             .await
             .map_err(|e| error(&what, e))?;
         let instance_id = created(&what, out.instances().first().and_then(|i| i.instance_id()))?;
-        self.ids.insert(id.to_owned(), instance_id.clone());
+        self.ids.insert(id.clone(), instance_id.clone());
         Ok(instance_id)
     }
 
@@ -190,10 +192,10 @@ impl Executor<'_> {
     /// waits for it to be healthy in each.
     pub async fn await_instance(
         &mut self,
-        logical: &str,
+        logical: &LogicalId,
         instance: &str,
-        volume: Option<(&str, &str)>,
-        target_groups: &BTreeSet<String>,
+        volume: Option<(&LogicalId, &str)>,
+        target_groups: &BTreeSet<LogicalId>,
     ) -> Result<()> {
         let aws = self.aws;
         let look = async || {
@@ -274,7 +276,7 @@ impl Executor<'_> {
                 .await
                 .map_err(|e| error(format!("{what}: leaving target group {tg}"), e))?;
         }
-        let joining: BTreeSet<String> = instance
+        let joining: BTreeSet<LogicalId> = instance
             .target_groups
             .difference(&was.target_groups)
             .cloned()

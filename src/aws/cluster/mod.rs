@@ -16,9 +16,9 @@ use base64::Engine as _;
 
 use super::read::{all, ec2_tags, env_filter, required, tag_map};
 use super::{Aws, AwsError};
-use crate::plan::cluster::{AUTO_SCALING_GROUP, LAUNCH_TEMPLATE, NODE_CONFIG, digest};
+use crate::plan::cluster::digest;
 use crate::plan::spec::{AutoScalingGroup, DataDisk, Disk, LaunchTemplate, NodeConfig};
-use crate::plan::{InstanceState, Kind, Live, Observed, Spec, TAG_ENVIRONMENT, TAG_ID};
+use crate::plan::{InstanceState, Kind, Live, LogicalId, Observed, Spec, TAG_ENVIRONMENT, TAG_ID};
 
 type Result<T> = std::result::Result<T, AwsError>;
 
@@ -41,7 +41,7 @@ const MEMBER_STATES: [InstanceState; 4] = [
 pub async fn observe(
     aws: &Aws,
     envs: &[String],
-    map: &dyn Fn(&str) -> String,
+    map: &dyn Fn(&str) -> LogicalId,
     target_groups: &[String],
 ) -> Result<BTreeMap<String, Vec<Observed>>> {
     let filter = env_filter(envs);
@@ -141,7 +141,7 @@ fn template(
     name: &str,
     version: &ec2::LaunchTemplateVersion,
     tags: &BTreeMap<String, String>,
-    map: &dyn Fn(&str) -> String,
+    map: &dyn Fn(&str) -> LogicalId,
 ) -> Result<[Observed; 2]> {
     let data = version.launch_template_data();
     let mappings = data.map(|d| d.block_device_mappings()).unwrap_or_default();
@@ -191,11 +191,11 @@ fn template(
     // as changed and a new version mends it.
     let config = decode_user_data(&user_data).unwrap_or_default();
     let mut node_tags = tags.clone();
-    node_tags.insert(TAG_ID.into(), NODE_CONFIG.into());
+    node_tags.insert(TAG_ID.into(), LogicalId::NodeConfig.to_string());
     Ok([
         Observed {
             kind: Kind::LaunchTemplate,
-            id: LAUNCH_TEMPLATE.into(),
+            id: LogicalId::LaunchTemplate,
             aws_id: id.to_owned(),
             spec,
             tags: tags.clone(),
@@ -203,7 +203,7 @@ fn template(
         },
         Observed {
             kind: Kind::NodeConfig,
-            id: NODE_CONFIG.into(),
+            id: LogicalId::NodeConfig,
             aws_id: id.to_owned(),
             spec: Spec::NodeConfig(NodeConfig {
                 digest: digest(&config),
@@ -218,7 +218,7 @@ fn template(
 fn group(
     g: &asg::AutoScalingGroup,
     tags: BTreeMap<String, String>,
-    map: &dyn Fn(&str) -> String,
+    map: &dyn Fn(&str) -> LogicalId,
 ) -> Result<Observed> {
     let name = required(g.auto_scaling_group_name(), "an auto-scaling group", "name")?;
     let size = |value: Option<i32>, field: &str| {
@@ -247,7 +247,7 @@ fn group(
         .to_owned();
     Ok(Observed {
         kind: Kind::AutoScalingGroup,
-        id: AUTO_SCALING_GROUP.into(),
+        id: LogicalId::AutoScalingGroup,
         aws_id: name.to_owned(),
         spec,
         tags,

@@ -7,8 +7,8 @@ use super::{ROOT_DEVICE, Result};
 use crate::aws::error;
 use crate::aws::executor::{Executor, created};
 use crate::config::Layer;
+use crate::plan::LogicalId;
 use crate::plan::Observed;
-use crate::plan::cluster::LAUNCH_TEMPLATE;
 use crate::plan::spec::{Disk, LaunchTemplate};
 
 fn mapping(device: &str, disk: &Disk, keep: bool) -> ec2::LaunchTemplateBlockDeviceMappingRequest {
@@ -31,7 +31,7 @@ impl Executor<'_> {
         resource: ec2::ResourceType,
     ) -> ec2::LaunchTemplateTagSpecificationRequest {
         let tags = self
-            .tags("instance", Layer::Cluster)
+            .tags(&LogicalId::Launched, Layer::Cluster)
             .into_iter()
             .map(|(k, v)| ec2::Tag::builder().key(k).value(v).build())
             .collect();
@@ -94,7 +94,7 @@ impl Executor<'_> {
             .launch_template_data(self.template_data(template))
             .tag_specifications(self.tag_spec(
                 ec2::ResourceType::LaunchTemplate,
-                LAUNCH_TEMPLATE,
+                &LogicalId::LaunchTemplate,
                 Layer::Cluster,
             ))
             .send()
@@ -109,7 +109,7 @@ impl Executor<'_> {
     /// Adds a version with `template`'s settings and user data and makes it the
     /// default; instances and the group launch from it from now on.
     pub async fn new_template_version(&mut self, template: &LaunchTemplate) -> Result<()> {
-        let id = self.id(LAUNCH_TEMPLATE);
+        let id = self.id(&LogicalId::LaunchTemplate);
         let what = format!("adding a version to launch template {id}");
         let out = self
             .aws

@@ -11,7 +11,7 @@ use crate::aws::executor::{Executor, Seen, client_token, created};
 use crate::aws::read::{ec2_tags, required};
 use crate::aws::{AwsError, error};
 use crate::config::Layer;
-use crate::plan::cluster::VOLUME_PREFIX;
+use crate::plan::LogicalId;
 use crate::plan::spec::{Attachment, Volume};
 use crate::plan::{Kind, Live, Observed, Spec, TAG_ENVIRONMENT, TAG_ID};
 
@@ -19,7 +19,7 @@ use crate::plan::{Kind, Live, Observed, Spec, TAG_ENVIRONMENT, TAG_ID};
 /// AWS id of an instance to its logical id, to name what a volume is attached to.
 pub(super) fn observed(
     volumes: &[ec2::Volume],
-    instances: &BTreeMap<&str, &str>,
+    instances: &BTreeMap<&str, LogicalId>,
 ) -> Result<Vec<(String, Observed)>> {
     let mut out = Vec::new();
     for v in volumes {
@@ -27,14 +27,18 @@ pub(super) fn observed(
         let (Some(env), Some(id)) = (tags.get(TAG_ENVIRONMENT), tags.get(TAG_ID)) else {
             continue;
         };
-        if !id.starts_with(VOLUME_PREFIX) {
+        let id = LogicalId::parse(id);
+        if !matches!(id, LogicalId::Volume(_)) {
             continue;
         }
         let aws_id = required(v.volume_id(), "a volume", "id")?;
         let attached_to = v.attachments().first().and_then(|a| {
             let instance = a.instance_id()?;
             Some(Attachment {
-                instance: instances.get(instance).unwrap_or(&instance).to_string(),
+                instance: instances
+                    .get(instance)
+                    .cloned()
+                    .unwrap_or_else(|| LogicalId::parse(instance)),
                 device: a.device()?.to_owned(),
             })
         });
@@ -48,7 +52,7 @@ pub(super) fn observed(
         });
         let observed = Observed {
             kind: Kind::Volume,
-            id: id.clone(),
+            id,
             aws_id: aws_id.to_owned(),
             spec,
             tags: tags.clone(),
@@ -61,7 +65,11 @@ pub(super) fn observed(
 
 impl Executor<'_> {
     /// Creates a node's data volume in its zone and waits until it can be attached.
-    pub(crate) async fn create_volume(&mut self, id: &str, volume: &Volume) -> Result<String> {
+    pub(crate) async fn create_volume(
+        &mut self,
+        id: &LogicalId,
+        volume: &Volume,
+    ) -> Result<String> {
         let what = format!("creating data volume {id} in {}", volume.zone);
         let out = self
             .aws
@@ -71,12 +79,12 @@ impl Executor<'_> {
             .size(i32::try_from(volume.size_gb).unwrap_or(i32::MAX))
             .volume_type(ec2::VolumeType::from(volume.volume_type.as_str()))
             .tag_specifications(self.tag_spec(ec2::ResourceType::Volume, id, Layer::Cluster))
-            .client_token(client_token(self.env, id))
+            .client_token(client_token(self.env, &id.to_string()))
             .send()
             .await
             .map_err(|e| error(&what, e))?;
         let volume_id = created(&what, out.volume_id())?;
-        self.ids.insert(id.to_owned(), volume_id.clone());
+        self.ids.insert(id.clone(), volume_id.clone());
         self.await_volume(id, &volume_id, ec2::VolumeState::Available)
             .await?;
         Ok(volume_id)
@@ -111,7 +119,7 @@ impl Executor<'_> {
     /// `device` once the volume is free, and waits until it is in use.
     pub async fn attach_volume(
         &mut self,
-        volume: &str,
+        volume: &LogicalId,
         instance: &str,
         device: &str,
     ) -> Result<()> {
@@ -143,7 +151,7 @@ impl Executor<'_> {
     /// Waits for a volume to reach `wanted`; a volume in the error state stops the wait.
     async fn await_volume(
         &mut self,
-        logical: &str,
+        logical: &LogicalId,
         id: &str,
         wanted: ec2::VolumeState,
     ) -> Result<()> {

@@ -6,6 +6,7 @@ use super::Result;
 use crate::aws::executor::{Executor, Seen, created};
 use crate::aws::{AwsError, error};
 use crate::config::Layer;
+use crate::plan::LogicalId;
 use crate::plan::spec::{Listener, LoadBalancer, TargetGroup};
 use crate::plan::{ListenerAction, Observed};
 
@@ -14,7 +15,7 @@ fn certificates(certificate: Option<&String>) -> Option<Vec<elb::Certificate>> {
 }
 
 impl Executor<'_> {
-    fn elb_tags(&self, id: &str) -> Vec<elb::Tag> {
+    fn elb_tags(&self, id: &LogicalId) -> Vec<elb::Tag> {
         self.tags(id, Layer::Network)
             .into_iter()
             .map(|(k, v)| elb::Tag::builder().key(k).value(v).build())
@@ -23,7 +24,7 @@ impl Executor<'_> {
 
     pub(crate) async fn create_target_group(
         &mut self,
-        id: &str,
+        id: &LogicalId,
         group: &TargetGroup,
     ) -> Result<String> {
         let what = format!("creating target group {id}");
@@ -34,7 +35,7 @@ impl Executor<'_> {
             .name(&group.name)
             .protocol(elb::ProtocolEnum::from(group.protocol.as_str()))
             .port(i32::from(group.port))
-            .vpc_id(self.id("vpc"))
+            .vpc_id(self.id(&LogicalId::Vpc))
             .target_type(elb::TargetTypeEnum::Instance)
             .set_health_check_path(group.health_check_path.clone())
             .set_health_check_port(group.health_check_port.map(|p| p.to_string()))
@@ -88,7 +89,7 @@ impl Executor<'_> {
     /// Creates a load balancer and waits until it is active.
     pub(crate) async fn create_load_balancer(
         &mut self,
-        id: &str,
+        id: &LogicalId,
         lb: &LoadBalancer,
     ) -> Result<String> {
         let what = format!("creating load balancer {id}");
@@ -166,7 +167,7 @@ impl Executor<'_> {
 
     pub(crate) async fn create_listener(
         &mut self,
-        id: &str,
+        id: &LogicalId,
         listener: &Listener,
     ) -> Result<String> {
         let what = format!("creating listener {id}");
@@ -235,7 +236,7 @@ impl Executor<'_> {
         }
     }
 
-    async fn wait_load_balancer(&mut self, logical: &str, arn: &str) -> Result<()> {
+    async fn wait_load_balancer(&mut self, logical: &LogicalId, arn: &str) -> Result<()> {
         let aws = self.aws;
         let subject = format!("load balancer {logical}");
         let look = async || {
@@ -268,7 +269,7 @@ impl Executor<'_> {
 
     /// Waits until ELBv2 answers that it does not know the load balancer; any other
     /// error stops the wait.
-    async fn wait_load_balancer_gone(&mut self, logical: &str, arn: &str) -> Result<()> {
+    async fn wait_load_balancer_gone(&mut self, logical: &LogicalId, arn: &str) -> Result<()> {
         let aws = self.aws;
         let subject = format!("load balancer {logical} ({arn})");
         let look = async || {

@@ -10,6 +10,7 @@ use super::Result;
 use crate::aws::executor::{Executor, Seen, client_token, created};
 use crate::aws::{AwsError, error};
 use crate::config::Layer;
+use crate::plan::LogicalId;
 use crate::plan::spec::{NatGateway, RouteTable, SecurityGroup, Subnet, Vpc};
 use crate::plan::{Live, Observed, Route};
 
@@ -19,12 +20,12 @@ fn deleting(o: &Observed) -> String {
 }
 
 impl Executor<'_> {
-    fn network_tags(&self, resource: ec2::ResourceType, id: &str) -> ec2::TagSpecification {
+    fn network_tags(&self, resource: ec2::ResourceType, id: &LogicalId) -> ec2::TagSpecification {
         self.tag_spec(resource, id, Layer::Network)
     }
 
     /// Creates the VPC with DNS support and hostnames on.
-    pub(crate) async fn create_vpc(&mut self, id: &str, vpc: &Vpc) -> Result<String> {
+    pub(crate) async fn create_vpc(&mut self, id: &LogicalId, vpc: &Vpc) -> Result<String> {
         let what = format!("creating VPC {id}");
         let out = self
             .aws
@@ -53,13 +54,17 @@ impl Executor<'_> {
         Ok(vpc_id)
     }
 
-    pub(crate) async fn create_subnet(&mut self, id: &str, subnet: &Subnet) -> Result<String> {
+    pub(crate) async fn create_subnet(
+        &mut self,
+        id: &LogicalId,
+        subnet: &Subnet,
+    ) -> Result<String> {
         let what = format!("creating subnet {id}");
         let out = self
             .aws
             .ec2
             .create_subnet()
-            .vpc_id(self.id("vpc"))
+            .vpc_id(self.id(&LogicalId::Vpc))
             .cidr_block(&subnet.cidr)
             .availability_zone(&subnet.zone)
             .tag_specifications(self.network_tags(ec2::ResourceType::Subnet, id))
@@ -105,7 +110,7 @@ impl Executor<'_> {
     }
 
     /// Creates the internet gateway and attaches it to the VPC.
-    pub(crate) async fn create_internet_gateway(&mut self, id: &str) -> Result<String> {
+    pub(crate) async fn create_internet_gateway(&mut self, id: &LogicalId) -> Result<String> {
         let what = format!("creating internet gateway {id}");
         let out = self
             .aws
@@ -125,7 +130,7 @@ impl Executor<'_> {
 
     /// Moves the internet gateway to the VPC as it is now (a replaced VPC has a new id).
     pub(crate) async fn reattach_internet_gateway(&mut self, observed: &Observed) -> Result<()> {
-        let vpc = self.id("vpc");
+        let vpc = self.id(&LogicalId::Vpc);
         let attached = match &observed.live {
             Live::InternetGateway { attached_vpc } => attached_vpc.as_deref(),
             _ => None,
@@ -165,7 +170,7 @@ impl Executor<'_> {
             .ec2
             .attach_internet_gateway()
             .internet_gateway_id(igw)
-            .vpc_id(self.id("vpc"))
+            .vpc_id(self.id(&LogicalId::Vpc))
             .send()
             .await
             .map(drop)
@@ -185,7 +190,7 @@ impl Executor<'_> {
     }
 
     /// Allocates an elastic IP for a NAT gateway.
-    pub(crate) async fn allocate_address(&mut self, id: &str) -> Result<String> {
+    pub(crate) async fn allocate_address(&mut self, id: &LogicalId) -> Result<String> {
         let what = format!("creating elastic IP {id}");
         let out = self
             .aws
@@ -210,7 +215,7 @@ impl Executor<'_> {
     /// Creates a NAT gateway and waits until it is available (routes need it so).
     pub(crate) async fn create_nat_gateway(
         &mut self,
-        id: &str,
+        id: &LogicalId,
         nat: &NatGateway,
     ) -> Result<String> {
         let what = format!("creating NAT gateway {id}");
@@ -220,7 +225,7 @@ impl Executor<'_> {
             .create_nat_gateway()
             .subnet_id(self.id(&nat.subnet))
             .allocation_id(self.id(&nat.eip))
-            .client_token(client_token(self.env, id))
+            .client_token(client_token(self.env, &id.to_string()))
             .tag_specifications(self.network_tags(ec2::ResourceType::Natgateway, id))
             .send()
             .await
@@ -242,7 +247,7 @@ impl Executor<'_> {
 
     async fn wait_nat(
         &mut self,
-        logical: &str,
+        logical: &LogicalId,
         id: &str,
         wanted: ec2::NatGatewayState,
     ) -> Result<()> {
@@ -281,7 +286,7 @@ impl Executor<'_> {
     /// Creates a route table with its routes and subnet associations.
     pub(crate) async fn create_route_table(
         &mut self,
-        id: &str,
+        id: &LogicalId,
         table: &RouteTable,
     ) -> Result<String> {
         let what = format!("creating route table {id}");
@@ -289,14 +294,14 @@ impl Executor<'_> {
             .aws
             .ec2
             .create_route_table()
-            .vpc_id(self.id("vpc"))
+            .vpc_id(self.id(&LogicalId::Vpc))
             .tag_specifications(self.network_tags(ec2::ResourceType::RouteTable, id))
             .send()
             .await
             .map_err(|e| error(&what, e))?;
         let table_id = created(&what, out.route_table().and_then(|t| t.route_table_id()))?;
         // Known from here on, so a failure below leaves it findable in the report.
-        self.ids.insert(id.to_owned(), table_id.clone());
+        self.ids.insert(id.clone(), table_id.clone());
         for route in &table.routes {
             self.put_route(&table_id, route, false, &what).await?;
         }
@@ -386,7 +391,7 @@ impl Executor<'_> {
     /// Creates a security group without rules (they may name groups not made yet).
     pub(crate) async fn create_security_group(
         &mut self,
-        id: &str,
+        id: &LogicalId,
         group: &SecurityGroup,
     ) -> Result<String> {
         let what = format!("creating security group {id}");
@@ -396,7 +401,7 @@ impl Executor<'_> {
             .create_security_group()
             .group_name(&group.name)
             .description(&group.description)
-            .vpc_id(self.id("vpc"))
+            .vpc_id(self.id(&LogicalId::Vpc))
             .tag_specifications(self.network_tags(ec2::ResourceType::SecurityGroup, id))
             .send()
             .await
@@ -453,7 +458,7 @@ impl Executor<'_> {
         }
     }
 
-    async fn associate(&self, table: &str, subnet: &str, what: &str) -> Result<()> {
+    async fn associate(&self, table: &str, subnet: &LogicalId, what: &str) -> Result<()> {
         self.aws
             .ec2
             .associate_route_table()

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types as ec2;
 
 use super::{Aws, AwsError, error};
-use crate::plan::{Kind, Live, Observed, Spec, TAG_ENVIRONMENT, TAG_ID, TAG_LAYER};
+use crate::plan::{Kind, Live, LogicalId, Observed, Spec, TAG_ENVIRONMENT, TAG_ID, TAG_LAYER};
 
 type Result<T> = std::result::Result<T, AwsError>;
 
@@ -21,7 +21,7 @@ pub type NetworkState = BTreeMap<String, Vec<Observed>>;
 
 /// Builds a resource's spec and what execution needs of it, once AWS ids can be mapped
 /// to logical ids.
-type BuildSpec = Box<dyn Fn(&dyn Fn(&str) -> String) -> (Spec, Live) + Send>;
+type BuildSpec = Box<dyn Fn(&dyn Fn(&str) -> LogicalId) -> (Spec, Live) + Send>;
 
 /// A resource as read, before references are mapped to logical ids.
 struct Raw {
@@ -83,18 +83,19 @@ pub async fn observe(aws: &Aws, envs: &[String]) -> Result<NetworkState> {
         .into_iter()
         .flatten()
         .collect();
-    // AWS id → logical id, per environment, for every strata resource found.
-    let mut logical: BTreeMap<String, String> = BTreeMap::new();
+    // AWS id → logical id, per environment, for every strata resource found; any
+    // other AWS id a resource refers to is foreign.
+    let mut logical: BTreeMap<String, LogicalId> = BTreeMap::new();
     for r in &raws {
         if let Some(id) = r.tags.get(TAG_ID) {
-            logical.insert(r.aws_id.clone(), id.clone());
+            logical.insert(r.aws_id.clone(), LogicalId::parse(id));
         }
     }
     let map = |aws_id: &str| {
         logical
             .get(aws_id)
             .cloned()
-            .unwrap_or_else(|| aws_id.to_owned())
+            .unwrap_or_else(|| LogicalId::parse(aws_id))
     };
     let mut state: NetworkState = envs.iter().map(|e| (e.clone(), Vec::new())).collect();
     for r in raws {
@@ -110,7 +111,7 @@ pub async fn observe(aws: &Aws, envs: &[String]) -> Result<NetworkState> {
         let (spec, live) = (r.build)(&map);
         let observed = Observed {
             kind: r.kind,
-            id,
+            id: LogicalId::parse(&id),
             aws_id: r.aws_id,
             spec,
             tags: r.tags,

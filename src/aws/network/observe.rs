@@ -13,7 +13,7 @@ use crate::plan::spec::{
     InternetGateway, Listener, LoadBalancer, NatGateway, RouteTable, SecurityGroup, Subnet,
     TargetGroup, Vpc,
 };
-use crate::plan::{Kind, ListenerAction, Live, Route, Rule, RulePeer, Spec, TAG_ID};
+use crate::plan::{Kind, ListenerAction, Live, LogicalId, Route, Rule, RulePeer, Spec, TAG_ID};
 
 pub(super) async fn vpcs(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>> {
     let what = "reading VPCs";
@@ -207,7 +207,7 @@ pub(super) async fn route_tables(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>>
 }
 
 /// A group's permissions as rules, peers mapped to logical ids.
-fn rules_of(permissions: &[ec2::IpPermission], map: &dyn Fn(&str) -> String) -> BTreeSet<Rule> {
+fn rules_of(permissions: &[ec2::IpPermission], map: &dyn Fn(&str) -> LogicalId) -> BTreeSet<Rule> {
     let mut out = BTreeSet::new();
     for p in permissions {
         let protocol = match p.ip_protocol().unwrap_or("-1") {
@@ -343,9 +343,10 @@ pub(super) async fn load_balancers(aws: &Aws, envs: &[String]) -> Result<Vec<Raw
             .filter_map(|z| z.subnet_id().map(str::to_owned))
             .collect();
         let groups: Vec<String> = lb.security_groups().to_vec();
-        if let Some(lb_id) = lb_tags.get(TAG_ID) {
+        let id = lb_tags.get(TAG_ID).map(|id| LogicalId::parse(id));
+        if let Some(LogicalId::LoadBalancer(balancer)) = id {
             for l in listeners.remove(&arn).unwrap_or_default() {
-                out.push(listener(l, lb_id, &lb_tags)?);
+                out.push(listener(l, &balancer, &lb_tags)?);
             }
         }
         out.push(Raw {
@@ -421,14 +422,14 @@ async fn listeners(
     Ok(out)
 }
 
-/// A listener of load balancer `lb_id`: it carries no tags of its own in strata's
+/// A listener of load balancer `balancer`: it carries no tags of its own in strata's
 /// reads, so its logical id comes from its load balancer's and its port.
-fn listener(l: elb::Listener, lb_id: &str, lb_tags: &BTreeMap<String, String>) -> Result<Raw> {
+fn listener(l: elb::Listener, balancer: &str, lb_tags: &BTreeMap<String, String>) -> Result<Raw> {
     let arn = required(l.listener_arn(), "a listener", "ARN")?.to_owned();
     let port = required(l.port().and_then(|p| u16::try_from(p).ok()), &arn, "port")?;
-    let listener_id = format!("listener/{}/{port}", lb_id.trim_start_matches("lb/"));
+    let listener_id = LogicalId::Listener(balancer.to_owned(), port);
     let mut tags = lb_tags.clone();
-    tags.insert(TAG_ID.to_owned(), listener_id);
+    tags.insert(TAG_ID.to_owned(), listener_id.to_string());
     let protocol = required(l.protocol(), &arn, "protocol")?
         .as_str()
         .to_owned();
@@ -437,7 +438,7 @@ fn listener(l: elb::Listener, lb_id: &str, lb_tags: &BTreeMap<String, String>) -
         .iter()
         .find_map(|c| c.certificate_arn().map(str::to_owned));
     let action = l.default_actions().first().cloned();
-    let lb_id = lb_id.to_owned();
+    let lb_id = LogicalId::LoadBalancer(balancer.to_owned());
     Ok(Raw {
         kind: Kind::Listener,
         aws_id: arn,
@@ -457,10 +458,9 @@ fn listener(l: elb::Listener, lb_id: &str, lb_tags: &BTreeMap<String, String>) -
                             .unwrap_or(0),
                     }
                 }
-                Some(a) => {
-                    ListenerAction::Forward(a.target_group_arn().map(map).unwrap_or_default())
-                }
-                None => ListenerAction::Forward(String::new()),
+                // A forward without a target group names none.
+                Some(a) => ListenerAction::Forward(map(a.target_group_arn().unwrap_or_default())),
+                None => ListenerAction::Forward(map("")),
             };
             let spec = Spec::Listener(Listener {
                 load_balancer: lb_id.clone(),

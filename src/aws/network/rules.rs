@@ -8,6 +8,7 @@ use aws_sdk_ec2::types as ec2;
 use super::Result;
 use crate::aws::error;
 use crate::aws::executor::Executor;
+use crate::plan::LogicalId;
 use crate::plan::spec::SecurityGroup;
 use crate::plan::{Observed, Rule, RulePeer, Spec};
 
@@ -36,7 +37,7 @@ impl Executor<'_> {
     /// made in this run, which has AWS's default egress rule.
     pub async fn sync_rules(
         &mut self,
-        id: &str,
+        id: &LogicalId,
         group: &SecurityGroup,
         was: Option<&SecurityGroup>,
     ) -> Result<()> {
