@@ -65,3 +65,20 @@ pub(crate) fn required<T>(value: Option<T>, resource: &str, field: &str) -> Resu
         )
     })
 }
+
+/// A field of AWS's answer read as one of strata's types (a CIDR block, a zone); a
+/// value strata cannot read is an error naming the resource and the value.
+pub(crate) fn parsed<T: TryFrom<String>>(
+    text: &str,
+    resource: &str,
+    field: &str,
+) -> Result<T, AwsError> {
+    T::try_from(text.to_owned()).map_err(|_| {
+        AwsError::new(
+            format!("reading {resource}"),
+            "UnexpectedAnswer",
+            format!("AWS described its {field} as `{text}`, which strata cannot read"),
+            None,
+        )
+    })
+}

@@ -475,6 +475,16 @@ pub enum LoadBalancerKind {
     Network,
 }
 
+impl LoadBalancerKind {
+    /// ELBv2's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadBalancerKind::Application => "application",
+            LoadBalancerKind::Network => "network",
+        }
+    }
+}
+
 /// One listener: accept on `front`, forward to `back` (or redirect).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

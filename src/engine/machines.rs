@@ -314,7 +314,7 @@ pub(super) fn desired_machines(
     env: &Environment,
     m: &Machine,
     machine_observed: &[Observed],
-    zones: &[String],
+    zones: &[crate::config::Zone],
 ) -> DesiredMachines {
     let tgs = plan::cluster::target_groups(env);
     let image = kept_image(env, machine_observed, &m.image).unwrap_or_else(|| m.image.id.clone());

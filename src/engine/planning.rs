@@ -11,7 +11,7 @@ use super::{DesiredMachines, EngineError, Observations, PendingDiscovery, Target
 use crate::aws::Connector;
 use crate::aws::images::Image;
 use crate::aws::network::{self as aws_network, NetworkState};
-use crate::config::{ClusterMode, Environment, Layer, Zones};
+use crate::config::{ClusterMode, Environment, Layer, Zone, Zones};
 use crate::plan::spec::AutoScalingGroup;
 use crate::plan::{
     self, Action, ActionKind, EnvironmentPlan, Kind, LayerPlan, Observed, Plan, Summary,
@@ -56,7 +56,7 @@ pub async fn plan(
             read_keys(&aws, &targets),
             read_discovery_tokens(&aws, &targets)
         );
-        let ((state, zones), images, keys, tokens): ((NetworkState, Vec<String>), _, _, _) =
+        let ((state, zones), images, keys, tokens): ((NetworkState, Vec<Zone>), _, _, _) =
             (network?, images?, keys?, tokens?);
         let mut machines = BTreeMap::new();
         for t in targets.iter().filter(|t| manages_machines(t)) {
@@ -194,14 +194,14 @@ pub async fn plan(
 
 /// The names of the zones an environment spreads over: named in its file, or the
 /// first `n` of the region's.
-fn zone_names(env: &Environment, region_zones: &[String]) -> Result<Vec<String>, EngineError> {
+fn zone_names(env: &Environment, region_zones: &[Zone]) -> Result<Vec<Zone>, EngineError> {
     match &env.spec.network.zones {
-        Zones::Names(names) => Ok(names.iter().map(|z| z.to_string()).collect()),
+        Zones::Names(names) => Ok(names.clone()),
         Zones::Count(n) => {
             let wanted = usize::from(*n);
             region_zones
                 .get(..wanted)
-                .map(<[String]>::to_vec)
+                .map(<[Zone]>::to_vec)
                 .ok_or_else(|| EngineError::NotEnoughZones {
                     env: env.name.to_string(),
                     wanted,
@@ -216,7 +216,7 @@ fn plan_target(
     t: &Target,
     observed: &[Observed],
     machine_observed: &[Observed],
-    zones: &[String],
+    zones: &[Zone],
     image: Option<&Image>,
     machine: Option<&Machine>,
     desired_machines: Option<&DesiredMachines>,

@@ -10,7 +10,7 @@ use super::spec::{
 };
 use super::{Kind, LogicalId, Observed, Resource, Spec};
 use crate::addressing;
-use crate::config::{Cluster, ClusterMode, Environment, names};
+use crate::config::{Cluster, ClusterMode, Environment, Zone, names};
 
 /// `sha256:<hex>` of a config: what the node layer compares.
 pub fn digest(config_json: &str) -> String {
@@ -78,10 +78,16 @@ pub fn target_groups(env: &Environment) -> Vec<LogicalId> {
     let Some(cluster) = &env.spec.cluster else {
         return Vec::new();
     };
-    super::network::desired(env, &[])
-        .into_iter()
-        .filter(|r| r.kind == Kind::TargetGroup && joins_target_group(cluster, &r.id))
-        .map(|r| r.id)
+    let balancers = &env.spec.network.load_balancers;
+    cluster
+        .load_balancers
+        .iter()
+        .filter_map(|name| Some((name, balancers.get(name)?)))
+        .flat_map(|(name, lb)| {
+            super::network::target_groups(lb)
+                .into_iter()
+                .map(|(_, port)| LogicalId::TargetGroup(name.to_string(), port))
+        })
         .collect()
 }
 
@@ -121,7 +127,7 @@ pub fn lifetime_settings(cluster: &Cluster) -> String {
 /// each in its node's zone (`zones` are the environment's zone names, by index) and
 /// attached to the node's instance at the configured device. They outlive the
 /// instances: a replaced node gets its volume back.
-pub fn volumes(env: &Environment, zones: &[String]) -> Vec<Resource> {
+pub fn volumes(env: &Environment, zones: &[Zone]) -> Vec<Resource> {
     let Some((cluster, volume)) = env
         .spec
         .cluster

@@ -232,6 +232,7 @@ fn must_replace_with(r: &Resource, cause: &LogicalId) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Cidr, Zone};
     use crate::plan::spec::{Subnet, Vpc};
     use crate::plan::{Kind, Spec};
 
@@ -240,8 +241,8 @@ mod tests {
             kind: Kind::Subnet,
             id: id.into(),
             spec: Spec::Subnet(Subnet {
-                cidr: cidr.into(),
-                zone: "eu-west-1a".into(),
+                cidr: cidr.to_owned().try_into().unwrap(),
+                zone: Zone::try_from("eu-west-1a".to_owned()).unwrap(),
                 public: true,
             }),
         }
@@ -252,7 +253,7 @@ mod tests {
             kind: Kind::Vpc,
             id: "vpc".into(),
             spec: Spec::Vpc(Vpc {
-                cidr: "10.0.0.0/16".into(),
+                cidr: Cidr::try_from("10.0.0.0/16".to_owned()).unwrap(),
             }),
         }
     }

@@ -270,7 +270,7 @@ impl Action {
                 opened
             }
             Some(Spec::LoadBalancer(lb))
-                if lb.scheme == "internet-facing"
+                if lb.scheme == super::spec::Scheme::InternetFacing
                     && !matches!(observed, Some(Spec::LoadBalancer(was)) if was.scheme == lb.scheme) =>
             {
                 vec![format!("load balancer {} becomes internet-facing", self.id)]

@@ -78,12 +78,15 @@ pub fn plan(
 
 /// Zone names as the region would most likely give them (`<region>a`, `b`, ...):
 /// only their count and order matter to a model-only diff.
-fn model_zones(env: &Environment) -> Vec<String> {
+fn model_zones(env: &Environment) -> Vec<crate::config::Zone> {
     match &env.spec.network.zones {
         Zones::Count(n) => (0..*n)
-            .map(|i| format!("{}{}", env.spec.region, char::from(b'a' + i)))
+            .filter_map(|i| {
+                let name = format!("{}{}", env.spec.region, char::from(b'a' + i));
+                crate::config::Zone::try_from(name).ok()
+            })
             .collect(),
-        Zones::Names(names) => names.iter().map(ToString::to_string).collect(),
+        Zones::Names(names) => names.clone(),
     }
 }
 

@@ -3,21 +3,21 @@
 use std::collections::BTreeSet;
 
 use super::spec::{
-    InternetGateway, Listener, LoadBalancer, NatGateway, RouteTable, SecurityGroup, Subnet,
+    InternetGateway, Listener, LoadBalancer, NatGateway, RouteTable, Scheme, SecurityGroup, Subnet,
     TargetGroup, Vpc,
 };
 use super::{Kind, ListenerAction, LogicalId, Resource, Route, Rule, RulePeer, Spec};
 use crate::addressing;
 use crate::config::catalogue::{self, LbProtocol};
 use crate::config::{
-    Endpoint, Environment, ExplicitRule, IpProtocol, LoadBalancerKind, NatMode, Peer, RuleSpec,
-    SubnetKind, names,
+    Cidr, Endpoint, Environment, ExplicitRule, IpProtocol, LoadBalancerKind, NatMode, Peer,
+    RuleSpec, SubnetKind, Zone, names,
 };
 
 /// Everything the network layer of `env` consists of, in creation order. `zones` are
 /// the availability-zone names, one per zone index (resolved by the caller when the
 /// file gives a count).
-pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
+pub fn desired(env: &Environment, zones: &[Zone]) -> Vec<Resource> {
     let name = env.name.as_str();
     let network = &env.spec.network;
     let mut out = Vec::new();
@@ -26,19 +26,20 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
     push(
         Kind::Vpc,
         LogicalId::Vpc,
-        Spec::Vpc(Vpc {
-            cidr: network.cidr.to_string(),
-        }),
+        Spec::Vpc(Vpc { cidr: network.cidr }),
     );
     let subnets = addressing::subnets(network);
-    let zone = |i: usize| zones.get(i).cloned().unwrap_or_else(|| format!("zone-{i}"));
     for s in &subnets {
+        // Callers give a name for every zone index.
+        let Some(zone) = zones.get(s.zone) else {
+            continue;
+        };
         push(
             Kind::Subnet,
             LogicalId::subnet(s),
             Spec::Subnet(Subnet {
-                cidr: s.block.to_string(),
-                zone: zone(s.zone),
+                cidr: Cidr::from(s.block),
+                zone: zone.clone(),
                 public: s.kind == SubnetKind::Public,
             }),
         );
@@ -167,15 +168,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
 
     for (lb_name, lb) in &network.load_balancers {
         let lb_id = LogicalId::LoadBalancer(lb_name.to_string());
-        let mut target_groups = BTreeSet::new();
-        for listener in &lb.listeners {
-            let Some((protocol, port)) = listener.back.as_ref().and_then(|b| resolve(lb.kind, b))
-            else {
-                continue;
-            };
-            if !target_groups.insert(port) {
-                continue;
-            }
+        for (protocol, port) in target_groups(lb) {
             let http = matches!(protocol, LbProtocol::Http | LbProtocol::Https);
             let check = lb.health_check.as_ref();
             push(
@@ -183,7 +176,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
                 LogicalId::TargetGroup(lb_name.to_string(), port),
                 Spec::TargetGroup(TargetGroup {
                     name: names::target_group(name, lb_name.as_str(), port),
-                    protocol: protocol.as_str().to_owned(),
+                    protocol,
                     port,
                     health_check_path: if http {
                         Some(
@@ -208,17 +201,12 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
             lb_id.clone(),
             Spec::LoadBalancer(LoadBalancer {
                 name: names::load_balancer(name, lb_name.as_str()),
-                kind: match lb.kind {
-                    LoadBalancerKind::Application => "application",
-                    LoadBalancerKind::Network => "network",
-                }
-                .into(),
+                kind: lb.kind,
                 scheme: if lb.internal {
-                    "internal"
+                    Scheme::Internal
                 } else {
-                    "internet-facing"
-                }
-                .into(),
+                    Scheme::InternetFacing
+                },
                 subnets: subnet_ids,
                 security_groups: lb
                     .security_groups
@@ -253,7 +241,7 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
                 LogicalId::Listener(lb_name.to_string(), port),
                 Spec::Listener(Listener {
                     load_balancer: lb_id.clone(),
-                    protocol: protocol.as_str().to_owned(),
+                    protocol,
                     port,
                     certificate: listener.certificate.as_ref().map(|c| c.to_string()),
                     action,
@@ -262,6 +250,17 @@ pub fn desired(env: &Environment, zones: &[String]) -> Vec<Resource> {
         }
     }
     out
+}
+
+/// A load balancer's target groups: one per instance port its listeners forward to,
+/// with the protocol of the first listener that names it.
+pub fn target_groups(lb: &crate::config::LoadBalancer) -> Vec<(LbProtocol, u16)> {
+    let mut ports = BTreeSet::new();
+    lb.listeners
+        .iter()
+        .filter_map(|l| resolve(lb.kind, l.back.as_ref()?))
+        .filter(|(_, port)| ports.insert(*port))
+        .collect()
 }
 
 fn resolve(kind: LoadBalancerKind, endpoint: &Endpoint) -> Option<(LbProtocol, u16)> {

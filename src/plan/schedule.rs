@@ -95,6 +95,7 @@ pub fn schedule(actions: &[Action]) -> Vec<Step<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Cidr, Zone};
     use crate::plan::spec::Vpc;
     use crate::plan::{Observed, Resource, Spec, network, plan_resources};
 
@@ -126,9 +127,9 @@ mod tests {
         network::desired(
             &env,
             &[
-                "eu-west-1a".into(),
-                "eu-west-1b".into(),
-                "eu-west-1c".into(),
+                Zone::try_from("eu-west-1a".to_owned()).unwrap(),
+                Zone::try_from("eu-west-1b".to_owned()).unwrap(),
+                Zone::try_from("eu-west-1c".to_owned()).unwrap(),
             ],
         )
     }
@@ -211,7 +212,7 @@ mod tests {
         let mut live = observed(&desired);
         for o in &mut live {
             if let Spec::Vpc(Vpc { cidr }) = &mut o.spec {
-                *cidr = "10.1.0.0/16".into();
+                *cidr = Cidr::try_from("10.1.0.0/16".to_owned()).unwrap();
             }
         }
         let actions = plan_resources(&desired, &live);

@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use super::{Field, LogicalId, Value};
+use crate::config::catalogue::LbProtocol;
+use crate::config::{Cidr, LoadBalancerKind, Zone};
 
 /// A security-group rule: protocol, ports and the peer on the other side.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -144,16 +146,16 @@ pub enum Spec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vpc {
     /// CIDR block.
-    pub cidr: String,
+    pub cidr: Cidr,
 }
 
 /// A subnet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subnet {
     /// CIDR block.
-    pub cidr: String,
+    pub cidr: Cidr,
     /// Availability zone name.
-    pub zone: String,
+    pub zone: Zone,
     /// Public subnets give instances public addresses.
     pub public: bool,
 }
@@ -202,7 +204,7 @@ pub struct TargetGroup {
     /// AWS name.
     pub name: String,
     /// HTTP, HTTPS, TCP, TLS or UDP.
-    pub protocol: String,
+    pub protocol: LbProtocol,
     /// Port on the instances.
     pub port: u16,
     /// Health-check path (HTTP/HTTPS) when set.
@@ -217,13 +219,32 @@ pub struct LoadBalancer {
     /// AWS name.
     pub name: String,
     /// `application` or `network`.
-    pub kind: String,
+    pub kind: LoadBalancerKind,
     /// `internal` or `internet-facing`.
-    pub scheme: String,
+    pub scheme: Scheme,
     /// Subnets (logical ids).
     pub subnets: BTreeSet<LogicalId>,
     /// Security groups (logical ids), application load balancers only.
     pub security_groups: BTreeSet<LogicalId>,
+}
+
+/// Whether a load balancer answers on the internet or inside the VPC only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Inside the VPC only.
+    Internal,
+    /// With public addresses.
+    InternetFacing,
+}
+
+impl Scheme {
+    /// ELBv2's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Internal => "internal",
+            Scheme::InternetFacing => "internet-facing",
+        }
+    }
 }
 
 /// A listener.
@@ -232,7 +253,7 @@ pub struct Listener {
     /// Its load balancer (logical id).
     pub load_balancer: LogicalId,
     /// Front protocol.
-    pub protocol: String,
+    pub protocol: LbProtocol,
     /// Front port.
     pub port: u16,
     /// Certificate ARN for HTTPS/TLS.
@@ -296,7 +317,7 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Volume {
     /// Availability zone.
-    pub zone: String,
+    pub zone: Zone,
     /// Size in GiB.
     pub size_gb: u32,
     /// EBS type (`gp3`).
@@ -438,7 +459,7 @@ impl Spec {
                 health_check_port,
             }) => vec![
                 scalar("name", name, true),
-                scalar("protocol", protocol, true),
+                scalar("protocol", protocol.as_str(), true),
                 scalar("port", port, true),
                 scalar("health_check_path", opt(health_check_path), false),
                 scalar(
@@ -455,8 +476,8 @@ impl Spec {
                 security_groups,
             }) => vec![
                 scalar("name", name, true),
-                scalar("type", kind, true),
-                scalar("scheme", scheme, true),
+                scalar("type", kind.as_str(), true),
+                scalar("scheme", scheme.as_str(), true),
                 set("subnets", subnets),
                 set("security_groups", security_groups),
             ],
@@ -531,7 +552,7 @@ impl Spec {
             }) => vec![
                 scalar("load_balancer", load_balancer, true),
                 scalar("port", port, true),
-                scalar("protocol", protocol, false),
+                scalar("protocol", protocol.as_str(), false),
                 scalar("certificate", opt(certificate), false),
                 scalar("action", action, false),
             ],

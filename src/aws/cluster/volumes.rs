@@ -8,7 +8,7 @@ use aws_sdk_ec2::types as ec2;
 
 use super::Result;
 use crate::aws::executor::{Executor, Seen, client_token, created};
-use crate::aws::read::{ec2_tags, required};
+use crate::aws::read::{ec2_tags, parsed, required};
 use crate::aws::{AwsError, error};
 use crate::config::Layer;
 use crate::plan::LogicalId;
@@ -43,7 +43,11 @@ pub(super) fn observed(
             })
         });
         let spec = Spec::Volume(Volume {
-            zone: required(v.availability_zone(), aws_id, "availability zone")?.to_owned(),
+            zone: parsed(
+                required(v.availability_zone(), aws_id, "availability zone")?,
+                aws_id,
+                "availability zone",
+            )?,
             size_gb: required(v.size().and_then(|s| u32::try_from(s).ok()), aws_id, "size")?,
             volume_type: required(v.volume_type(), aws_id, "type")?
                 .as_str()
@@ -75,7 +79,7 @@ impl Executor<'_> {
             .aws
             .ec2
             .create_volume()
-            .availability_zone(&volume.zone)
+            .availability_zone(volume.zone.as_str())
             .size(i32::try_from(volume.size_gb).unwrap_or(i32::MAX))
             .volume_type(ec2::VolumeType::from(volume.volume_type.as_str()))
             .tag_specifications(self.tag_spec(ec2::ResourceType::Volume, id, Layer::Cluster))

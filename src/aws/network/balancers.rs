@@ -5,7 +5,7 @@ use aws_sdk_elasticloadbalancingv2::types as elb;
 use super::Result;
 use crate::aws::executor::{Executor, Seen, created};
 use crate::aws::{AwsError, error};
-use crate::config::Layer;
+use crate::config::{Layer, LoadBalancerKind};
 use crate::plan::LogicalId;
 use crate::plan::spec::{Listener, LoadBalancer, TargetGroup};
 use crate::plan::{ListenerAction, Observed};
@@ -93,7 +93,7 @@ impl Executor<'_> {
         lb: &LoadBalancer,
     ) -> Result<String> {
         let what = format!("creating load balancer {id}");
-        let application = lb.kind == "application";
+        let application = lb.kind == LoadBalancerKind::Application;
         let out = self
             .aws
             .elb
@@ -138,7 +138,7 @@ impl Executor<'_> {
             .send()
             .await
             .map_err(|e| error(format!("{what}: setting subnets"), e))?;
-        if lb.kind == "application" {
+        if lb.kind == LoadBalancerKind::Application {
             let group_ids: Vec<String> = lb.security_groups.iter().map(|g| self.id(g)).collect();
             self.aws
                 .elb

@@ -31,7 +31,7 @@ impl Executor<'_> {
             .aws
             .ec2
             .create_vpc()
-            .cidr_block(&vpc.cidr)
+            .cidr_block(vpc.cidr.to_string())
             .tag_specifications(self.network_tags(ec2::ResourceType::Vpc, id))
             .send()
             .await
@@ -65,8 +65,8 @@ impl Executor<'_> {
             .ec2
             .create_subnet()
             .vpc_id(self.id(&LogicalId::Vpc))
-            .cidr_block(&subnet.cidr)
-            .availability_zone(&subnet.zone)
+            .cidr_block(subnet.cidr.to_string())
+            .availability_zone(subnet.zone.as_str())
             .tag_specifications(self.network_tags(ec2::ResourceType::Subnet, id))
             .send()
             .await

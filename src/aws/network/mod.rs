@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types as ec2;
 
 use super::{Aws, AwsError, error};
+use crate::config::Zone;
 use crate::plan::{Kind, Live, LogicalId, Observed, Spec, TAG_ENVIRONMENT, TAG_ID, TAG_LAYER};
 
 type Result<T> = std::result::Result<T, AwsError>;
@@ -44,7 +45,7 @@ impl Raw {
 }
 
 /// The zone names of a region, in name order (what `zones: N` picks from).
-pub async fn zones(aws: &Aws) -> Result<Vec<String>> {
+pub async fn zones(aws: &Aws) -> Result<Vec<Zone>> {
     let out = aws
         .ec2
         .describe_availability_zones()
@@ -57,11 +58,13 @@ pub async fn zones(aws: &Aws) -> Result<Vec<String>> {
         .send()
         .await
         .map_err(|e| error(format!("listing availability zones of {}", aws.region), e))?;
-    let mut names: Vec<String> = out
+    let region = format!("the zones of {}", aws.region);
+    let mut names = out
         .availability_zones()
         .iter()
-        .filter_map(|z| z.zone_name().map(str::to_owned))
-        .collect();
+        .filter_map(|z| z.zone_name())
+        .map(|z| super::read::parsed(z, &region, "zone name"))
+        .collect::<Result<Vec<Zone>>>()?;
     names.sort();
     Ok(names)
 }

@@ -7,10 +7,12 @@ use aws_sdk_ec2::types as ec2;
 use aws_sdk_elasticloadbalancingv2::types as elb;
 
 use super::{Raw, Result};
-use crate::aws::read::{all, ec2_tags, env_filter, join_error, required, tag_map};
-use crate::aws::{Aws, error};
+use crate::aws::read::{all, ec2_tags, env_filter, join_error, parsed, required, tag_map};
+use crate::aws::{Aws, AwsError, error};
+use crate::config::LoadBalancerKind;
+use crate::config::catalogue::LbProtocol;
 use crate::plan::spec::{
-    InternetGateway, Listener, LoadBalancer, NatGateway, RouteTable, SecurityGroup, Subnet,
+    InternetGateway, Listener, LoadBalancer, NatGateway, RouteTable, Scheme, SecurityGroup, Subnet,
     TargetGroup, Vpc,
 };
 use crate::plan::{Kind, ListenerAction, Live, LogicalId, Route, Rule, RulePeer, Spec, TAG_ID};
@@ -23,7 +25,11 @@ pub(super) async fn vpcs(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>> {
         .into_iter()
         .map(|v| {
             let id = required(v.vpc_id(), "a VPC", "id")?;
-            let cidr = required(v.cidr_block(), id, "CIDR block")?.to_owned();
+            let cidr = parsed(
+                required(v.cidr_block(), id, "CIDR block")?,
+                id,
+                "CIDR block",
+            )?;
             let spec = Spec::Vpc(Vpc { cidr });
             Ok(Raw::plain(
                 Kind::Vpc,
@@ -44,8 +50,16 @@ pub(super) async fn subnets(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>> {
         .map(|s| {
             let id = required(s.subnet_id(), "a subnet", "id")?;
             let spec = Spec::Subnet(Subnet {
-                cidr: required(s.cidr_block(), id, "CIDR block")?.to_owned(),
-                zone: required(s.availability_zone(), id, "availability zone")?.to_owned(),
+                cidr: parsed(
+                    required(s.cidr_block(), id, "CIDR block")?,
+                    id,
+                    "CIDR block",
+                )?,
+                zone: parsed(
+                    required(s.availability_zone(), id, "availability zone")?,
+                    id,
+                    "availability zone",
+                )?,
                 public: s.map_public_ip_on_launch().unwrap_or(false),
             });
             Ok(Raw::plain(
@@ -313,10 +327,8 @@ pub(super) async fn load_balancers(aws: &Aws, envs: &[String]) -> Result<Vec<Raw
     let mut out = Vec::new();
     for tg in tgs {
         let arn = required(tg.target_group_arn(), "a target group", "ARN")?.to_owned();
-        let protocol = required(tg.protocol(), &arn, "protocol")?
-            .as_str()
-            .to_owned();
-        let http = matches!(protocol.as_str(), "HTTP" | "HTTPS");
+        let protocol = protocol_of(tg.protocol(), &arn)?;
+        let http = matches!(protocol, LbProtocol::Http | LbProtocol::Https);
         let spec = Spec::TargetGroup(TargetGroup {
             name: required(tg.target_group_name(), &arn, "name")?.to_owned(),
             protocol,
@@ -335,8 +347,16 @@ pub(super) async fn load_balancers(aws: &Aws, envs: &[String]) -> Result<Vec<Raw
         let arn = required(lb.load_balancer_arn(), "a load balancer", "ARN")?.to_owned();
         let lb_tags = tags.remove(&arn).unwrap_or_default();
         let name = required(lb.load_balancer_name(), &arn, "name")?.to_owned();
-        let kind = required(lb.r#type(), &arn, "type")?.as_str().to_owned();
-        let scheme = required(lb.scheme(), &arn, "scheme")?.as_str().to_owned();
+        let kind = match required(lb.r#type(), &arn, "type")? {
+            elb::LoadBalancerTypeEnum::Application => LoadBalancerKind::Application,
+            elb::LoadBalancerTypeEnum::Network => LoadBalancerKind::Network,
+            other => return Err(unknown(&arn, "type", other.as_str())),
+        };
+        let scheme = match required(lb.scheme(), &arn, "scheme")? {
+            elb::LoadBalancerSchemeEnum::Internal => Scheme::Internal,
+            elb::LoadBalancerSchemeEnum::InternetFacing => Scheme::InternetFacing,
+            other => return Err(unknown(&arn, "scheme", other.as_str())),
+        };
         let subnets: Vec<String> = lb
             .availability_zones()
             .iter()
@@ -356,8 +376,8 @@ pub(super) async fn load_balancers(aws: &Aws, envs: &[String]) -> Result<Vec<Raw
             build: Box::new(move |map| {
                 let spec = Spec::LoadBalancer(LoadBalancer {
                     name: name.clone(),
-                    kind: kind.clone(),
-                    scheme: scheme.clone(),
+                    kind,
+                    scheme,
                     subnets: subnets.iter().map(|s| map(s)).collect(),
                     security_groups: groups.iter().map(|g| map(g)).collect(),
                 });
@@ -366,6 +386,28 @@ pub(super) async fn load_balancers(aws: &Aws, envs: &[String]) -> Result<Vec<Raw
         });
     }
     Ok(out)
+}
+
+/// A target group's or listener's protocol.
+fn protocol_of(protocol: Option<&elb::ProtocolEnum>, arn: &str) -> Result<LbProtocol> {
+    Ok(match required(protocol, arn, "protocol")? {
+        elb::ProtocolEnum::Http => LbProtocol::Http,
+        elb::ProtocolEnum::Https => LbProtocol::Https,
+        elb::ProtocolEnum::Tcp => LbProtocol::Tcp,
+        elb::ProtocolEnum::Tls => LbProtocol::Tls,
+        elb::ProtocolEnum::Udp => LbProtocol::Udp,
+        other => return Err(unknown(arn, "protocol", other.as_str())),
+    })
+}
+
+/// A value strata never sets on what it makes.
+fn unknown(arn: &str, field: &str, value: &str) -> AwsError {
+    AwsError::new(
+        format!("reading {arn}"),
+        "UnexpectedAnswer",
+        format!("its {field} is {value}, which strata does not make"),
+        Some("a resource named and tagged as strata's was changed by hand or made by another tool; remove its strata tags or the resource".into()),
+    )
 }
 
 /// The tags of load balancers and target groups, by ARN: 20 ARNs a call (the most
@@ -430,9 +472,7 @@ fn listener(l: elb::Listener, balancer: &str, lb_tags: &BTreeMap<String, String>
     let listener_id = LogicalId::Listener(balancer.to_owned(), port);
     let mut tags = lb_tags.clone();
     tags.insert(TAG_ID.to_owned(), listener_id.to_string());
-    let protocol = required(l.protocol(), &arn, "protocol")?
-        .as_str()
-        .to_owned();
+    let protocol = protocol_of(l.protocol(), &arn)?;
     let certificate = l
         .certificates()
         .iter()
@@ -464,7 +504,7 @@ fn listener(l: elb::Listener, balancer: &str, lb_tags: &BTreeMap<String, String>
             };
             let spec = Spec::Listener(Listener {
                 load_balancer: lb_id.clone(),
-                protocol: protocol.clone(),
+                protocol,
                 port,
                 certificate: certificate.clone(),
                 action,
