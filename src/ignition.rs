@@ -12,8 +12,8 @@ use base64::Engine as _;
 use ignition_config::v3_3 as ign;
 use sha2::{Digest, Sha512};
 
-use crate::addressing;
-use crate::config::{ClusterMode, Environment, EtcdBootstrap, FsFormat};
+use crate::config::addressing;
+use crate::config::{Environment, EtcdBootstrap, FsFormat, Size};
 use crate::units::UnitSet;
 
 /// EC2 accepts at most this many bytes of user data (before base64).
@@ -148,18 +148,17 @@ enum Membership {
 fn build_with(request: &RenderRequest, membership: Membership) -> Result<ign::Config, RenderError> {
     let env = request.environment;
     let name = env.name.as_str();
-    let (Some(node), Some(cluster)) = (&env.spec.node, &env.spec.cluster) else {
+    let (Some(node), Some((cluster, shape))) = (&env.spec.node, env.machines()) else {
         return Err(RenderError::NoNode(name.to_owned()));
     };
-    let identity = match (cluster.mode, request.node) {
-        (ClusterMode::Fixed, None) => {
+    let identity = match (shape.size.fixed(), request.node) {
+        (Some(size), None) => {
             return Err(RenderError::NodeRequired {
                 env: name.to_owned(),
-                size: cluster.size.unwrap_or(0),
+                size,
             });
         }
-        (ClusterMode::Fixed, Some(index)) => {
-            let size = cluster.size.unwrap_or(0);
+        (Some(size), Some(index)) => {
             let placement = (index < size)
                 .then(|| addressing::node_placement(&env.spec.network, cluster.subnets, index))
                 .flatten();
@@ -172,10 +171,10 @@ fn build_with(request: &RenderRequest, membership: Membership) -> Result<ign::Co
             };
             Some(NodeIdentity { index, address })
         }
-        (ClusterMode::Autoscaling, Some(_)) => {
+        (None, Some(_)) => {
             return Err(RenderError::NodeNotApplicable(name.to_owned()));
         }
-        (ClusterMode::Autoscaling, None) => None,
+        (None, None) => None,
     };
 
     let mut config = ign::Config::default();
@@ -256,16 +255,15 @@ fn env_file_text(
         ("STRATA_ENVIRONMENT".into(), name.to_owned()),
         ("STRATA_REGION".into(), env.spec.region.to_string()),
     ];
-    let Some(cluster) = &env.spec.cluster else {
+    let Some((cluster, shape)) = env.machines() else {
         return String::new();
     };
-    let size = cluster.member_count();
+    let size = shape.size.members();
     lines.push((
         "STRATA_CLUSTER_MODE".into(),
-        if cluster.mode == ClusterMode::Fixed {
-            "fixed"
-        } else {
-            "autoscaling"
+        match shape.size {
+            Size::Fixed(_) => "fixed",
+            Size::Autoscaling { .. } => "autoscaling",
         }
         .into(),
     ));

@@ -5,15 +5,14 @@
 //! `ARCHITECTURE.md` at the repository root maps the modules.
 
 pub mod action; // `strata action`: the GitHub Action's flows (pull request, push, manual run)
-pub mod addressing; // subnet carving and deterministic node addresses (pure)
 pub mod aws; // observe live state and execute actions through the AWS SDK (adapter)
 pub mod changes; // which environment/layer changed between two trees (pure)
 pub mod cli; // command-line definitions and the commands behind them (adapter)
-pub mod config; // environment model, catalogues and validation (pure)
+pub mod config; // environment model, validation, the cluster shape, subnet carving (pure)
 pub mod diagnostic; // file:line:col problems reported to the user (pure)
 pub mod engine; // plan and apply: selects environments and layers, drives the AWS adapter
-pub mod git;
-pub mod github; // the runner's contract, event payloads and the GitHub API (adapter) // read two commits' trees with gix (adapter)
+pub mod git; // read two commits' trees with gix (adapter)
+pub mod github; // the runner's contract, event payloads and the GitHub API (adapter)
 pub mod ignition; // Ignition 3.3.0 rendering and the user-data size budget (pure)
 pub mod plan; // desired vs observed -> actions; markdown and JSON rendering (pure)
 pub mod redact; // the secrets read in this run, hidden from everything strata posts or writes

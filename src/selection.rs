@@ -206,6 +206,7 @@ fn environment_in(
                 name,
                 path,
                 spec: parsed.spec,
+                cluster: None,
             }),
             _ => None,
         },

@@ -1,9 +1,11 @@
 //! The environment model: parsing `environments/<name>.yaml` with positions, and the
 //! semantic checks that run before any AWS call.
 
+pub mod addressing;
 pub mod catalogue;
 mod locate;
 pub mod model;
+pub mod shape;
 pub mod types;
 mod validate;
 
@@ -14,6 +16,7 @@ use marked_yaml::{LoadError, LoaderOptions, Node as YamlNode};
 use crate::diagnostic::Diagnostic;
 pub use locate::PathSeg;
 pub use model::*;
+pub use shape::{ClusterShape, ImageSource, Size};
 pub use types::*;
 pub use validate::listener_target;
 
@@ -26,6 +29,16 @@ pub struct Environment {
     pub path: String,
     /// What the file says.
     pub spec: EnvironmentSpec,
+    /// Its cluster as validation proved it (`None` without a cluster, or for a file
+    /// read back only to tear its environment down).
+    pub cluster: Option<ClusterShape>,
+}
+
+impl Environment {
+    /// Its cluster section with the shape validation proved, when it has one.
+    pub fn machines(&self) -> Option<(&Cluster, &ClusterShape)> {
+        Some((self.spec.cluster.as_ref()?, self.cluster.as_ref()?))
+    }
 }
 
 /// A parsed file together with its YAML tree, kept for positions of later checks.
@@ -55,12 +68,13 @@ pub fn load(
 ) -> Result<Environment, Vec<Diagnostic>> {
     let name = env_name_from_path(path)?;
     let parsed = parse(path, text)?;
-    let problems = validate::check(&name, &parsed.spec, units);
+    let (problems, cluster) = validate::check(&name, &parsed.spec, units);
     if problems.is_empty() {
         return Ok(Environment {
             name,
             path: path.to_owned(),
             spec: parsed.spec,
+            cluster,
         });
     }
     Err(problems

@@ -627,17 +627,6 @@ pub struct Cluster {
     pub rollout: Rollout,
 }
 
-impl Cluster {
-    /// How many members the cluster has: a fixed cluster's size, or a group's desired
-    /// (else minimum) size. What `STRATA_CLUSTER_SIZE` and etcd discovery count.
-    pub fn member_count(&self) -> u16 {
-        match self.mode {
-            ClusterMode::Fixed => self.size.unwrap_or(0),
-            ClusterMode::Autoscaling => self.desired.or(self.min).unwrap_or(0),
-        }
-    }
-}
-
 fn default_cluster_subnets() -> SubnetKind {
     SubnetKind::Private
 }

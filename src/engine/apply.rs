@@ -170,9 +170,9 @@ async fn apply_environment(
     let data_device = target
         .environment
         .as_ref()
-        .and_then(|e| e.spec.cluster.as_ref())
-        .filter(|c| c.mode == crate::config::ClusterMode::Fixed)
-        .and_then(|c| c.data_volume.as_ref())
+        .and_then(|e| e.machines())
+        .filter(|(_, shape)| shape.size.fixed().is_some())
+        .and_then(|(c, _)| c.data_volume.as_ref())
         .map(|v| v.device.as_str());
     execute_instances(
         exec,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::{EngineError, Target};
 use crate::aws::executor::Executor;
 use crate::aws::images::{self, Image};
-use crate::config::{ClusterMode, Environment, Layer};
+use crate::config::{Environment, ImageSource, Layer};
 use crate::plan::cluster::NodeLaunch;
 use crate::plan::spec::{Instance, LaunchTemplate};
 use crate::plan::{self, Action, Observed};
@@ -99,7 +99,7 @@ fn uses_discovery(env: &Environment) -> bool {
 
 /// The number of members etcd discovery waits for.
 fn member_count(env: &Environment) -> u16 {
-    env.spec.cluster.as_ref().map_or(0, |c| c.member_count())
+    env.cluster.as_ref().map_or(0, |c| c.size.members())
 }
 
 /// What the plan says about an environment's etcd discovery token: that apply will
@@ -205,12 +205,12 @@ pub(super) fn machine(
         env: env.name.to_string(),
         message: e.to_string(),
     };
+    // A fixed cluster's nodes each render their own config; a group's share one.
     let size = env
-        .spec
         .cluster
         .as_ref()
-        .filter(|c| c.mode == ClusterMode::Fixed)
-        .map_or(0, |c| c.size.unwrap_or(0));
+        .and_then(|c| c.size.fixed())
+        .unwrap_or(0);
     if env.spec.node.is_none() {
         // A cluster without a node section boots an empty config.
         let empty =
@@ -280,22 +280,20 @@ pub(super) async fn resolve_images(
         .iter()
         .filter(|t| t.layers.contains(&Layer::Cluster) || manages_machines(t))
     {
-        let Some(cluster) = t.environment.as_ref().and_then(|e| e.spec.cluster.as_ref()) else {
+        let Some(shape) = t.environment.as_ref().and_then(|e| e.cluster.as_ref()) else {
             continue;
         };
-        let key = match (&cluster.os, &cluster.ami) {
-            (Some(os), _) => format!("{}|{:?}", images::feed_url(os), images::owners(os)),
-            (None, Some(ami)) => ami.to_string(),
-            (None, None) => continue,
+        let key = match &shape.image {
+            ImageSource::Feed(os) => format!("{}|{:?}", images::feed_url(os), images::owners(os)),
+            ImageSource::Pinned(ami) => ami.to_string(),
         };
         if let Some(image) = looked_up.get(&key) {
             images.insert(t.name.clone(), image.clone());
             continue;
         }
-        let image = match (&cluster.os, &cluster.ami) {
-            (Some(os), _) => images::resolve(aws, os).await,
-            (None, Some(ami)) => images::pinned(aws, ami).await,
-            (None, None) => continue,
+        let image = match &shape.image {
+            ImageSource::Feed(os) => images::resolve(aws, os).await,
+            ImageSource::Pinned(ami) => images::pinned(aws, ami).await,
         };
         let image = image.map_err(|source| EngineError::Image {
             env: t.name.clone(),
@@ -340,8 +338,9 @@ pub(super) fn kept_image(
     observed: &[Observed],
     published: &Image,
 ) -> Option<String> {
-    let cluster = env.spec.cluster.as_ref()?;
-    let os = cluster.os.as_ref()?;
+    let ImageSource::Feed(os) = &env.cluster.as_ref()?.image else {
+        return None;
+    };
     if os.follow {
         return None;
     }

@@ -11,7 +11,7 @@ use super::{DesiredMachines, EngineError, Observations, PendingDiscovery, Target
 use crate::aws::Connector;
 use crate::aws::images::Image;
 use crate::aws::network::{self as aws_network, NetworkState};
-use crate::config::{ClusterMode, Environment, Layer, Zone, Zones};
+use crate::config::{Environment, Layer, Zone, Zones};
 use crate::plan::spec::AutoScalingGroup;
 use crate::plan::{
     self, Action, ActionKind, EnvironmentPlan, Kind, LayerPlan, Observed, Plan, Summary,
@@ -116,9 +116,9 @@ pub async fn plan(
             let registrations: Vec<String> = targets
                 .iter()
                 .filter_map(|t| t.environment.as_ref())
-                .filter_map(|e| Some((e.name.as_str(), e.spec.cluster.as_ref()?)))
-                .filter(|(_, c)| c.mode == ClusterMode::Fixed)
-                .flat_map(|(name, c)| {
+                .filter_map(|e| Some((e.name.as_str(), e.machines()?)))
+                .filter(|(_, (_, shape))| shape.size.fixed().is_some())
+                .flat_map(|(name, (c, _))| {
                     state
                         .get(name)
                         .into_iter()

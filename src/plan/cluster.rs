@@ -9,8 +9,8 @@ use super::spec::{
     Attachment, AutoScalingGroup, DataDisk, Disk, Instance, LaunchTemplate, NodeConfig, Volume,
 };
 use super::{Kind, LogicalId, Observed, Resource, Spec};
-use crate::addressing;
-use crate::config::{Cluster, ClusterMode, Environment, Zone, names};
+use crate::config::addressing;
+use crate::config::{Cluster, Environment, Size, Zone, names};
 
 /// `sha256:<hex>` of a config: what the node layer compares.
 pub fn digest(config_json: &str) -> String {
@@ -29,7 +29,7 @@ pub fn desired(
     user_data: &str,
     target_groups: &[LogicalId],
 ) -> Vec<Resource> {
-    let Some(cluster) = &env.spec.cluster else {
+    let Some((cluster, shape)) = env.machines() else {
         return Vec::new();
     };
     let mut out = vec![Resource {
@@ -42,13 +42,12 @@ pub fn desired(
             security_groups: security_groups(cluster),
             volume: root_volume(cluster),
             // A fixed-size cluster's nodes keep data volumes of their own (`volume/<i>`).
-            data_volume: data_volume(cluster).filter(|_| cluster.mode == ClusterMode::Autoscaling),
+            data_volume: data_volume(cluster).filter(|_| shape.size.fixed().is_none()),
             instance_profile: cluster.instance_profile.clone(),
             user_data: user_data.to_owned(),
         }),
     }];
-    if cluster.mode == ClusterMode::Autoscaling {
-        let min = cluster.min.unwrap_or(0);
+    if let Size::Autoscaling { min, max, desired } = shape.size {
         let subnets: BTreeSet<LogicalId> =
             addressing::subnets_of(&env.spec.network, cluster.subnets)
                 .iter()
@@ -60,8 +59,8 @@ pub fn desired(
             spec: Spec::AutoScalingGroup(AutoScalingGroup {
                 name: names::auto_scaling_group(env.name.as_str()),
                 min,
-                max: cluster.max.unwrap_or(min),
-                desired: cluster.desired.unwrap_or(min),
+                max,
+                desired,
                 subnets,
                 target_groups: target_groups.iter().cloned().collect(),
                 min_healthy_percent: cluster.rollout.min_healthy_percent,
@@ -128,16 +127,13 @@ pub fn lifetime_settings(cluster: &Cluster) -> String {
 /// attached to the node's instance at the configured device. They outlive the
 /// instances: a replaced node gets its volume back.
 pub fn volumes(env: &Environment, zones: &[Zone]) -> Vec<Resource> {
-    let Some((cluster, volume)) = env
-        .spec
-        .cluster
-        .as_ref()
-        .filter(|c| c.mode == ClusterMode::Fixed)
-        .and_then(|c| Some((c, c.data_volume.as_ref()?)))
-    else {
+    let Some((cluster, shape)) = env.machines() else {
         return Vec::new();
     };
-    (0..cluster.size.unwrap_or(0))
+    let (Some(size), Some(volume)) = (shape.size.fixed(), cluster.data_volume.as_ref()) else {
+        return Vec::new();
+    };
+    (0..size)
         .filter_map(|index| {
             let (subnet, _) =
                 addressing::node_placement(&env.spec.network, cluster.subnets, index)?;
@@ -245,12 +241,7 @@ pub fn instances(
     target_groups: &[LogicalId],
     nodes: &[NodeLaunch],
 ) -> Vec<Resource> {
-    let Some(cluster) = env
-        .spec
-        .cluster
-        .as_ref()
-        .filter(|c| c.mode == ClusterMode::Fixed)
-    else {
+    let Some((cluster, _)) = env.machines().filter(|(_, s)| s.size.fixed().is_some()) else {
         return Vec::new();
     };
     nodes

@@ -108,7 +108,7 @@ impl LogicalId {
     }
 
     /// A carved subnet's id.
-    pub fn subnet(subnet: &crate::addressing::Subnet) -> LogicalId {
+    pub fn subnet(subnet: &crate::config::addressing::Subnet) -> LogicalId {
         LogicalId::Subnet(subnet.kind, subnet.index)
     }
 

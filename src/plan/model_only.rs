@@ -6,7 +6,7 @@ use super::{
     Action, ActionKind, EnvironmentPlan, Kind, LayerPlan, Observed, Plan, Summary, cluster,
     network, node_diff, plan_resources,
 };
-use crate::config::{ClusterMode, Environment, Layer, Zones};
+use crate::config::{Environment, ImageSource, Layer, Zones};
 use crate::ignition::{self, RenderRequest};
 use crate::units::UnitSet;
 
@@ -96,13 +96,12 @@ fn network_actions(sides: Sides<'_>) -> Vec<Action> {
 
 /// The image as the file names it: a pinned id, or the OS and channel to look up.
 fn model_image(env: &Environment) -> String {
-    let Some(cluster) = &env.spec.cluster else {
-        return String::new();
-    };
-    match (&cluster.ami, &cluster.os) {
-        (Some(ami), _) => ami.to_string(),
-        (None, Some(os)) => format!("{} {} (looked up on AWS)", os.name.as_str(), os.channel),
-        (None, None) => String::new(),
+    match env.cluster.as_ref().map(|c| &c.image) {
+        Some(ImageSource::Pinned(ami)) => ami.to_string(),
+        Some(ImageSource::Feed(os)) => {
+            format!("{} {} (looked up on AWS)", os.name.as_str(), os.channel)
+        }
+        None => String::new(),
     }
 }
 
@@ -113,7 +112,7 @@ fn cluster_actions(sides: Sides<'_>) -> Vec<Action> {
         let (image, tgs) = (model_image(e), cluster::target_groups(e));
         let mut resources = cluster::desired(e, &image, "", &tgs);
         resources.extend(cluster::volumes(e, &model_zones(e)));
-        let size = e.spec.cluster.as_ref().map_or(0, |c| c.member_count());
+        let size = e.cluster.as_ref().and_then(|c| c.size.fixed()).unwrap_or(0);
         let nodes = vec![cluster::NodeLaunch::default(); usize::from(size)];
         resources.extend(cluster::instances(e, &image, &tgs, &nodes));
         resources
@@ -150,12 +149,12 @@ fn compare(
 /// The node config rendered offline (no key, no discovery token), node 0 for a
 /// fixed cluster.
 fn offline_config(env: &Environment, units: &UnitSet) -> Option<String> {
-    let cluster = env.spec.cluster.as_ref()?;
+    let shape = env.cluster.as_ref()?;
     env.spec.node.as_ref()?;
     let request = RenderRequest {
         environment: env,
         units,
-        node: (cluster.mode == ClusterMode::Fixed).then_some(0),
+        node: shape.size.fixed().map(|_| 0),
         ssh_public_key: None,
         etcd_discovery: None,
     };

@@ -7,7 +7,7 @@ use super::spec::{
     TargetGroup, Vpc,
 };
 use super::{Kind, ListenerAction, LogicalId, Resource, Route, Rule, RulePeer, Spec};
-use crate::addressing;
+use crate::config::addressing;
 use crate::config::catalogue::{self, LbProtocol};
 use crate::config::{
     Cidr, Endpoint, Environment, ExplicitRule, IpProtocol, LoadBalancerKind, NatMode, Peer,

@@ -347,6 +347,7 @@ async fn a_new_image_release_moves_the_cluster_only_with_follow() {
     if let Some(os) = following.spec.cluster.as_mut().and_then(|c| c.os.as_mut()) {
         os.follow = true;
     }
+    let following = crate::harness::revalidated(following, &web.names());
     let moved = plan_and_apply(&cloud, &following, &web).await;
     assert_eq!(
         actions(&moved, Layer::Cluster),

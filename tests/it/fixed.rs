@@ -640,6 +640,7 @@ async fn switching_a_group_to_a_fixed_size_removes_the_group_with_consent() {
     if let Some(n) = group.spec.node.as_mut() {
         n.etcd = None;
     }
+    let group = crate::harness::revalidated(group, &u.names());
     plan_and_apply(&cloud, &group, &u, &[], false)
         .await
         .unwrap();

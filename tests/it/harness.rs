@@ -268,3 +268,26 @@ pub fn example_with_feed(name: &str, feed: &str) -> String {
             ),
         )
 }
+
+/// An environment whose spec a test changed in code, checked again as its file would
+/// be (the spec written out as JSON, which is YAML), so its cluster shape follows.
+pub fn revalidated(
+    env: strata::config::Environment,
+    units: &std::collections::BTreeSet<String>,
+) -> strata::config::Environment {
+    // Unset options are left out, as a file leaves them out.
+    fn without_nulls(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.retain(|_, v| !v.is_null());
+                map.values_mut().for_each(without_nulls);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(without_nulls),
+            _ => {}
+        }
+    }
+    let mut spec = serde_json::to_value(&env.spec).expect("a spec serializes");
+    without_nulls(&mut spec);
+    let text = spec.to_string();
+    strata::config::load(&env.path, &text, units).expect("the changed spec is valid")
+}

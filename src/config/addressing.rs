@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use crate::config::{Network, SubnetKind};
+use super::{Network, SubnetKind};
 
 /// First host offset handed to nodes: AWS reserves the first four addresses of every
 /// subnet, and a few more are left for hand-placed addresses.
@@ -128,8 +128,9 @@ mod tests {
             .iter()
             .map(|s| {
                 format!(
-                    "{} {} z{}",
-                    crate::plan::LogicalId::subnet(s),
+                    "subnet/{}/{} {} z{}",
+                    s.kind.as_str(),
+                    s.index,
                     s.block,
                     s.zone
                 )
