@@ -12,18 +12,7 @@ pub const FLATCAR_OWNER: &str = "075585003325";
 /// Fedora CoreOS's AWS publishing account.
 pub const FEDORA_COREOS_OWNER: &str = "125523088429";
 
-/// A resolved machine image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Image {
-    /// `ami-...`.
-    pub id: String,
-    /// The image's name in EC2.
-    pub name: String,
-    /// The OS release, e.g. `4081.2.0` (Flatcar) or `41.20250105.3.0` (Fedora CoreOS).
-    pub release: Option<String>,
-    /// Where it came from, for plans: `flatcar stable`, `pinned`.
-    pub source: String,
-}
+pub use crate::plan::cluster::Image;
 
 /// Why no image could be had.
 #[derive(Debug, thiserror::Error)]

@@ -8,9 +8,10 @@ use super::{EngineError, Target};
 use crate::aws::executor::Executor;
 use crate::aws::images::{self, Image};
 use crate::config::{Environment, ImageSource, Layer};
+use crate::plan::cluster::Machine;
 use crate::plan::cluster::NodeLaunch;
 use crate::plan::spec::{Instance, LaunchTemplate};
-use crate::plan::{self, Action, Observed};
+use crate::plan::{self, Action};
 use crate::units::UnitSet;
 
 /// What apply needs to render an environment's configs again once it has fetched its
@@ -21,29 +22,6 @@ pub(super) struct PendingDiscovery {
     pub(super) units: UnitSet,
     pub(super) image: Image,
     pub(super) key: Option<crate::aws::secrets::SshPublicKey>,
-}
-
-/// What the cluster and node layers of one environment are made from: the image, and
-/// the rendered config (only in memory; it holds the SSH key).
-pub(super) struct Machine {
-    pub(super) image: Image,
-    /// The full config JSON in the template (what the node layer compares): the
-    /// group's shared config, or node 0's for a fixed-size cluster.
-    pub(super) config: Option<String>,
-    /// Base64 of the template's user data (the config, or its gzip wrapper).
-    pub(super) user_data: String,
-    /// A fixed-size cluster's nodes, by index.
-    pub(super) nodes: Vec<NodeLaunch>,
-}
-
-/// An environment's desired cluster and node layers.
-pub(super) struct DesiredMachines {
-    /// The template and, for an auto-scaling cluster, the group.
-    pub(super) cluster: Vec<plan::Resource>,
-    /// The template's node config.
-    pub(super) node: Vec<plan::Resource>,
-    /// A fixed-size cluster's instances.
-    pub(super) instances: Vec<plan::Resource>,
 }
 
 /// True when strata manages this target's machines (cluster or node layer selected,
@@ -303,53 +281,4 @@ pub(super) async fn resolve_images(
         images.insert(t.name.clone(), image);
     }
     Ok(images)
-}
-
-/// The cluster and node layers' desired resources of an environment whose machines
-/// strata manages: the image as `os.follow` says, and the target groups of the load
-/// balancers the cluster joins.
-pub(super) fn desired_machines(
-    env: &Environment,
-    m: &Machine,
-    machine_observed: &[Observed],
-    zones: &[crate::config::Zone],
-) -> DesiredMachines {
-    let tgs = plan::cluster::target_groups(env);
-    let image = kept_image(env, machine_observed, &m.image).unwrap_or_else(|| m.image.id.clone());
-    DesiredMachines {
-        cluster: {
-            let mut cluster = plan::cluster::desired(env, &image, &m.user_data, &tgs);
-            cluster.extend(plan::cluster::volumes(env, zones));
-            cluster
-        },
-        node: m
-            .config
-            .as_deref()
-            .map(plan::cluster::node)
-            .unwrap_or_default(),
-        instances: plan::cluster::instances(env, &image, &tgs, &m.nodes),
-    }
-}
-
-/// The image the cluster runs now, when a newer one is published but `os.follow` is
-/// off: a new release alone does not move the cluster.
-pub(super) fn kept_image(
-    env: &Environment,
-    observed: &[Observed],
-    published: &Image,
-) -> Option<String> {
-    let ImageSource::Feed(os) = &env.cluster.as_ref()?.image else {
-        return None;
-    };
-    if os.follow {
-        return None;
-    }
-    observed.iter().find_map(|o| match &o.spec {
-        plan::Spec::LaunchTemplate(LaunchTemplate { image, .. })
-            if *image != published.id && !image.is_empty() =>
-        {
-            Some(image.clone())
-        }
-        _ => None,
-    })
 }

@@ -20,7 +20,7 @@ use crate::config::{Environment, Layer};
 use crate::plan::{self, ActionRef, Observed};
 
 pub use apply::{Applied, apply};
-use machines::{DesiredMachines, PendingDiscovery};
+use machines::PendingDiscovery;
 pub use planning::plan;
 
 /// One environment to plan.

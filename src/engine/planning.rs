@@ -4,18 +4,13 @@
 use std::collections::BTreeMap;
 
 use super::machines::{
-    Machine, desired_machines, discovery_note, kept_image, machine, manages_machines,
-    read_discovery_tokens, read_keys, resolve_images,
+    discovery_note, machine, manages_machines, read_discovery_tokens, read_keys, resolve_images,
 };
-use super::{DesiredMachines, EngineError, Observations, PendingDiscovery, Target};
+use super::{EngineError, Observations, PendingDiscovery, Target};
 use crate::aws::Connector;
-use crate::aws::images::Image;
 use crate::aws::network::{self as aws_network, NetworkState};
 use crate::config::{Environment, Layer, Zone, Zones};
-use crate::plan::spec::AutoScalingGroup;
-use crate::plan::{
-    self, Action, ActionKind, EnvironmentPlan, Kind, LayerPlan, Observed, Plan, Summary,
-};
+use crate::plan::{self, Kind, Plan};
 use crate::units::UnitSet;
 
 /// Reads the live state of every target and plans it.
@@ -137,28 +132,36 @@ pub async fn plan(
             let machine_observed = cluster_state.get(&t.name).cloned().unwrap_or_default();
             // Removed environments desire nothing.
             let desired = match (&t.environment, machines.get(&t.name)) {
-                (Some(env), Some(m)) => Some(desired_machines(
+                (Some(env), Some(m)) => Some(plan::cluster::desired_machines(
                     env,
                     m,
                     &machine_observed,
                     &zone_names(env, &zones)?,
                 )),
-                (None, _) => Some(DesiredMachines {
+                (None, _) => Some(plan::cluster::DesiredMachines {
                     cluster: Vec::new(),
                     node: Vec::new(),
                     instances: Vec::new(),
                 }),
                 _ => None,
             };
-            let mut planned = plan_target(
-                t,
-                &observed,
-                &machine_observed,
-                &zones,
-                images.get(&t.name),
-                machines.get(&t.name),
-                desired.as_ref(),
-            )?;
+            let zones = match &t.environment {
+                Some(env) => zone_names(env, &zones)?,
+                None => Vec::new(),
+            };
+            let mut planned = plan::environment::plan(&plan::environment::Inputs {
+                name: &t.name,
+                region: &t.region,
+                environment: t.environment.as_ref(),
+                layers: &t.layers,
+                follow_forced: t.follow_forced,
+                zones: &zones,
+                network: &observed,
+                machines: &machine_observed,
+                image: images.get(&t.name),
+                config: machines.get(&t.name).and_then(|m| m.config.as_deref()),
+                desired: desired.as_ref(),
+            });
             if let (Some(env), Some(token)) = (&t.environment, tokens.get(&t.name))
                 && let Some(layer) = planned
                     .layers
@@ -210,306 +213,4 @@ fn zone_names(env: &Environment, region_zones: &[Zone]) -> Result<Vec<Zone>, Eng
                 })
         }
     }
-}
-
-fn plan_target(
-    t: &Target,
-    observed: &[Observed],
-    machine_observed: &[Observed],
-    zones: &[Zone],
-    image: Option<&Image>,
-    machine: Option<&Machine>,
-    desired_machines: Option<&DesiredMachines>,
-) -> Result<EnvironmentPlan, EngineError> {
-    let mut layers = Vec::new();
-    let mut network_actions: Vec<Action> = Vec::new();
-    if t.layers.contains(&Layer::Network) {
-        let desired = match &t.environment {
-            Some(env) => plan::network::desired(env, &zone_names(env, zones)?),
-            None => Vec::new(),
-        };
-        network_actions = plan::plan_resources(&desired, observed);
-        layers.push(LayerPlan {
-            layer: Layer::Network,
-            forced_by: None,
-            summary: Summary::of(&network_actions),
-            actions: network_actions.clone(),
-            notes: Vec::new(),
-        });
-    }
-    let forced = t
-        .environment
-        .as_ref()
-        .and_then(|env| forced_cluster_reason(env, &network_actions));
-    let replaced_subnets = plan::cluster::replaced_subnets(&network_actions);
-    let forced_by_of = |layer: Layer| {
-        if layer == Layer::Cluster && !t.layers.contains(&layer) && t.follow_forced {
-            forced.clone()
-        } else {
-            None
-        }
-    };
-    let planned = |layer: Layer| {
-        let has_section = t.environment.as_ref().is_none_or(|e| match layer {
-            Layer::Cluster => e.spec.cluster.is_some(),
-            _ => e.spec.node.is_some(),
-        });
-        has_section && (t.layers.contains(&layer) || forced_by_of(layer).is_some())
-    };
-    let (cluster_planned, node_planned) = (planned(Layer::Cluster), planned(Layer::Node));
-    // A fixed-size cluster's instances belong to the cluster layer; a node-only plan
-    // shows the replacements a node change makes.
-    let instance_layer = if cluster_planned {
-        Layer::Cluster
-    } else {
-        Layer::Node
-    };
-    for layer in [Layer::Cluster, Layer::Node] {
-        if !planned(layer) {
-            continue;
-        }
-        let forced_by = forced_by_of(layer);
-        let mut notes = Vec::new();
-        if let (Layer::Cluster, Some(image)) = (layer, image) {
-            let release = image
-                .release
-                .as_ref()
-                .map(|r| format!(" {r}"))
-                .unwrap_or_default();
-            let kept = t
-                .environment
-                .as_ref()
-                .and_then(|env| kept_image(env, machine_observed, image));
-            match kept {
-                Some(running) => notes.push(format!(
-                    "image: {running} kept; {} ({}{release}) is published (set os.follow: true to move to it)",
-                    image.id, image.source
-                )),
-                None => notes.push(format!("image: {} ({}{release}, {})", image.id, image.source, image.name)),
-            }
-        }
-        let actions = match desired_machines {
-            Some(machines) => {
-                let mut desired = if layer == Layer::Cluster {
-                    machines.cluster.clone()
-                } else {
-                    machines.node.clone()
-                };
-                let live: Vec<Observed> = machine_observed
-                    .iter()
-                    .filter(|o| match o.kind {
-                        Kind::Instance => layer == instance_layer,
-                        kind => kind.layer() == layer,
-                    })
-                    .cloned()
-                    .collect();
-                if layer == instance_layer {
-                    desired.extend(machines.instances.iter().map(|r| {
-                        let observed = live.iter().find(|o| o.id == r.id);
-                        plan::cluster::within_layers(r, observed, cluster_planned, node_planned)
-                    }));
-                }
-                let mut actions = plan::plan_resources(&desired, &live);
-                notes.extend(plan::cluster::keep_volumes_from_shrinking(&mut actions));
-                if layer == instance_layer {
-                    plan::cluster::follow_replaced_subnets(
-                        &mut actions,
-                        &desired,
-                        &live,
-                        &replaced_subnets,
-                    );
-                }
-                // A node change shows what changes on the machines, unit by unit.
-                if let Some(new) = machine.and_then(|m| m.config.as_deref()) {
-                    for a in actions
-                        .iter_mut()
-                        .filter(|a| a.kind == Kind::NodeConfig && a.action == ActionKind::Update)
-                    {
-                        if let Some(plan::Live::NodeConfig { config: old }) =
-                            a.observed.as_ref().map(|o| &o.live)
-                        {
-                            a.detail = plan::node_diff::diff(old, new);
-                        }
-                    }
-                }
-                actions
-            }
-            None => Vec::new(),
-        };
-        if layer == instance_layer
-            && let Some(env) = &t.environment
-        {
-            notes.extend(instance_notes(env, &actions, machine_observed));
-        }
-        layers.push(LayerPlan {
-            layer,
-            forced_by,
-            summary: Summary::of(&actions),
-            actions,
-            notes,
-        });
-    }
-    follow_new_template_version(
-        &mut layers,
-        machine_observed,
-        desired_machines.map(|d| d.cluster.as_slice()),
-    );
-    let summary = layers.iter().map(|l| l.summary).sum();
-    Ok(EnvironmentPlan {
-        name: t.name.clone(),
-        region: t.region.clone(),
-        removed: t.environment.is_none(),
-        summary,
-        layers,
-    })
-}
-
-/// What a fixed-size cluster's plan should say about its instances: how replacements
-/// roll, and that a running etcd member list is not changed by launching machines.
-fn instance_notes(env: &Environment, actions: &[Action], observed: &[Observed]) -> Vec<String> {
-    let Some(cluster) = env.spec.cluster.as_ref() else {
-        return Vec::new();
-    };
-    let count = |kind: ActionKind| {
-        actions
-            .iter()
-            .filter(|a| a.kind == Kind::Instance && a.action == kind)
-            .count()
-    };
-    let mut notes = Vec::new();
-    if count(ActionKind::Replace) > 0 {
-        let warmup = match cluster.rollout.warmup_seconds {
-            0 => "no warm-up".to_owned(),
-            s => format!("{s}s warm-up"),
-        };
-        notes.push(format!(
-            "instances are replaced one at a time, lowest index first: each new one keeps its address and must be running (and healthy in its target groups) before the next goes, {warmup} between"
-        ));
-    }
-    let running = observed.iter().filter(|o| o.kind == Kind::Instance).count();
-    let static_etcd = env.spec.node.as_ref().and_then(|n| n.etcd_bootstrap())
-        == Some(crate::config::EtcdBootstrap::Static);
-    for o in observed.iter().filter(|o| o.kind == Kind::Instance) {
-        if let plan::Live::Instance {
-            state: state @ (plan::InstanceState::Stopped | plan::InstanceState::Stopping),
-        } = o.live
-        {
-            notes.push(format!(
-                "{} ({}) is {}: strata leaves it so; start it, or terminate it and apply to replace it",
-                o.id,
-                o.aws_id,
-                state.as_str()
-            ));
-        }
-    }
-    let (added, removed) = (count(ActionKind::Create), count(ActionKind::Delete));
-    if running > removed && (added > 0 || removed > 0) {
-        let members = if static_etcd {
-            "; register joining etcd members with `etcdctl member add` (and remove leaving ones) before applying"
-        } else {
-            ""
-        };
-        notes.push(format!(
-            "running nodes keep their config: the member list (STRATA_CLUSTER_SIZE{}) is read at first boot only{members}",
-            if static_etcd { ", ETCD_INITIAL_CLUSTER" } else { "" }
-        ));
-    }
-    notes
-}
-
-/// A changed launch template (cluster) or node config (node) makes a new template
-/// version; the auto-scaling group must move to it. When the group has no change of
-/// its own, the layer that made the version gets an update of the group, saying so.
-fn follow_new_template_version(
-    layers: &mut [LayerPlan],
-    observed: &[Observed],
-    desired_cluster: Option<&[plan::Resource]>,
-) {
-    let Some(group) = observed.iter().find(|o| o.kind == Kind::AutoScalingGroup) else {
-        return;
-    };
-    let Some(desired) =
-        desired_cluster.and_then(|d| d.iter().find(|r| r.kind == Kind::AutoScalingGroup))
-    else {
-        return;
-    };
-    let touched = |l: &LayerPlan| {
-        l.actions.iter().any(|a| {
-            matches!(a.kind, Kind::LaunchTemplate | Kind::NodeConfig)
-                && a.action == ActionKind::Update
-        })
-    };
-    if !layers.iter().any(touched) {
-        return;
-    }
-    let rollout = match &desired.spec {
-        plan::Spec::AutoScalingGroup(AutoScalingGroup {
-            min_healthy_percent,
-            warmup_seconds,
-            ..
-        }) => plan::FieldChange {
-            field: "rollout".into(),
-            from: None,
-            to: Some(format!(
-                "instance refresh, {min_healthy_percent}% kept in service, {warmup_seconds}s warm-up"
-            )),
-        },
-        _ => return,
-    };
-    if let Some(existing) = layers
-        .iter_mut()
-        .flat_map(|l| l.actions.iter_mut())
-        .find(|a| a.kind == Kind::AutoScalingGroup)
-    {
-        existing.changes.push(rollout);
-        return;
-    }
-    let Some(layer) = layers.iter_mut().find(|l| touched(l)) else {
-        return;
-    };
-    let version = match &group.live {
-        plan::Live::AutoScalingGroup { template_version } => template_version.clone(),
-        _ => "$Default".to_owned(),
-    };
-    layer.actions.push(Action {
-        detail: Vec::new(),
-        action: ActionKind::Update,
-        kind: Kind::AutoScalingGroup,
-        id: group.id.clone(),
-        aws_id: Some(group.aws_id.clone()),
-        changes: vec![
-            plan::FieldChange {
-                field: "launch_template_version".into(),
-                from: Some(version),
-                to: Some("the new version".into()),
-            },
-            rollout,
-        ],
-        forced_by: None,
-        desired: Some(desired.clone()),
-        observed: Some(group.clone()),
-    });
-    layer.summary = Summary::of(&layer.actions);
-}
-
-/// A network change the cluster must follow: its subnets, groups or target groups.
-fn forced_cluster_reason(env: &Environment, actions: &[Action]) -> Option<String> {
-    let cluster = env.spec.cluster.as_ref()?;
-    let groups = plan::cluster::security_groups(cluster);
-    actions
-        .iter()
-        .filter(|a| a.action != ActionKind::Update || a.kind != Kind::SecurityGroup)
-        .find(|a| {
-            matches!(a.id, plan::LogicalId::Subnet(kind, _) if kind == cluster.subnets)
-                || groups.contains(&a.id)
-                || plan::cluster::joins_target_group(cluster, &a.id)
-        })
-        .map(|a| {
-            format!(
-                "the network layer will {} {} {}, which the cluster uses",
-                a.action,
-                a.kind.describe(),
-                a.id
-            )
-        })
 }

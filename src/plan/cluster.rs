@@ -404,6 +404,83 @@ pub fn follow_replaced_subnets(
     actions.sort_by_key(|a| (a.kind.rank(), a.id.clone()));
 }
 
+/// A resolved machine image: what the image lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// `ami-...`.
+    pub id: String,
+    /// The image's name in EC2.
+    pub name: String,
+    /// The OS release, e.g. `4081.2.0` (Flatcar) or `41.20250105.3.0` (Fedora CoreOS).
+    pub release: Option<String>,
+    /// Where it came from, for plans: `flatcar stable`, `pinned`.
+    pub source: String,
+}
+
+/// What the cluster and node layers of one environment are made from: the image, and
+/// the rendered config (only in memory; it holds the SSH key).
+pub struct Machine {
+    pub image: Image,
+    /// The full config JSON in the template (what the node layer compares): the
+    /// group's shared config, or node 0's for a fixed-size cluster.
+    pub config: Option<String>,
+    /// Base64 of the template's user data (the config, or its gzip wrapper).
+    pub user_data: String,
+    /// A fixed-size cluster's nodes, by index.
+    pub nodes: Vec<NodeLaunch>,
+}
+
+/// An environment's desired cluster and node layers.
+pub struct DesiredMachines {
+    /// The template and, for an auto-scaling cluster, the group.
+    pub cluster: Vec<Resource>,
+    /// The template's node config.
+    pub node: Vec<Resource>,
+    /// A fixed-size cluster's instances.
+    pub instances: Vec<Resource>,
+}
+
+/// The cluster and node layers' desired resources of an environment whose machines
+/// strata manages: the image as `os.follow` says, and the target groups of the load
+/// balancers the cluster joins.
+pub fn desired_machines(
+    env: &Environment,
+    m: &Machine,
+    machine_observed: &[Observed],
+    zones: &[crate::config::Zone],
+) -> DesiredMachines {
+    let tgs = target_groups(env);
+    let image = kept_image(env, machine_observed, &m.image).unwrap_or_else(|| m.image.id.clone());
+    DesiredMachines {
+        cluster: {
+            let mut cluster = desired(env, &image, &m.user_data, &tgs);
+            cluster.extend(volumes(env, zones));
+            cluster
+        },
+        node: m.config.as_deref().map(node).unwrap_or_default(),
+        instances: instances(env, &image, &tgs, &m.nodes),
+    }
+}
+
+/// The image the cluster runs now, when a newer one is published but `os.follow` is
+/// off: a new release alone does not move the cluster.
+pub fn kept_image(env: &Environment, observed: &[Observed], published: &Image) -> Option<String> {
+    let crate::config::ImageSource::Feed(os) = &env.cluster.as_ref()?.image else {
+        return None;
+    };
+    if os.follow {
+        return None;
+    }
+    observed.iter().find_map(|o| match &o.spec {
+        Spec::LaunchTemplate(LaunchTemplate { image, .. })
+            if *image != published.id && !image.is_empty() =>
+        {
+            Some(image.clone())
+        }
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

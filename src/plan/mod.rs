@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod comment;
 mod diff;
 pub mod digest;
+pub mod environment;
 pub mod id;
 pub mod model;
 pub mod model_only;

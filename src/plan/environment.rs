@@ -1,0 +1,550 @@
+//! One environment's plan from what is wanted and what AWS holds (pure): which layers
+//! are planned (asked for, or forced by a network change the cluster must follow),
+//! each layer's actions, and the notes that say what the actions alone do not.
+
+use std::collections::BTreeSet;
+
+use super::cluster::{DesiredMachines, Image};
+use super::spec::AutoScalingGroup;
+use super::{
+    Action, ActionKind, EnvironmentPlan, FieldChange, Kind, LayerPlan, Live, LogicalId, Observed,
+    Summary,
+};
+use crate::config::{Environment, EtcdBootstrap, Layer, Zone};
+
+/// What one environment's plan is made from. (No `Debug`: the config holds the SSH
+/// key.)
+#[derive(Clone, Copy)]
+pub struct Inputs<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Its region.
+    pub region: &'a str,
+    /// The environment as the head has it; `None` when its file was removed.
+    pub environment: Option<&'a Environment>,
+    /// The layers asked for.
+    pub layers: &'a BTreeSet<Layer>,
+    /// Also plan the cluster when a network change forces it (change-driven runs).
+    pub follow_forced: bool,
+    /// The environment's zone names, one per zone index.
+    pub zones: &'a [Zone],
+    /// What AWS holds of its network.
+    pub network: &'a [Observed],
+    /// What AWS holds of its machines (template, group, instances, volumes).
+    pub machines: &'a [Observed],
+    /// The image found for the cluster, when its layer is planned.
+    pub image: Option<&'a Image>,
+    /// The config the template is rendered with, for the unit-level diff (in memory
+    /// only: it holds the SSH key).
+    pub config: Option<&'a str>,
+    /// The machines' desired resources; `None` when strata does not plan them.
+    pub desired: Option<&'a DesiredMachines>,
+}
+
+/// Plans one environment: the network when asked, then the cluster and node layers
+/// (the cluster also when the network forces it), the group's move to a new template
+/// version, and the notes.
+pub fn plan(inputs: &Inputs<'_>) -> EnvironmentPlan {
+    let mut layers = Vec::new();
+    let network_actions = match inputs.layers.contains(&Layer::Network) {
+        true => {
+            let desired = match inputs.environment {
+                Some(env) => super::network::desired(env, inputs.zones),
+                None => Vec::new(),
+            };
+            let actions = super::plan_resources(&desired, inputs.network);
+            layers.push(layer(Layer::Network, None, actions.clone(), Vec::new()));
+            actions
+        }
+        false => Vec::new(),
+    };
+    let forced = inputs
+        .environment
+        .and_then(|env| forced_cluster_reason(env, &network_actions))
+        .filter(|_| inputs.follow_forced && !inputs.layers.contains(&Layer::Cluster));
+    let planned = |l: Layer| {
+        let has_section = inputs.environment.is_none_or(|e| match l {
+            Layer::Cluster => e.spec.cluster.is_some(),
+            _ => e.spec.node.is_some(),
+        });
+        let forced = l == Layer::Cluster && forced.is_some();
+        has_section && (inputs.layers.contains(&l) || forced)
+    };
+    let machines = MachineLayers {
+        inputs,
+        cluster: planned(Layer::Cluster),
+        node: planned(Layer::Node),
+        replaced_subnets: super::cluster::replaced_subnets(&network_actions),
+    };
+    for l in [Layer::Cluster, Layer::Node] {
+        if planned(l) {
+            let forced_by = forced.clone().filter(|_| l == Layer::Cluster);
+            layers.push(machines.layer(l, forced_by));
+        }
+    }
+    follow_new_template_version(
+        &mut layers,
+        inputs.machines,
+        inputs.desired.map(|d| d.cluster.as_slice()),
+    );
+    EnvironmentPlan {
+        name: inputs.name.to_owned(),
+        region: inputs.region.to_owned(),
+        removed: inputs.environment.is_none(),
+        summary: layers.iter().map(|l| l.summary).sum(),
+        layers,
+    }
+}
+
+fn layer(
+    layer: Layer,
+    forced_by: Option<String>,
+    actions: Vec<Action>,
+    notes: Vec<String>,
+) -> LayerPlan {
+    LayerPlan {
+        layer,
+        forced_by,
+        summary: Summary::of(&actions),
+        actions,
+        notes,
+    }
+}
+
+/// The cluster and node layers of one environment's plan.
+struct MachineLayers<'a> {
+    inputs: &'a Inputs<'a>,
+    /// The cluster layer is planned.
+    cluster: bool,
+    /// The node layer is planned.
+    node: bool,
+    /// The subnets the network replaces, which a fixed-size cluster's nodes must leave.
+    replaced_subnets: BTreeSet<LogicalId>,
+}
+
+impl MachineLayers<'_> {
+    /// A fixed-size cluster's instances belong to the cluster layer; a node-only plan
+    /// shows the replacements a node change makes.
+    fn instance_layer(&self) -> Layer {
+        match self.cluster {
+            true => Layer::Cluster,
+            false => Layer::Node,
+        }
+    }
+
+    fn layer(&self, l: Layer, forced_by: Option<String>) -> LayerPlan {
+        let inputs = self.inputs;
+        let mut notes: Vec<String> = match l {
+            Layer::Cluster => inputs
+                .image
+                .map(|i| self.image_note(i))
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        };
+        let actions = match inputs.desired {
+            Some(desired) => self.actions(l, desired, &mut notes),
+            None => Vec::new(),
+        };
+        if l == self.instance_layer()
+            && let Some(env) = inputs.environment
+        {
+            notes.extend(instance_notes(env, &actions, inputs.machines));
+        }
+        layer(l, forced_by, actions, notes)
+    }
+
+    /// What the plan says of the image: the one found, or the one kept running.
+    fn image_note(&self, image: &Image) -> String {
+        let release = image
+            .release
+            .as_ref()
+            .map(|r| format!(" {r}"))
+            .unwrap_or_default();
+        let kept = self
+            .inputs
+            .environment
+            .and_then(|env| super::cluster::kept_image(env, self.inputs.machines, image));
+        match kept {
+            Some(running) => format!(
+                "image: {running} kept; {} ({}{release}) is published (set os.follow: true to move to it)",
+                image.id, image.source
+            ),
+            None => format!(
+                "image: {} ({}{release}, {})",
+                image.id, image.source, image.name
+            ),
+        }
+    }
+
+    fn actions(&self, l: Layer, desired: &DesiredMachines, notes: &mut Vec<String>) -> Vec<Action> {
+        let instance_layer = self.instance_layer();
+        let mut wanted = match l {
+            Layer::Cluster => desired.cluster.clone(),
+            _ => desired.node.clone(),
+        };
+        let live: Vec<Observed> = self
+            .inputs
+            .machines
+            .iter()
+            .filter(|o| match o.kind {
+                Kind::Instance => l == instance_layer,
+                kind => kind.layer() == l,
+            })
+            .cloned()
+            .collect();
+        if l == instance_layer {
+            wanted.extend(desired.instances.iter().map(|r| {
+                let observed = live.iter().find(|o| o.id == r.id);
+                super::cluster::within_layers(r, observed, self.cluster, self.node)
+            }));
+        }
+        let mut actions = super::plan_resources(&wanted, &live);
+        notes.extend(super::cluster::keep_volumes_from_shrinking(&mut actions));
+        if l == instance_layer {
+            super::cluster::follow_replaced_subnets(
+                &mut actions,
+                &wanted,
+                &live,
+                &self.replaced_subnets,
+            );
+        }
+        // A node change shows what changes on the machines, unit by unit.
+        if let Some(new) = self.inputs.config {
+            for a in actions
+                .iter_mut()
+                .filter(|a| a.kind == Kind::NodeConfig && a.action == ActionKind::Update)
+            {
+                if let Some(Live::NodeConfig { config: old }) = a.observed.as_ref().map(|o| &o.live)
+                {
+                    a.detail = super::node_diff::diff(old, new);
+                }
+            }
+        }
+        actions
+    }
+}
+
+/// What a fixed-size cluster's plan should say about its instances: how replacements
+/// roll, and that a running etcd member list is not changed by launching machines.
+fn instance_notes(env: &Environment, actions: &[Action], observed: &[Observed]) -> Vec<String> {
+    let Some(cluster) = env.spec.cluster.as_ref() else {
+        return Vec::new();
+    };
+    let count = |kind: ActionKind| {
+        actions
+            .iter()
+            .filter(|a| a.kind == Kind::Instance && a.action == kind)
+            .count()
+    };
+    let mut notes = Vec::new();
+    if count(ActionKind::Replace) > 0 {
+        let warmup = match cluster.rollout.warmup_seconds {
+            0 => "no warm-up".to_owned(),
+            s => format!("{s}s warm-up"),
+        };
+        notes.push(format!(
+            "instances are replaced one at a time, lowest index first: each new one keeps its address and must be running (and healthy in its target groups) before the next goes, {warmup} between"
+        ));
+    }
+    let running = observed.iter().filter(|o| o.kind == Kind::Instance).count();
+    let static_etcd =
+        env.spec.node.as_ref().and_then(|n| n.etcd_bootstrap()) == Some(EtcdBootstrap::Static);
+    for o in observed.iter().filter(|o| o.kind == Kind::Instance) {
+        if let Live::Instance {
+            state: state @ (super::InstanceState::Stopped | super::InstanceState::Stopping),
+        } = o.live
+        {
+            notes.push(format!(
+                "{} ({}) is {}: strata leaves it so; start it, or terminate it and apply to replace it",
+                o.id,
+                o.aws_id,
+                state.as_str()
+            ));
+        }
+    }
+    let (added, removed) = (count(ActionKind::Create), count(ActionKind::Delete));
+    if running > removed && (added > 0 || removed > 0) {
+        let members = if static_etcd {
+            "; register joining etcd members with `etcdctl member add` (and remove leaving ones) before applying"
+        } else {
+            ""
+        };
+        notes.push(format!(
+            "running nodes keep their config: the member list (STRATA_CLUSTER_SIZE{}) is read at first boot only{members}",
+            if static_etcd { ", ETCD_INITIAL_CLUSTER" } else { "" }
+        ));
+    }
+    notes
+}
+
+/// A changed launch template (cluster) or node config (node) makes a new template
+/// version; the auto-scaling group must move to it. When the group has no change of
+/// its own, the layer that made the version gets an update of the group, saying so.
+fn follow_new_template_version(
+    layers: &mut [LayerPlan],
+    observed: &[Observed],
+    desired_cluster: Option<&[super::Resource]>,
+) {
+    let Some(group) = observed.iter().find(|o| o.kind == Kind::AutoScalingGroup) else {
+        return;
+    };
+    let Some(desired) =
+        desired_cluster.and_then(|d| d.iter().find(|r| r.kind == Kind::AutoScalingGroup))
+    else {
+        return;
+    };
+    let touched = |l: &LayerPlan| {
+        l.actions.iter().any(|a| {
+            matches!(a.kind, Kind::LaunchTemplate | Kind::NodeConfig)
+                && a.action == ActionKind::Update
+        })
+    };
+    if !layers.iter().any(touched) {
+        return;
+    }
+    let rollout = match &desired.spec {
+        super::Spec::AutoScalingGroup(AutoScalingGroup {
+            min_healthy_percent,
+            warmup_seconds,
+            ..
+        }) => FieldChange {
+            field: "rollout".into(),
+            from: None,
+            to: Some(format!(
+                "instance refresh, {min_healthy_percent}% kept in service, {warmup_seconds}s warm-up"
+            )),
+        },
+        _ => return,
+    };
+    if let Some(existing) = layers
+        .iter_mut()
+        .flat_map(|l| l.actions.iter_mut())
+        .find(|a| a.kind == Kind::AutoScalingGroup)
+    {
+        existing.changes.push(rollout);
+        return;
+    }
+    let Some(layer) = layers.iter_mut().find(|l| touched(l)) else {
+        return;
+    };
+    let version = match &group.live {
+        Live::AutoScalingGroup { template_version } => template_version.clone(),
+        _ => "$Default".to_owned(),
+    };
+    layer.actions.push(Action {
+        detail: Vec::new(),
+        action: ActionKind::Update,
+        kind: Kind::AutoScalingGroup,
+        id: group.id.clone(),
+        aws_id: Some(group.aws_id.clone()),
+        changes: vec![
+            FieldChange {
+                field: "launch_template_version".into(),
+                from: Some(version),
+                to: Some("the new version".into()),
+            },
+            rollout,
+        ],
+        forced_by: None,
+        desired: Some(desired.clone()),
+        observed: Some(group.clone()),
+    });
+    layer.summary = Summary::of(&layer.actions);
+}
+
+/// A network change the cluster must follow: its subnets, groups or target groups.
+fn forced_cluster_reason(env: &Environment, actions: &[Action]) -> Option<String> {
+    let cluster = env.spec.cluster.as_ref()?;
+    let groups = super::cluster::security_groups(cluster);
+    actions
+        .iter()
+        .filter(|a| a.action != ActionKind::Update || a.kind != Kind::SecurityGroup)
+        .find(|a| {
+            matches!(a.id, LogicalId::Subnet(kind, _) if kind == cluster.subnets)
+                || groups.contains(&a.id)
+                || super::cluster::joins_target_group(cluster, &a.id)
+        })
+        .map(|a| {
+            format!(
+                "the network layer will {} {} {}, which the cluster uses",
+                a.action,
+                a.kind.describe(),
+                a.id
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::cluster::{self, DesiredMachines, Machine};
+
+    const FIXED: &str = "region: eu-west-1\nnetwork: { cidr: 10.8.0.0/16, zones: 2, private_subnets: 2, public_subnets: 0, nat: none }\n\
+        cluster:\n  mode: fixed\n  size: 2\n  instance_type: t3.small\n  os: { name: flatcar, channel: stable }\n";
+    const GROUP: &str = "region: eu-west-1\nnetwork: { cidr: 10.8.0.0/16, zones: 2, private_subnets: 2, public_subnets: 0, nat: none }\n\
+        cluster:\n  mode: autoscaling\n  min: 1\n  max: 3\n  instance_type: t3.small\n  os: { name: flatcar, channel: stable }\n";
+
+    fn env(text: &str) -> Environment {
+        crate::config::load("environments/web.yaml", text, &BTreeSet::new()).unwrap()
+    }
+
+    fn zones() -> Vec<Zone> {
+        ["eu-west-1a", "eu-west-1b"]
+            .map(|z| Zone::try_from(z.to_owned()).unwrap())
+            .to_vec()
+    }
+
+    /// What AWS would hold had `resources` been made, with made-up AWS ids.
+    fn held(resources: &[crate::plan::Resource]) -> Vec<Observed> {
+        resources
+            .iter()
+            .enumerate()
+            .map(|(n, r)| Observed {
+                kind: r.kind,
+                id: r.id.clone(),
+                aws_id: format!("aws-{n}"),
+                spec: r.spec.clone(),
+                tags: Default::default(),
+                live: Default::default(),
+            })
+            .collect()
+    }
+
+    fn machines(env: &Environment) -> DesiredMachines {
+        let image = cluster::Image {
+            id: "ami-1".into(),
+            name: "flatcar".into(),
+            release: None,
+            source: "flatcar stable".into(),
+        };
+        let nodes = vec![Default::default(); 2];
+        let m = Machine {
+            image,
+            config: None,
+            user_data: String::new(),
+            nodes,
+        };
+        cluster::desired_machines(env, &m, &[], &zones())
+    }
+
+    #[test]
+    fn a_replaced_subnet_forces_the_cluster_layer_only_in_change_driven_runs() {
+        let e = env(FIXED);
+        let mut network = held(&crate::plan::network::desired(&e, &zones()));
+        for o in &mut network {
+            if let crate::plan::Spec::Subnet(s) = &mut o.spec
+                && o.id == LogicalId::Subnet(crate::config::SubnetKind::Private, 0)
+            {
+                s.zone = Zone::try_from("eu-west-1c".to_owned()).unwrap();
+            }
+        }
+        let desired = machines(&e);
+        let layers = BTreeSet::from([Layer::Network]);
+        let zones = zones();
+        let inputs = |follow_forced| Inputs {
+            name: "web",
+            region: "eu-west-1",
+            environment: Some(&e),
+            layers: &layers,
+            follow_forced,
+            zones: &zones,
+            network: &network,
+            machines: &[],
+            image: None,
+            config: None,
+            desired: Some(&desired),
+        };
+        let forced = plan(&inputs(true));
+        let planned: Vec<(Layer, Option<&str>)> = forced
+            .layers
+            .iter()
+            .map(|l| (l.layer, l.forced_by.as_deref()))
+            .collect();
+        assert_eq!(
+            planned,
+            [
+                (Layer::Network, None),
+                (
+                    Layer::Cluster,
+                    Some(
+                        "the network layer will replace subnet subnet/private/0, which the cluster uses"
+                    )
+                )
+            ]
+        );
+        let asked = plan(&inputs(false));
+        let layers: Vec<Layer> = asked.layers.iter().map(|l| l.layer).collect();
+        assert_eq!(layers, [Layer::Network]);
+    }
+
+    #[test]
+    fn a_stopped_node_is_noted_and_left_so() {
+        let e = env(FIXED);
+        let desired = machines(&e);
+        let mut live = held(&desired.instances);
+        live[0].live = Live::Instance {
+            state: crate::plan::InstanceState::Stopped,
+        };
+        let notes = instance_notes(&e, &[], &live);
+        assert_eq!(
+            notes,
+            [
+                "instance/0 (aws-0) is stopped: strata leaves it so; start it, or terminate it and apply to replace it"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_template_version_moves_the_group_and_says_how() {
+        let e = env(GROUP);
+        let desired = machines(&e);
+        let mut live = held(&desired.cluster);
+        for o in &mut live {
+            if o.kind == Kind::AutoScalingGroup {
+                o.live = Live::AutoScalingGroup {
+                    template_version: "3".into(),
+                };
+            }
+        }
+        let update = Action {
+            action: ActionKind::Update,
+            kind: Kind::LaunchTemplate,
+            id: LogicalId::LaunchTemplate,
+            aws_id: Some("aws-0".into()),
+            changes: Vec::new(),
+            forced_by: None,
+            detail: Vec::new(),
+            desired: None,
+            observed: None,
+        };
+        let mut layers = vec![layer(Layer::Cluster, None, vec![update], Vec::new())];
+        follow_new_template_version(&mut layers, &live, Some(&desired.cluster));
+        let group = &layers[0].actions[1];
+        assert_eq!(
+            (group.kind, group.action),
+            (Kind::AutoScalingGroup, ActionKind::Update)
+        );
+        let changes: Vec<(&str, Option<&str>, Option<&str>)> = group
+            .changes
+            .iter()
+            .map(|c| (c.field.as_str(), c.from.as_deref(), c.to.as_deref()))
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                (
+                    "launch_template_version",
+                    Some("3"),
+                    Some("the new version")
+                ),
+                (
+                    "rollout",
+                    None,
+                    Some("instance refresh, 90% kept in service, 60s warm-up")
+                ),
+            ]
+        );
+        assert_eq!(layers[0].summary.update, 2);
+    }
+}
