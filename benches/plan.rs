@@ -19,6 +19,10 @@ use strata::aws::Connector;
 use strata::config::{Environment, Layer};
 use strata::engine;
 
+// The tests' image feed: a file with nothing else from their harness in it.
+#[path = "../tests/it/feed.rs"]
+mod feed;
+
 const RUNS: usize = 9;
 
 fn environment(i: usize) -> Environment {
@@ -78,7 +82,7 @@ fn main() {
             run(&format!("http://127.0.0.1:{port}")).await;
         }
         let url = format!("http://127.0.0.1:{moto_port}");
-        let feed = image_feed().await;
+        let feed = feed::flatcar_feed(feed::FLATCAR_AMI).await;
         for (kind, cluster) in [
             ("auto-scaling cluster", Cluster::Autoscaling),
             ("fixed-size cluster of 3", Cluster::Fixed),
@@ -174,18 +178,6 @@ async fn run(url: &str) {
 enum Cluster {
     Autoscaling,
     Fixed,
-}
-
-/// Flatcar's image feed, served on loopback.
-async fn image_feed() -> wiremock::MockServer {
-    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
-    let feed = MockServer::start().await;
-    let body = serde_json::json!({"amis": [{"name": "eu-west-1", "hvm": "ami-0f1a7ca7000000001"}]});
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(body))
-        .mount(&feed)
-        .await;
-    feed
 }
 
 /// A whole environment per plan: network, a cluster from a Flatcar image (feed served

@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use strata::config::{Environment, Layer};
 use strata::engine;
-use strata::plan::{Plan, render};
+use strata::plan::render;
 use strata::units::UnitSet;
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::cloud::Cloud;
-use crate::harness::{actions, ignition_validate, project_root};
+use crate::feed::{FLATCAR_AMI, flatcar_feed};
+use crate::fixtures::{Planned, Scope, actions};
+use crate::harness::{ignition_validate, project_root};
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICm1bekesu5Ftri4D28WBQVtgKRVpxzfpvoPNIOVyiuK tests@strata";
@@ -64,50 +64,24 @@ node:
     strata::config::load("environments/machines.yaml", &yaml, &units("x").names()).unwrap()
 }
 
-async fn feed() -> MockServer {
-    feed_of("ami-0f1a7ca7000000001").await
+/// The latest version of launch template `name`.
+#[derive(Debug)]
+struct Template {
+    version: i64,
+    /// The AMI it launches.
+    image: String,
+    instance_type: String,
+    /// The instance metadata service's `HttpTokens` (`required`: IMDSv2 only).
+    http_tokens: String,
+    /// The user data, decoded: the rendered config.
+    user_data: String,
 }
 
-async fn feed_of(ami: &str) -> MockServer {
-    let server = MockServer::start().await;
-    let body = serde_json::json!({"amis": [{"name": "eu-west-1", "hvm": ami}]});
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(body))
-        .mount(&server)
-        .await;
-    server
-}
-
-async fn plan_and_apply(cloud: &Cloud, e: &Environment, units: &UnitSet) -> Plan {
-    let connector = cloud.connector().await;
-    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e.clone())].into();
-    let targets = engine::select(&map, &[], &[]).unwrap();
-    let (plan, observed) = engine::plan(&connector, &targets, units, None)
-        .await
-        .unwrap();
-    let mut quiet = |_: &str| {};
-    engine::apply(&connector, &plan, &observed, &targets, false, &mut quiet)
-        .await
-        .unwrap();
-    plan
-}
-
-async fn plan_only(cloud: &Cloud, e: &Environment, units: &UnitSet) -> Plan {
-    let connector = cloud.connector().await;
-    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e.clone())].into();
-    let targets = engine::select(&map, &[], &[]).unwrap();
-    engine::plan(&connector, &targets, units, None)
-        .await
-        .unwrap()
-        .0
-}
-
-/// (version, image, instance type, http tokens, decoded config) of the template's latest version.
-async fn latest_template(cloud: &Cloud) -> (i64, String, String, String, String) {
+async fn latest_template(cloud: &Cloud, name: &str) -> Template {
     let ec2 = cloud.connector().await.connect("eu-west-1").ec2;
     let out = ec2
         .describe_launch_template_versions()
-        .launch_template_name("machines")
+        .launch_template_name(name)
         .versions("$Latest")
         .send()
         .await
@@ -117,16 +91,17 @@ async fn latest_template(cloud: &Cloud) -> (i64, String, String, String, String)
     let user_data = base64::engine::general_purpose::STANDARD
         .decode(data.user_data().unwrap())
         .unwrap();
-    (
-        v.version_number().unwrap(),
-        data.image_id().unwrap().to_owned(),
-        data.instance_type().unwrap().as_str().to_owned(),
-        data.metadata_options()
+    Template {
+        version: v.version_number().unwrap(),
+        image: data.image_id().unwrap().to_owned(),
+        instance_type: data.instance_type().unwrap().as_str().to_owned(),
+        http_tokens: data
+            .metadata_options()
             .and_then(|m| m.http_tokens())
             .map(|t| t.as_str().to_owned())
             .unwrap_or_default(),
-        String::from_utf8(user_data).unwrap(),
-    )
+        user_data: String::from_utf8(user_data).unwrap(),
+    }
 }
 
 async fn group(cloud: &Cloud) -> aws_sdk_autoscaling::types::AutoScalingGroup {
@@ -146,9 +121,13 @@ async fn an_autoscaling_cluster_boots_the_rendered_config_and_follows_node_chang
     cloud
         .put_secret("eu-west-1", "tests/cluster/ssh", KEY)
         .await;
-    let server = feed().await;
+    let connector = cloud.connector().await;
+    let server = flatcar_feed(FLATCAR_AMI).await;
     let e = env(&server.uri(), "t3.small");
-    let first = plan_and_apply(&cloud, &e, &units("nginx:1.27-alpine")).await;
+    let first = Scope::units(&units("nginx:1.27-alpine"))
+        .apply(&connector, &[&e], false)
+        .await
+        .unwrap();
     assert_eq!(
         actions(&first, Layer::Cluster),
         ["create launch-template", "create asg"],
@@ -167,13 +146,14 @@ async fn an_autoscaling_cluster_boots_the_rendered_config_and_follows_node_chang
     );
 
     // Read back: the template's latest version boots the rendered config.
-    let (version, image, instance_type, tokens, config) = latest_template(&cloud).await;
+    let template = latest_template(&cloud, "machines").await;
+    let config = template.user_data;
     assert_eq!(
         (
-            version,
-            image.as_str(),
-            instance_type.as_str(),
-            tokens.as_str()
+            template.version,
+            template.image.as_str(),
+            template.instance_type.as_str(),
+            template.http_tokens.as_str()
         ),
         (1, "ami-0f1a7ca7000000001", "t3.small", "required")
     );
@@ -223,12 +203,17 @@ async fn an_autoscaling_cluster_boots_the_rendered_config_and_follows_node_chang
     assert!(g.tags().iter().any(|t| t.key() == Some("strata:environment") && t.propagate_at_launch() == Some(true)));
 
     // Nothing changed: nothing planned.
-    let again = plan_only(&cloud, &e, &units("nginx:1.27-alpine")).await;
+    let again = Scope::units(&units("nginx:1.27-alpine"))
+        .plan(&connector, &[&e])
+        .await;
     assert!(again.is_empty(), "{}", render::markdown(&again));
 
     // A unit change is a node change only: a new template version, the group follows.
     let newer = units("nginx:1.28-alpine");
-    let node_change = plan_and_apply(&cloud, &e, &newer).await;
+    let node_change = Scope::units(&newer)
+        .apply(&connector, &[&e], false)
+        .await
+        .unwrap();
     assert_eq!(actions(&node_change, Layer::Cluster), Vec::<String>::new());
     assert_eq!(
         actions(&node_change, Layer::Node),
@@ -248,8 +233,9 @@ async fn an_autoscaling_cluster_boots_the_rendered_config_and_follows_node_chang
         !markdown.contains("AAAAC3NzaC1lZDI1NTE5"),
         "the plan never shows the key"
     );
-    let (version, _, _, _, config) = latest_template(&cloud).await;
-    assert_eq!(version, 2);
+    let template = latest_template(&cloud, "machines").await;
+    let config = template.user_data;
+    assert_eq!(template.version, 2);
     // ...and rolls out through an instance refresh with the rollout settings.
     let refreshes = cloud.connector().await.connect("eu-west-1").autoscaling;
     let out = refreshes
@@ -284,13 +270,19 @@ async fn an_autoscaling_cluster_boots_the_rendered_config_and_follows_node_chang
 
     // A cluster change (instance type) is one new version too.
     let bigger = env(&server.uri(), "t3.large");
-    let cluster_change = plan_and_apply(&cloud, &bigger, &newer).await;
+    let cluster_change = Scope::units(&newer)
+        .apply(&connector, &[&bigger], false)
+        .await
+        .unwrap();
     assert_eq!(
         actions(&cluster_change, Layer::Cluster),
         ["update launch-template", "update asg"]
     );
-    let (version, _, instance_type, _, _) = latest_template(&cloud).await;
-    assert_eq!((version, instance_type.as_str()), (3, "t3.large"));
+    let template = latest_template(&cloud, "machines").await;
+    assert_eq!(
+        (template.version, template.instance_type.as_str()),
+        (3, "t3.large")
+    );
     assert_eq!(
         group(&cloud)
             .await
@@ -298,18 +290,22 @@ async fn an_autoscaling_cluster_boots_the_rendered_config_and_follows_node_chang
             .and_then(|t| t.version()),
         Some("3")
     );
-    assert!(plan_only(&cloud, &bigger, &newer).await.is_empty());
+    assert!(
+        Scope::units(&newer)
+            .plan(&connector, &[&bigger])
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn a_missing_key_secret_stops_the_plan_before_any_write() {
     let cloud = Cloud::new();
-    let server = feed().await;
+    let server = flatcar_feed(FLATCAR_AMI).await;
     let e = env(&server.uri(), "t3.small");
     let connector = cloud.connector().await;
-    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e)].into();
-    let targets = engine::select(&map, &[], &[]).unwrap();
-    let err = engine::plan(&connector, &targets, &units("x"), None)
+    let err = Scope::units(&units("x"))
+        .try_plan(&connector, &[&e])
         .await
         .unwrap_err()
         .to_string();
@@ -326,13 +322,19 @@ async fn a_new_image_release_moves_the_cluster_only_with_follow() {
     cloud
         .put_secret("eu-west-1", "tests/cluster/ssh", KEY)
         .await;
+    let connector = cloud.connector().await;
     let web = units("nginx:1.27-alpine");
-    let old = feed().await;
-    plan_and_apply(&cloud, &env(&old.uri(), "t3.small"), &web).await;
+    let old = flatcar_feed(FLATCAR_AMI).await;
+    Scope::units(&web)
+        .apply(&connector, &[&env(&old.uri(), "t3.small")], false)
+        .await
+        .unwrap();
 
     // The vendor publishes 4152.2.0: without follow, the running image is kept.
-    let new = feed_of("ami-0f1a7ca7000000004").await;
-    let kept = plan_only(&cloud, &env(&new.uri(), "t3.small"), &web).await;
+    let new = flatcar_feed("ami-0f1a7ca7000000004").await;
+    let kept = Scope::units(&web)
+        .plan(&connector, &[&env(&new.uri(), "t3.small")])
+        .await;
     assert!(kept.is_empty(), "{}", render::markdown(&kept));
     let notes = &kept.environments[0]
         .layers
@@ -348,13 +350,19 @@ async fn a_new_image_release_moves_the_cluster_only_with_follow() {
         os.follow = true;
     }
     let following = crate::harness::revalidated(following, &web.names());
-    let moved = plan_and_apply(&cloud, &following, &web).await;
+    let moved = Scope::units(&web)
+        .apply(&connector, &[&following], false)
+        .await
+        .unwrap();
     assert_eq!(
         actions(&moved, Layer::Cluster),
         ["update launch-template", "update asg"]
     );
-    let (version, image, ..) = latest_template(&cloud).await;
-    assert_eq!((version, image.as_str()), (2, "ami-0f1a7ca7000000004"));
+    let template = latest_template(&cloud, "machines").await;
+    assert_eq!(
+        (template.version, template.image.as_str()),
+        (2, "ami-0f1a7ca7000000004")
+    );
 }
 
 #[tokio::test]
@@ -363,9 +371,13 @@ async fn a_change_driven_node_only_plan_rolls_the_group() {
     cloud
         .put_secret("eu-west-1", "tests/cluster/ssh", KEY)
         .await;
-    let server = feed().await;
+    let connector = cloud.connector().await;
+    let server = flatcar_feed(FLATCAR_AMI).await;
     let e = env(&server.uri(), "t3.small");
-    plan_and_apply(&cloud, &e, &units("nginx:1.27-alpine")).await;
+    Scope::units(&units("nginx:1.27-alpine"))
+        .apply(&connector, &[&e], false)
+        .await
+        .unwrap();
 
     // What `--base/--head` gives for a unit edit: the node layer of this environment.
     let set = strata::changes::ChangeSet {
@@ -380,10 +392,10 @@ async fn a_change_driven_node_only_plan_rolls_the_group() {
     };
     let head: BTreeMap<String, Environment> = [("machines".to_owned(), e)].into();
     let targets = engine::from_changes(&set, &head, &BTreeMap::new(), &[]);
-    let connector = cloud.connector().await;
-    let (plan, _) = engine::plan(&connector, &targets, &units("nginx:1.28-alpine"), None)
+    let plan = Planned::of(&connector, &targets, &units("nginx:1.28-alpine"))
         .await
-        .unwrap();
+        .unwrap()
+        .plan;
     let layers: Vec<String> = plan.environments[0]
         .layers
         .iter()
@@ -403,7 +415,8 @@ async fn the_web_example_comes_up_as_a_group_booting_its_config() {
     cloud
         .put_secret("eu-west-1", "strata/web-prod/ssh-public-key", &key)
         .await;
-    let server = feed().await;
+    let connector = cloud.connector().await;
+    let server = flatcar_feed(FLATCAR_AMI).await;
     let files = strata::repo::read_dir(&project_root()).unwrap();
     let units = strata::repo::load(&files).unwrap().units;
     let text = crate::harness::example_with_feed("web-prod", &server.uri()).replace(
@@ -411,7 +424,10 @@ async fn the_web_example_comes_up_as_a_group_booting_its_config() {
         &cloud.certificate("eu-west-1"),
     );
     let e = strata::config::load("environments/web-prod.yaml", &text, &units.names()).unwrap();
-    let created = plan_and_apply(&cloud, &e, &units).await;
+    let created = Scope::units(&units)
+        .apply(&connector, &[&e], false)
+        .await
+        .unwrap();
     assert_eq!(
         actions(&created, Layer::Cluster),
         ["create launch-template", "create asg"]
@@ -433,24 +449,8 @@ async fn the_web_example_comes_up_as_a_group_booting_its_config() {
     assert_eq!(g.launch_template().and_then(|t| t.version()), Some("1"));
     assert_eq!(g.vpc_zone_identifier().unwrap().split(',').count(), 3);
     assert_eq!(g.target_group_arns().len(), 1);
-    let versions = aws
-        .ec2
-        .describe_launch_template_versions()
-        .launch_template_name("web-prod")
-        .versions("$Latest")
-        .send()
-        .await
-        .unwrap();
-    let data = versions.launch_template_versions()[0]
-        .launch_template_data()
-        .unwrap();
-    let config = String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(data.user_data().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
-    let config = strata::ignition::unwrap(&config).unwrap();
+    let template = latest_template(&cloud, "web-prod").await;
+    let config = strata::ignition::unwrap(&template.user_data).unwrap();
     ignition_validate(&config).unwrap();
     let parsed: serde_json::Value = serde_json::from_str(&config).unwrap();
     assert_eq!(
@@ -468,7 +468,7 @@ async fn the_web_example_comes_up_as_a_group_booting_its_config() {
         ["web.service", "docker-prune.service", "docker-prune.timer"]
     );
 
-    let again = plan_only(&cloud, &e, &units).await;
+    let again = Scope::units(&units).plan(&connector, &[&e]).await;
     assert!(again.is_empty(), "{}", render::markdown(&again));
     crate::harness::assert_key_nowhere(
         &key,

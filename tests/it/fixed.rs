@@ -9,15 +9,15 @@ use base64::Engine as _;
 use strata::changes::{ChangeKind, ChangeSet, EnvironmentChange};
 use strata::config::{Environment, Layer};
 use strata::engine::{self, EngineError};
-use strata::plan::{Plan, render};
+use strata::plan::render;
 use strata::units::UnitSet;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::cloud::Cloud;
-use crate::harness::{
-    GitRepo, actions, assert_key_nowhere, ignition_validate, project_root, unique_key,
-};
+use crate::feed::{FLATCAR_AMI, flatcar_feed};
+use crate::fixtures::{NO_UNITS, Planned, Scope, actions};
+use crate::harness::{GitRepo, assert_key_nowhere, ignition_validate, project_root, unique_key};
 
 const SECRET: &str = "strata/etcd-prod/ssh-public-key";
 
@@ -72,46 +72,24 @@ async fn account() -> (Cloud, MockServer) {
     cloud
         .put_secret("eu-west-1", SECRET, &unique_key("fixed"))
         .await;
-    (cloud, feed().await)
+    (cloud, flatcar_feed(FLATCAR_AMI).await)
 }
 
-async fn feed() -> MockServer {
-    let server = MockServer::start().await;
-    let body = serde_json::json!({"amis": [{"name": "eu-west-1", "hvm": "ami-0f1a7ca7000000001"}]});
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(body))
-        .mount(&server)
-        .await;
-    server
+/// A running instance of a fixed-size cluster.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Node {
+    /// Its logical id (`strata:id`), `instance/<index>`.
+    id: String,
+    /// Its EC2 instance id.
+    instance: String,
+    /// Its private address.
+    address: String,
+    /// The config it boots: its user data, decoded and unwrapped.
+    config: String,
 }
 
-/// Plans `layers` of `e` (all when empty) and applies the plan.
-async fn plan_and_apply(
-    cloud: &Cloud,
-    e: &Environment,
-    units: &UnitSet,
-    layers: &[Layer],
-    allow_destroy: bool,
-) -> Result<Plan, EngineError> {
-    let connector = cloud.connector().await;
-    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e.clone())].into();
-    let targets = engine::select(&map, &[], layers).unwrap();
-    let (plan, observed) = engine::plan(&connector, &targets, units, None).await?;
-    let mut quiet = |_: &str| {};
-    engine::apply(
-        &connector,
-        &plan,
-        &observed,
-        &targets,
-        allow_destroy,
-        &mut quiet,
-    )
-    .await?;
-    Ok(plan)
-}
-
-/// The running instances: (strata:id, instance id, private address, decoded config).
-async fn instances(cloud: &Cloud) -> Vec<(String, String, String, String)> {
+/// The running instances, by logical id.
+async fn instances(cloud: &Cloud) -> Vec<Node> {
     let ec2 = cloud.connector().await.connect("eu-west-1").ec2;
     let out = ec2
         .describe_instances()
@@ -149,12 +127,12 @@ async fn instances(cloud: &Cloud) -> Vec<(String, String, String, String)> {
         )
         .unwrap();
         let config = strata::ignition::unwrap(&json).unwrap();
-        found.push((
-            logical,
-            id,
-            i.private_ip_address().unwrap().to_owned(),
+        found.push(Node {
+            id: logical,
+            instance: id,
+            address: i.private_ip_address().unwrap().to_owned(),
             config,
-        ));
+        });
     }
     found.sort();
     found
@@ -173,11 +151,13 @@ async fn a_fixed_cluster_runs_one_instance_per_node_and_rolls_node_changes() {
     let cloud = Cloud::new();
     let key = unique_key("fixed-rollout");
     cloud.put_secret("eu-west-1", SECRET, &key).await;
-    let server = feed().await;
+    let connector = cloud.connector().await;
+    let server = flatcar_feed(FLATCAR_AMI).await;
     let etcd_3517 = units("quay.io/coreos/etcd:v3.5.17");
 
     // From nothing: the network, the template, three instances.
-    let created = plan_and_apply(&cloud, &etcd(&server.uri(), 3), &etcd_3517, &[], false)
+    let created = Scope::units(&etcd_3517)
+        .apply(&connector, &[&etcd(&server.uri(), 3)], false)
         .await
         .unwrap();
     let markdown = render::markdown(&created);
@@ -201,7 +181,7 @@ async fn a_fixed_cluster_runs_one_instance_per_node_and_rolls_node_changes() {
     let running = instances(&cloud).await;
     let placed: Vec<(&str, &str)> = running
         .iter()
-        .map(|(id, _, ip, _)| (id.as_str(), ip.as_str()))
+        .map(|node| (node.id.as_str(), node.address.as_str()))
         .collect();
     assert_eq!(
         placed,
@@ -211,7 +191,8 @@ async fn a_fixed_cluster_runs_one_instance_per_node_and_rolls_node_changes() {
             ("instance/2", "10.66.32.10")
         ]
     );
-    for (n, (_, _, ip, config)) in running.iter().enumerate() {
+    for (n, node) in running.iter().enumerate() {
+        let (ip, config) = (&node.address, &node.config);
         ignition_validate(config).unwrap();
         let parsed: serde_json::Value = serde_json::from_str(config).unwrap();
         assert_eq!(
@@ -235,13 +216,8 @@ async fn a_fixed_cluster_runs_one_instance_per_node_and_rolls_node_changes() {
     }
 
     // Nothing changed: nothing planned.
-    let connector = cloud.connector().await;
     let e = etcd(&server.uri(), 3);
-    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e.clone())].into();
-    let all = engine::select(&map, &[], &[]).unwrap();
-    let (again, _) = engine::plan(&connector, &all, &etcd_3517, None)
-        .await
-        .unwrap();
+    let again = Scope::units(&etcd_3517).plan(&connector, &[&e]).await;
     assert!(again.is_empty(), "{}", render::markdown(&again));
 
     // A unit change is a node change: one new template version, and the instances are
@@ -257,13 +233,13 @@ async fn a_fixed_cluster_runs_one_instance_per_node_and_rolls_node_changes() {
             reasons: Vec::new(),
         }],
     };
-    let targets = engine::from_changes(&set, &map, &BTreeMap::new(), &[]);
-    let (node_change, observed) = engine::plan(&connector, &targets, &etcd_3518, None)
-        .await
-        .unwrap();
-    let markdown = render::markdown(&node_change);
+    let head: BTreeMap<String, Environment> = [(e.name.to_string(), e.clone())].into();
+    let targets = engine::from_changes(&set, &head, &BTreeMap::new(), &[]);
+    let planned = Planned::of(&connector, &targets, &etcd_3518).await.unwrap();
+    let node_change = &planned.plan;
+    let markdown = render::markdown(node_change);
     assert_eq!(
-        actions(&node_change, Layer::Node),
+        actions(node_change, Layer::Node),
         [
             "update node/config",
             "replace instance/0",
@@ -272,7 +248,7 @@ async fn a_fixed_cluster_runs_one_instance_per_node_and_rolls_node_changes() {
         ],
         "{markdown}"
     );
-    assert_eq!(actions(&node_change, Layer::Cluster), Vec::<String>::new());
+    assert_eq!(actions(node_change, Layer::Cluster), Vec::<String>::new());
     assert!(
         markdown.contains("+     Environment=ETCD_IMAGE=quay.io/coreos/etcd:v3.5.18"),
         "{markdown}"
@@ -283,24 +259,13 @@ async fn a_fixed_cluster_runs_one_instance_per_node_and_rolls_node_changes() {
     );
     // A rolling replacement is how a node change lands: no consent needed.
     assert!(!markdown.contains("CAUTION"), "{markdown}");
-    let mut lines = Vec::new();
-    let mut record = |l: &str| lines.push(l.to_owned());
-    engine::apply(
-        &connector,
-        &node_change,
-        &observed,
-        &targets,
-        false,
-        &mut record,
-    )
-    .await
-    .unwrap();
+    let lines = planned.apply_logged(&connector, false).await.unwrap();
     let replaced = instances(&cloud).await;
-    for ((id, old, ip, _), (new_id, new, new_ip, config)) in running.iter().zip(&replaced) {
-        assert_eq!((id, ip), (new_id, new_ip));
-        assert_ne!(old, new, "{id} was replaced");
-        assert!(config.contains("v3.5.18"));
-        ignition_validate(config).unwrap();
+    for (was, now) in running.iter().zip(&replaced) {
+        assert_eq!((&was.id, &was.address), (&now.id, &now.address));
+        assert_ne!(was.instance, now.instance, "{} was replaced", was.id);
+        assert!(now.config.contains("v3.5.18"));
+        ignition_validate(&now.config).unwrap();
     }
     // One at a time: each old instance goes right before its successor comes.
     let order: Vec<&String> = lines
@@ -318,17 +283,15 @@ async fn a_fixed_cluster_runs_one_instance_per_node_and_rolls_node_changes() {
         order[5].contains("-/+ replace instance instance/2"),
         "{order:?}"
     );
-    let (settled, _) = engine::plan(&connector, &all, &etcd_3518, None)
-        .await
-        .unwrap();
+    let settled = Scope::units(&etcd_3518).plan(&connector, &[&e]).await;
     assert!(settled.is_empty(), "{}", render::markdown(&settled));
     assert_key_nowhere(
         &key,
         &[
             &lines.concat(),
             &render::markdown(&created),
-            &render::markdown(&node_change),
-            &render::json(&node_change),
+            &render::markdown(node_change),
+            &render::json(node_change),
         ],
     );
 }
@@ -336,15 +299,18 @@ async fn a_fixed_cluster_runs_one_instance_per_node_and_rolls_node_changes() {
 #[tokio::test]
 async fn growing_adds_the_highest_indexes_and_shrinking_needs_consent() {
     let (cloud, server) = account().await;
+    let connector = cloud.connector().await;
     let u = units("quay.io/coreos/etcd:v3.5.17");
-    plan_and_apply(&cloud, &etcd(&server.uri(), 3), &u, &[], false)
+    Scope::units(&u)
+        .apply(&connector, &[&etcd(&server.uri(), 3)], false)
         .await
         .unwrap();
     let before = instances(&cloud).await;
 
     // 3 → 5: two instances launch; the running three stay (their member list is only
     // read at first boot).
-    let grown = plan_and_apply(&cloud, &etcd(&server.uri(), 5), &u, &[], false)
+    let grown = Scope::units(&u)
+        .apply(&connector, &[&etcd(&server.uri(), 5)], false)
         .await
         .unwrap();
     let markdown = render::markdown(&grown);
@@ -369,11 +335,11 @@ async fn growing_adds_the_highest_indexes_and_shrinking_needs_consent() {
     assert_eq!(after.len(), 5);
     assert_eq!(&after[..3], &before[..], "running nodes are not replaced");
     assert_eq!(
-        (after[3].2.as_str(), after[4].2.as_str()),
+        (after[3].address.as_str(), after[4].address.as_str()),
         ("10.66.0.11", "10.66.16.11")
     );
     assert_eq!(
-        env_value(&after[4].3, "ETCD_INITIAL_CLUSTER")
+        env_value(&after[4].config, "ETCD_INITIAL_CLUSTER")
             .unwrap()
             .split(',')
             .count(),
@@ -381,7 +347,8 @@ async fn growing_adds_the_highest_indexes_and_shrinking_needs_consent() {
     );
 
     // 5 → 3: the two highest nodes (instances and data volumes) go, only with consent.
-    let refused = plan_and_apply(&cloud, &etcd(&server.uri(), 3), &u, &[], false)
+    let refused = Scope::units(&u)
+        .apply(&connector, &[&etcd(&server.uri(), 3)], false)
         .await
         .unwrap_err();
     assert!(
@@ -389,7 +356,8 @@ async fn growing_adds_the_highest_indexes_and_shrinking_needs_consent() {
         "{refused}"
     );
     assert_eq!(instances(&cloud).await.len(), 5);
-    let shrunk = plan_and_apply(&cloud, &etcd(&server.uri(), 3), &u, &[], true)
+    let shrunk = Scope::units(&u)
+        .apply(&connector, &[&etcd(&server.uri(), 3)], true)
         .await
         .unwrap();
     assert_eq!(
@@ -409,7 +377,8 @@ async fn an_etcd_discovery_token_is_fetched_once_and_reused() {
     let cloud = Cloud::new();
     let key = unique_key("fixed-discovery");
     cloud.put_secret("eu-west-1", SECRET, &key).await;
-    let images = feed().await;
+    let connector = cloud.connector().await;
+    let images = flatcar_feed(FLATCAR_AMI).await;
     let service = MockServer::start().await;
     let token = format!("{}/3f8c1e0a9b7d", service.uri());
     Mock::given(method("GET"))
@@ -430,7 +399,8 @@ async fn an_etcd_discovery_token_is_fetched_once_and_reused() {
     let u = units("quay.io/coreos/etcd:v3.5.17");
 
     // First apply: the plan says a token will be fetched; apply fetches and keeps it.
-    let first = plan_and_apply(&cloud, &discovering(3), &u, &[], false)
+    let first = Scope::units(&u)
+        .apply(&connector, &[&discovering(3)], false)
         .await
         .unwrap();
     let markdown = render::markdown(&first);
@@ -450,7 +420,7 @@ async fn an_etcd_discovery_token_is_fetched_once_and_reused() {
         .unwrap();
     let stored: serde_json::Value = serde_json::from_str(stored.secret_string().unwrap()).unwrap();
     assert_eq!(stored, serde_json::json!({"url": token, "size": 3}));
-    for (_, _, _, config) in instances(&cloud).await {
+    for Node { config, .. } in instances(&cloud).await {
         assert_eq!(
             env_value(&config, "ETCD_DISCOVERY").as_deref(),
             Some(token.as_str())
@@ -460,20 +430,18 @@ async fn an_etcd_discovery_token_is_fetched_once_and_reused() {
     }
 
     // The configs the instances run match what a plan renders with the stored token.
-    let connector = cloud.connector().await;
-    let e = discovering(3);
-    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e)].into();
-    let all = engine::select(&map, &[], &[]).unwrap();
-    let (again, _) = engine::plan(&connector, &all, &u, None).await.unwrap();
+    let again = Scope::units(&u).plan(&connector, &[&discovering(3)]).await;
     assert!(again.is_empty(), "{}", render::markdown(&again));
 
     // Second apply (a unit change): the same token, no second fetch.
     let newer = units("quay.io/coreos/etcd:v3.5.18");
-    let second = plan_and_apply(&cloud, &discovering(3), &newer, &[Layer::Node], false)
+    let second = Scope::units(&newer)
+        .layers(&[Layer::Node])
+        .apply(&connector, &[&discovering(3)], false)
         .await
         .unwrap();
     assert_eq!(actions(&second, Layer::Node).len(), 4);
-    for (_, _, _, config) in instances(&cloud).await {
+    for Node { config, .. } in instances(&cloud).await {
         assert!(config.contains("v3.5.18"));
         assert_eq!(
             env_value(&config, "ETCD_DISCOVERY").as_deref(),
@@ -482,11 +450,9 @@ async fn an_etcd_discovery_token_is_fetched_once_and_reused() {
     }
 
     // A size change keeps the token and warns.
-    let connector = cloud.connector().await;
-    let e = discovering(4);
-    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e)].into();
-    let all = engine::select(&map, &[], &[]).unwrap();
-    let (grown, _) = engine::plan(&connector, &all, &newer, None).await.unwrap();
+    let grown = Scope::units(&newer)
+        .plan(&connector, &[&discovering(4)])
+        .await;
     let markdown = render::markdown(&grown);
     assert!(
         markdown.contains("warning: etcd discovery: the token in strata/etcd-prod/etcd-discovery was made for 3 members and the cluster now has 4"),
@@ -508,7 +474,7 @@ async fn the_command_line_brings_up_a_fixed_cluster_and_shows_the_key_nowhere() 
     let secret = "tests/fixed-cli/ssh";
     let key = unique_key("fixed-cli");
     crate::cloud::put_secret("eu-west-1", secret, &key).await;
-    let server = feed().await;
+    let server = flatcar_feed(FLATCAR_AMI).await;
     let repo = GitRepo::new();
     repo.copy_dir(&project_root().join("units"), "units");
     let text =
@@ -570,30 +536,22 @@ async fn the_command_line_brings_up_a_fixed_cluster_and_shows_the_key_nowhere() 
 #[tokio::test]
 async fn a_rollout_cut_halfway_is_finished_by_the_next_apply() {
     let (cloud, server) = account().await;
+    let connector = cloud.connector().await;
     let e = etcd(&server.uri(), 3);
-    plan_and_apply(
-        &cloud,
-        &e,
-        &units("quay.io/coreos/etcd:v3.5.17"),
-        &[],
-        false,
-    )
-    .await
-    .unwrap();
+    Scope::units(&units("quay.io/coreos/etcd:v3.5.17"))
+        .apply(&connector, &[&e], false)
+        .await
+        .unwrap();
     let before = instances(&cloud).await;
 
     // The node change's writes: a template version (2), then per node a terminate, a
     // launch and the data volume's attachment. The 7th write, instance/1's launch, is
     // cut: instance/0 is new, instance/1 is gone, instance/2 is old.
     let newer = units("quay.io/coreos/etcd:v3.5.18");
-    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e.clone())].into();
-    let targets = engine::select(&map, &[], &[Layer::Node]).unwrap();
     let failing = cloud.failing_connector(6).await;
-    let (plan, observed) = engine::plan(&failing, &targets, &newer, None)
-        .await
-        .unwrap();
-    let mut quiet = |_: &str| {};
-    let err = engine::apply(&failing, &plan, &observed, &targets, false, &mut quiet)
+    let err = Scope::units(&newer)
+        .layers(&[Layer::Node])
+        .apply(&failing, &[&e], false)
         .await
         .unwrap_err();
     // The error says what was done and what was not.
@@ -605,11 +563,13 @@ async fn a_rollout_cut_halfway_is_finished_by_the_next_apply() {
         ),
         "{report}"
     );
-    let cut: Vec<String> = instances(&cloud).await.into_iter().map(|i| i.0).collect();
+    let cut: Vec<String> = instances(&cloud).await.into_iter().map(|i| i.id).collect();
     assert_eq!(cut, ["instance/0", "instance/2"]);
 
     // The next run launches the missing node and replaces the old one; no duplicates.
-    let resumed = plan_and_apply(&cloud, &e, &newer, &[Layer::Node], false)
+    let resumed = Scope::units(&newer)
+        .layers(&[Layer::Node])
+        .apply(&connector, &[&e], false)
         .await
         .unwrap();
     assert_eq!(
@@ -620,16 +580,17 @@ async fn a_rollout_cut_halfway_is_finished_by_the_next_apply() {
     );
     let after = instances(&cloud).await;
     assert_eq!(after.len(), 3);
-    for ((id, old, ip, _), (new_id, new, new_ip, config)) in before.iter().zip(&after) {
-        assert_eq!((id, ip), (new_id, new_ip));
-        assert_ne!(old, new);
-        assert!(config.contains("v3.5.18"));
+    for (was, now) in before.iter().zip(&after) {
+        assert_eq!((&was.id, &was.address), (&now.id, &now.address));
+        assert_ne!(was.instance, now.instance);
+        assert!(now.config.contains("v3.5.18"));
     }
 }
 
 #[tokio::test]
 async fn switching_a_group_to_a_fixed_size_removes_the_group_with_consent() {
     let (cloud, server) = account().await;
+    let connector = cloud.connector().await;
     let u = units("quay.io/coreos/etcd:v3.5.17");
     let mut group = etcd(&server.uri(), 3);
     if let Some(c) = group.spec.cluster.as_mut() {
@@ -641,12 +602,15 @@ async fn switching_a_group_to_a_fixed_size_removes_the_group_with_consent() {
         n.etcd = None;
     }
     let group = crate::harness::revalidated(group, &u.names());
-    plan_and_apply(&cloud, &group, &u, &[], false)
+    Scope::units(&u)
+        .apply(&connector, &[&group], false)
         .await
         .unwrap();
 
     let fixed = etcd(&server.uri(), 3);
-    let refused = plan_and_apply(&cloud, &fixed, &u, &[Layer::Cluster], false)
+    let refused = Scope::units(&u)
+        .layers(&[Layer::Cluster])
+        .apply(&connector, &[&fixed], false)
         .await
         .unwrap_err();
     assert!(
@@ -654,7 +618,9 @@ async fn switching_a_group_to_a_fixed_size_removes_the_group_with_consent() {
             if what.iter().map(ToString::to_string).collect::<Vec<_>>() == ["etcd-prod: delete auto-scaling group asg"]),
         "{refused}"
     );
-    let switched = plan_and_apply(&cloud, &fixed, &u, &[Layer::Cluster], true)
+    let switched = Scope::units(&u)
+        .layers(&[Layer::Cluster])
+        .apply(&connector, &[&fixed], true)
         .await
         .unwrap();
     assert_eq!(
@@ -679,16 +645,12 @@ async fn switching_a_group_to_a_fixed_size_removes_the_group_with_consent() {
 #[tokio::test]
 async fn a_removed_fixed_cluster_is_torn_down_instances_first() {
     let (cloud, server) = account().await;
+    let connector = cloud.connector().await;
     let e = etcd(&server.uri(), 3);
-    plan_and_apply(
-        &cloud,
-        &e,
-        &units("quay.io/coreos/etcd:v3.5.17"),
-        &[],
-        false,
-    )
-    .await
-    .unwrap();
+    Scope::units(&units("quay.io/coreos/etcd:v3.5.17"))
+        .apply(&connector, &[&e], false)
+        .await
+        .unwrap();
 
     // The file is gone in the head commit: every layer is torn down, with consent.
     let set = ChangeSet {
@@ -703,12 +665,9 @@ async fn a_removed_fixed_cluster_is_torn_down_instances_first() {
     };
     let base: BTreeMap<String, Environment> = [(e.name.to_string(), e)].into();
     let targets = engine::from_changes(&set, &BTreeMap::new(), &base, &[]);
-    let connector = cloud.connector().await;
-    let (plan, observed) = engine::plan(&connector, &targets, &UnitSet::default(), None)
-        .await
-        .unwrap();
+    let teardown = Planned::of(&connector, &targets, &NO_UNITS).await.unwrap();
     assert_eq!(
-        actions(&plan, Layer::Cluster),
+        actions(&teardown.plan, Layer::Cluster),
         [
             "delete launch-template",
             "delete volume/0",
@@ -719,11 +678,7 @@ async fn a_removed_fixed_cluster_is_torn_down_instances_first() {
             "delete instance/2"
         ]
     );
-    let mut lines = Vec::new();
-    let mut record = |l: &str| lines.push(l.to_owned());
-    engine::apply(&connector, &plan, &observed, &targets, true, &mut record)
-        .await
-        .unwrap();
+    let lines = teardown.apply_logged(&connector, true).await.unwrap();
     // The instances go before the subnets and the security group they are in.
     let position = |needle: &str| {
         lines
@@ -734,17 +689,20 @@ async fn a_removed_fixed_cluster_is_torn_down_instances_first() {
     assert!(position("delete instance instance/2") < position("delete subnet subnet/private/2"));
     assert!(position("delete instance instance/0") < position("delete security group sg/etcd"));
     assert!(instances(&cloud).await.is_empty());
-    let (gone, _) = engine::plan(&connector, &targets, &UnitSet::default(), None)
+    let gone = Planned::of(&connector, &targets, &NO_UNITS)
         .await
-        .unwrap();
+        .unwrap()
+        .plan;
     assert!(gone.is_empty(), "{}", render::markdown(&gone));
 }
 
 #[tokio::test]
 async fn a_template_change_rolls_a_fixed_cluster_and_a_stopped_node_is_reported() {
     let (cloud, server) = account().await;
+    let connector = cloud.connector().await;
     let u = units("quay.io/coreos/etcd:v3.5.17");
-    plan_and_apply(&cloud, &etcd(&server.uri(), 3), &u, &[], false)
+    Scope::units(&u)
+        .apply(&connector, &[&etcd(&server.uri(), 3)], false)
         .await
         .unwrap();
 
@@ -754,7 +712,9 @@ async fn a_template_change_rolls_a_fixed_cluster_and_a_stopped_node_is_reported(
     if let Some(v) = bigger.spec.cluster.as_mut().and_then(|c| c.volume.as_mut()) {
         v.size_gb = 30;
     }
-    let rolled = plan_and_apply(&cloud, &bigger, &u, &[Layer::Cluster], false)
+    let rolled = Scope::units(&u)
+        .layers(&[Layer::Cluster])
+        .apply(&connector, &[&bigger], false)
         .await
         .unwrap();
     assert_eq!(
@@ -779,17 +739,14 @@ async fn a_template_change_rolls_a_fixed_cluster_and_a_stopped_node_is_reported(
     );
 
     // A node someone stopped by hand is reported, not restarted or replaced.
-    let stopped = instances(&cloud).await[1].1.clone();
+    let stopped = instances(&cloud).await[1].instance.clone();
     let ec2 = cloud.connector().await.connect("eu-west-1").ec2;
     ec2.stop_instances()
         .instance_ids(&stopped)
         .send()
         .await
         .unwrap();
-    let connector = cloud.connector().await;
-    let map: BTreeMap<String, Environment> = [(bigger.name.to_string(), bigger)].into();
-    let all = engine::select(&map, &[], &[]).unwrap();
-    let (plan, _) = engine::plan(&connector, &all, &u, None).await.unwrap();
+    let plan = Scope::units(&u).plan(&connector, &[&bigger]).await;
     assert!(plan.is_empty(), "{}", render::markdown(&plan));
     let markdown = render::markdown(&plan);
     assert!(
@@ -798,8 +755,24 @@ async fn a_template_change_rolls_a_fixed_cluster_and_a_stopped_node_is_reported(
     );
 }
 
-/// The volumes of the account: (strata:id, volume id, zone, size, attached instance, device).
-async fn volumes(cloud: &Cloud) -> Vec<(String, String, String, i32, String, String)> {
+/// A node's data volume.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct DataVolume {
+    /// Its logical id (`strata:id`), `volume/<index>`.
+    id: String,
+    /// Its EBS volume id.
+    volume: String,
+    /// Its availability zone.
+    zone: String,
+    size_gb: i32,
+    /// The instance it is attached to; empty when detached.
+    instance: String,
+    /// The device it is attached as; empty when detached.
+    device: String,
+}
+
+/// The nodes' data volumes in the account, by logical id.
+async fn volumes(cloud: &Cloud) -> Vec<DataVolume> {
     let ec2 = cloud.connector().await.connect("eu-west-1").ec2;
     let out = ec2
         .describe_volumes()
@@ -823,22 +796,22 @@ async fn volumes(cloud: &Cloud) -> Vec<(String, String, String, i32, String, Str
                 .value()?
                 .to_owned();
             let attachment = v.attachments().first();
-            Some((
+            Some(DataVolume {
                 id,
-                v.volume_id()?.to_owned(),
-                v.availability_zone()?.to_owned(),
-                v.size()?,
-                attachment
+                volume: v.volume_id()?.to_owned(),
+                zone: v.availability_zone()?.to_owned(),
+                size_gb: v.size()?,
+                instance: attachment
                     .and_then(|a| a.instance_id())
                     .unwrap_or_default()
                     .to_owned(),
-                attachment
+                device: attachment
                     .and_then(|a| a.device())
                     .unwrap_or_default()
                     .to_owned(),
-            ))
+            })
         })
-        .filter(|v| v.0.starts_with("volume/"))
+        .filter(|v| v.id.starts_with("volume/"))
         .collect();
     found.sort();
     found
@@ -858,9 +831,11 @@ fn etcd_with_data(feed: &str, size: u32) -> Environment {
 #[tokio::test]
 async fn each_node_keeps_its_data_volume_across_replacements() {
     let (cloud, server) = account().await;
+    let connector = cloud.connector().await;
     let with_data = |size: u32| etcd_with_data(&server.uri(), size);
     let u = units("quay.io/coreos/etcd:v3.5.17");
-    let created = plan_and_apply(&cloud, &with_data(30), &u, &[], false)
+    let created = Scope::units(&u)
+        .apply(&connector, &[&with_data(30)], false)
         .await
         .unwrap();
     assert_eq!(
@@ -879,15 +854,16 @@ async fn each_node_keeps_its_data_volume_across_replacements() {
     let running = instances(&cloud).await;
     let attached = volumes(&cloud).await;
     let zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c"];
-    for (n, ((id, instance, _, config), volume)) in running.iter().zip(&attached).enumerate() {
-        assert_eq!(volume.0, format!("volume/{n}"));
+    for (n, (node, volume)) in running.iter().zip(&attached).enumerate() {
+        let (id, instance, config) = (&node.id, &node.instance, &node.config);
+        assert_eq!(volume.id, format!("volume/{n}"));
         assert_eq!(id, &format!("instance/{n}"));
         assert_eq!(
             (
-                volume.2.as_str(),
-                volume.3,
-                volume.4.as_str(),
-                volume.5.as_str()
+                volume.zone.as_str(),
+                volume.size_gb,
+                volume.instance.as_str(),
+                volume.device.as_str()
             ),
             (zones[n], 30, instance.as_str(), "/dev/xvdf")
         );
@@ -916,22 +892,25 @@ async fn each_node_keeps_its_data_volume_across_replacements() {
 
     // A node change replaces the instances; each new one gets its node's volume back.
     let newer = units("quay.io/coreos/etcd:v3.5.18");
-    plan_and_apply(&cloud, &with_data(30), &newer, &[Layer::Node], false)
+    Scope::units(&newer)
+        .layers(&[Layer::Node])
+        .apply(&connector, &[&with_data(30)], false)
         .await
         .unwrap();
     let replaced = instances(&cloud).await;
     let reattached = volumes(&cloud).await;
     for n in 0..3 {
-        assert_ne!(replaced[n].1, running[n].1);
-        assert_eq!(reattached[n].1, attached[n].1, "the same volume");
+        assert_ne!(replaced[n].instance, running[n].instance);
+        assert_eq!(reattached[n].volume, attached[n].volume, "the same volume");
         assert_eq!(
-            reattached[n].4, replaced[n].1,
+            reattached[n].instance, replaced[n].instance,
             "attached to the new instance"
         );
     }
 
     // Growing the volumes changes them in place; the instances stay.
-    let grown = plan_and_apply(&cloud, &with_data(40), &newer, &[], false)
+    let grown = Scope::units(&newer)
+        .apply(&connector, &[&with_data(40)], false)
         .await
         .unwrap();
     assert_eq!(
@@ -940,15 +919,13 @@ async fn each_node_keeps_its_data_volume_across_replacements() {
         "{}",
         render::markdown(&grown)
     );
-    assert!(volumes(&cloud).await.iter().all(|v| v.3 == 40));
+    assert!(volumes(&cloud).await.iter().all(|v| v.size_gb == 40));
     assert_eq!(instances(&cloud).await, replaced);
 
     // They never shrink: the plan says so and changes nothing.
-    let connector = cloud.connector().await;
-    let e = with_data(35);
-    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e)].into();
-    let all = engine::select(&map, &[], &[]).unwrap();
-    let (smaller, _) = engine::plan(&connector, &all, &newer, None).await.unwrap();
+    let smaller = Scope::units(&newer)
+        .plan(&connector, &[&with_data(35)])
+        .await;
     assert!(smaller.is_empty(), "{}", render::markdown(&smaller));
     assert!(
         render::markdown(&smaller).contains("volume/0 stays at 40 GiB: EBS volumes cannot shrink"),
@@ -960,36 +937,35 @@ async fn each_node_keeps_its_data_volume_across_replacements() {
 #[tokio::test]
 async fn a_volume_left_detached_by_a_cut_goes_back_to_its_node() {
     let (cloud, server) = account().await;
+    let connector = cloud.connector().await;
     let e = etcd_with_data(&server.uri(), 30);
-    plan_and_apply(
-        &cloud,
-        &e,
-        &units("quay.io/coreos/etcd:v3.5.17"),
-        &[],
-        false,
-    )
-    .await
-    .unwrap();
+    Scope::units(&units("quay.io/coreos/etcd:v3.5.17"))
+        .apply(&connector, &[&e], false)
+        .await
+        .unwrap();
 
     // Writes of the rollout: a template version (2), then instance/0's terminate and
     // launch; the 5th, attaching volume/0 to the new instance, is cut.
     let newer = units("quay.io/coreos/etcd:v3.5.18");
-    let map: BTreeMap<String, Environment> = [(e.name.to_string(), e.clone())].into();
-    let node = engine::select(&map, &[], &[Layer::Node]).unwrap();
     let failing = cloud.failing_connector(4).await;
-    let (plan, observed) = engine::plan(&failing, &node, &newer, None).await.unwrap();
-    let mut quiet = |_: &str| {};
-    let err = engine::apply(&failing, &plan, &observed, &node, false, &mut quiet)
+    let err = Scope::units(&newer)
+        .layers(&[Layer::Node])
+        .apply(&failing, &[&e], false)
         .await
         .unwrap_err();
     assert!(
         err.to_string().contains("injected before AttachVolume"),
         "{err}"
     );
-    assert_eq!(volumes(&cloud).await[0].4, "", "volume/0 is detached");
+    assert_eq!(
+        volumes(&cloud).await[0].instance,
+        "",
+        "volume/0 is detached"
+    );
 
     // The next full plan attaches it again and finishes the rollout.
-    let resumed = plan_and_apply(&cloud, &e, &newer, &[], false)
+    let resumed = Scope::units(&newer)
+        .apply(&connector, &[&e], false)
         .await
         .unwrap();
     assert_eq!(
@@ -1005,7 +981,10 @@ async fn a_volume_left_detached_by_a_cut_goes_back_to_its_node() {
     let running = instances(&cloud).await;
     let attached = volumes(&cloud).await;
     for n in 0..3 {
-        assert_eq!(attached[n].4, running[n].1, "volume/{n} is on instance/{n}");
+        assert_eq!(
+            attached[n].instance, running[n].instance,
+            "volume/{n} is on instance/{n}"
+        );
     }
 }
 
@@ -1042,18 +1021,20 @@ async fn the_rabbitmq_example_registers_its_nodes_behind_the_load_balancer() {
             &unique_key("rabbitmq"),
         )
         .await;
-    let server = feed().await;
+    let connector = cloud.connector().await;
+    let server = flatcar_feed(FLATCAR_AMI).await;
     let files = strata::repo::read_dir(&project_root()).unwrap();
     let all_units = strata::repo::load(&files).unwrap().units;
     let text = crate::harness::example_with_feed("rabbitmq-prod", &server.uri())
         .replace("warmup_seconds: 180", "warmup_seconds: 0");
     let e =
         strata::config::load("environments/rabbitmq-prod.yaml", &text, &all_units.names()).unwrap();
-    plan_and_apply(&cloud, &e, &all_units, &[], false)
+    Scope::units(&all_units)
+        .apply(&connector, &[&e], false)
         .await
         .unwrap();
     let running = instances(&cloud).await;
-    let mut ids: Vec<String> = running.iter().map(|i| i.1.clone()).collect();
+    let mut ids: Vec<String> = running.iter().map(|i| i.instance.clone()).collect();
     ids.sort();
     assert_eq!(registered(&cloud).await, [ids.clone()]);
 
@@ -1066,11 +1047,13 @@ async fn the_rabbitmq_example_registers_its_nodes_behind_the_load_balancer() {
         .units
         .insert("rabbitmq.service".to_owned(), text.into_bytes());
     let newer = strata::repo::load(&changed).unwrap().units;
-    plan_and_apply(&cloud, &e, &newer, &[Layer::Node], false)
+    Scope::units(&newer)
+        .layers(&[Layer::Node])
+        .apply(&connector, &[&e], false)
         .await
         .unwrap();
     let replaced = instances(&cloud).await;
-    let mut new_ids: Vec<String> = replaced.iter().map(|i| i.1.clone()).collect();
+    let mut new_ids: Vec<String> = replaced.iter().map(|i| i.instance.clone()).collect();
     new_ids.sort();
     assert!(new_ids.iter().all(|id| !ids.contains(id)));
     assert_eq!(registered(&cloud).await, [new_ids]);
@@ -1079,20 +1062,24 @@ async fn the_rabbitmq_example_registers_its_nodes_behind_the_load_balancer() {
 #[tokio::test]
 async fn nodes_leave_a_subnet_before_the_network_replaces_it() {
     let (cloud, server) = account().await;
+    let connector = cloud.connector().await;
     let u = units("quay.io/coreos/etcd:v3.5.17");
     let e = etcd(&server.uri(), 3);
-    plan_and_apply(&cloud, &e, &u, &[], false).await.unwrap();
+    Scope::units(&u)
+        .apply(&connector, &[&e], false)
+        .await
+        .unwrap();
 
     // Smaller subnets: every subnet is replaced, and the nodes with them.
     let text = crate::harness::example_with_feed("etcd-prod", &server.uri())
         .replace("warmup_seconds: 120", "warmup_seconds: 0")
         .replace("subnet_bits: 4", "subnet_bits: 5");
     let smaller = strata::config::load("environments/etcd-prod.yaml", &text, &u.names()).unwrap();
-    let connector = cloud.connector().await;
-    let map: BTreeMap<String, Environment> = [(smaller.name.to_string(), smaller)].into();
-    let targets = engine::select(&map, &[], &[]).unwrap();
-    let (plan, observed) = engine::plan(&connector, &targets, &u, None).await.unwrap();
-    let replaced: Vec<(String, Option<String>)> = plan.environments[0]
+    let planned = Scope::units(&u)
+        .try_plan(&connector, &[&smaller])
+        .await
+        .unwrap();
+    let replaced: Vec<(String, Option<String>)> = planned.plan.environments[0]
         .layers
         .iter()
         .flat_map(|l| &l.actions)
@@ -1100,11 +1087,7 @@ async fn nodes_leave_a_subnet_before_the_network_replaces_it() {
         .map(|a| (format!("{} {}", a.action, a.id), a.forced_by.clone()))
         .collect();
     assert_eq!(replaced.len(), 3, "{replaced:?}");
-    let mut lines = Vec::new();
-    let mut record = |l: &str| lines.push(l.to_owned());
-    engine::apply(&connector, &plan, &observed, &targets, true, &mut record)
-        .await
-        .unwrap();
+    let lines = planned.apply_logged(&connector, true).await.unwrap();
     let position = |needle: &str| {
         lines
             .iter()
@@ -1120,8 +1103,12 @@ async fn nodes_leave_a_subnet_before_the_network_replaces_it() {
             "{lines:#?}"
         );
     }
-    let placed: Vec<String> = instances(&cloud).await.into_iter().map(|i| i.2).collect();
+    let placed: Vec<String> = instances(&cloud)
+        .await
+        .into_iter()
+        .map(|i| i.address)
+        .collect();
     assert_eq!(placed, ["10.66.0.10", "10.66.8.10", "10.66.16.10"]);
-    let (settled, _) = engine::plan(&connector, &targets, &u, None).await.unwrap();
+    let settled = Scope::units(&u).plan(&connector, &[&smaller]).await;
     assert!(settled.is_empty(), "{}", render::markdown(&settled));
 }

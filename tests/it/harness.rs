@@ -246,16 +246,6 @@ pub fn cluster_env(config: &serde_json::Value) -> String {
     String::from_utf8(out).expect("UTF-8")
 }
 
-/// `<action> <logical id>` of each action of `layer` in the first environment's plan.
-pub fn actions(plan: &strata::plan::Plan, layer: strata::config::Layer) -> Vec<String> {
-    plan.environments[0]
-        .layers
-        .iter()
-        .filter(|l| l.layer == layer)
-        .flat_map(|l| l.actions.iter().map(|a| format!("{} {}", a.action, a.id)))
-        .collect()
-}
-
 /// The text of example environment `name`, its OS image looked up in the feed at
 /// `feed` (a local server) instead of the vendor's.
 pub fn example_with_feed(name: &str, feed: &str) -> String {

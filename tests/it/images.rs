@@ -1,14 +1,16 @@
 //! The OS image, found at run time: a feed served by a local HTTP server (wiremock),
 //! images registered in moto under the publishers' accounts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use strata::config::{Environment, Layer};
-use strata::engine::{self, EngineError};
-use wiremock::matchers::{method, path};
+use strata::engine::EngineError;
+use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::cloud::Cloud;
+use crate::feed::{FLATCAR_AMI, flatcar_feed, serve_feed};
+use crate::fixtures::{NO_UNITS, Scope};
 
 fn env_with_os(os: &str) -> Environment {
     let yaml = format!(
@@ -18,38 +20,19 @@ fn env_with_os(os: &str) -> Environment {
     strata::config::load("environments/img.yaml", &yaml, &BTreeSet::new()).unwrap()
 }
 
+/// The notes of a cluster-layer plan of `env`, in an account of its own.
 async fn cluster_notes(env: Environment) -> Result<Vec<String>, EngineError> {
-    let cloud = Cloud::new();
-    let connector = cloud.connector().await;
-    let map: BTreeMap<String, Environment> = [("img".to_owned(), env)].into();
-    let targets = engine::select(&map, &[], &[Layer::Cluster]).unwrap();
-    let (plan, _) = engine::plan(
-        &connector,
-        &targets,
-        &strata::units::UnitSet::default(),
-        None,
-    )
-    .await?;
-    Ok(plan.environments[0].layers[0].notes.clone())
-}
-
-async fn feed(body: serde_json::Value) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/stable.json"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(body))
-        .mount(&server)
-        .await;
-    server
-}
-
-fn flatcar_feed(ami: &str) -> serde_json::Value {
-    serde_json::json!({"amis": [{"name": "us-east-1", "hvm": "ami-0000000000000000f"}, {"name": "eu-west-1", "hvm": ami}]})
+    let connector = Cloud::new().connector().await;
+    let planned = Scope::units(&NO_UNITS)
+        .layers(&[Layer::Cluster])
+        .try_plan(&connector, &[&env])
+        .await?;
+    Ok(planned.plan.environments[0].layers[0].notes.clone())
 }
 
 #[tokio::test]
 async fn the_flatcar_feed_names_the_image_and_ec2_confirms_its_publisher() {
-    let server = feed(flatcar_feed("ami-0f1a7ca7000000001")).await;
+    let server = flatcar_feed(FLATCAR_AMI).await;
     let os = format!(
         "os: {{ name: flatcar, channel: stable, feed_url: \"{}/{{channel}}.json\" }}",
         server.uri()
@@ -66,7 +49,7 @@ async fn the_flatcar_feed_names_the_image_and_ec2_confirms_its_publisher() {
 
 #[tokio::test]
 async fn the_fedora_coreos_stream_gives_image_and_release() {
-    let server = feed(
+    let server = serve_feed(
         serde_json::json!({"architectures": {"x86_64": {"images": {"aws": {"regions": {
         "eu-west-1": {"release": "41.20250105.3.0", "image": "ami-0fc05000000000002"}}}}}}}),
     )
@@ -87,7 +70,7 @@ async fn the_fedora_coreos_stream_gives_image_and_release() {
 
 #[tokio::test]
 async fn an_image_owned_by_someone_else_is_refused() {
-    let server = feed(flatcar_feed("ami-0bad0000000000003")).await;
+    let server = flatcar_feed("ami-0bad0000000000003").await;
     let os = format!(
         "os: {{ name: flatcar, channel: stable, feed_url: \"{}/{{channel}}.json\" }}",
         server.uri()
@@ -122,9 +105,10 @@ async fn a_feed_that_is_down_or_lacks_the_region_stops_the_plan() {
         "{err}"
     );
 
-    let elsewhere =
-        feed(serde_json::json!({"amis": [{"name": "us-east-1", "hvm": "ami-0000000000000000f"}]}))
-            .await;
+    let elsewhere = serve_feed(
+        serde_json::json!({"amis": [{"name": "us-east-1", "hvm": "ami-0000000000000000f"}]}),
+    )
+    .await;
     let os = format!(
         "os: {{ name: flatcar, channel: stable, feed_url: \"{}/{{channel}}.json\" }}",
         elsewhere.uri()
@@ -138,7 +122,7 @@ async fn a_feed_that_is_down_or_lacks_the_region_stops_the_plan() {
 
 #[tokio::test]
 async fn overridden_owners_accept_a_private_copy_and_pinned_images_must_exist() {
-    let server = feed(flatcar_feed("ami-0bad0000000000003")).await;
+    let server = flatcar_feed("ami-0bad0000000000003").await;
     let os = format!(
         "os: {{ name: flatcar, channel: stable, feed_url: \"{}/stable.json\", owners: [\"111122223333\"] }}",
         server.uri()

@@ -1,5 +1,7 @@
 //! strata's integration tests: one binary, with a harness for temporary git
-//! repositories and for running the real `strata` binary.
+//! repositories and for running the real `strata` binary, an AWS of its own per test
+//! (`cloud`), image feeds (`feed`) and planning and applying as the tests do it
+//! (`fixtures`).
 
 mod action;
 mod action_guards;
@@ -8,7 +10,9 @@ mod cli;
 mod cloud;
 mod cluster;
 mod examples;
+mod feed;
 mod fixed;
+mod fixtures;
 mod github;
 mod harness;
 mod images;

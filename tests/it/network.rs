@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_ec2::types::Filter;
 use strata::aws::Connector;
 use strata::config::{Environment, Layer};
-use strata::engine::{self, EngineError, Target};
-use strata::plan::{Plan, render};
+use strata::engine::{self, EngineError};
+use strata::plan::render;
 
 use crate::cloud::Cloud;
+use crate::fixtures::{COMMIT, NO_UNITS, Planned, Scope, actions};
 use crate::harness::{GitRepo, project_root};
 
 const BASE: &str = "\
@@ -50,62 +51,10 @@ fn env(name: &str, yaml: &str) -> Environment {
         })
 }
 
-fn targets(envs: &[Environment]) -> Vec<Target> {
-    let map: BTreeMap<String, Environment> = envs
-        .iter()
-        .map(|e| (e.name.to_string(), e.clone()))
-        .collect();
-    engine::select(&map, &[], &[Layer::Network]).unwrap()
-}
-
-async fn plan(connector: &Connector, envs: &[Environment]) -> Plan {
-    engine::plan(
-        connector,
-        &targets(envs),
-        &strata::units::UnitSet::default(),
-        Some("0123456789abcdef0123456789abcdef01234567"),
-    )
-    .await
-    .unwrap()
-    .0
-}
-
-async fn apply(
-    connector: &Connector,
-    envs: &[Environment],
-    allow_destroy: bool,
-) -> Result<engine::Applied, EngineError> {
-    let targets = targets(envs);
-    let (plan, observed) = engine::plan(
-        connector,
-        &targets,
-        &strata::units::UnitSet::default(),
-        Some("0123456789abcdef0123456789abcdef01234567"),
-    )
-    .await?;
-    let mut progress = |_: &str| {};
-    engine::apply(
-        connector,
-        &plan,
-        &observed,
-        &targets,
-        allow_destroy,
-        &mut progress,
-    )
-    .await
-}
-
-/// `kind id` of every planned action, e.g. `update sg/app`.
-fn actions(plan: &Plan) -> Vec<String> {
-    plan.environments
-        .iter()
-        .flat_map(|e| {
-            e.layers
-                .iter()
-                .flat_map(|l| l.actions.iter().map(|a| format!("{} {}", a.action, a.id)))
-        })
-        .collect()
-}
+/// Network tests plan the network layer alone, from a known commit.
+const NETWORK: Scope<'static> = Scope::units(&NO_UNITS)
+    .layers(&[Layer::Network])
+    .commit(COMMIT);
 
 fn tag(env: &str) -> Filter {
     Filter::builder()
@@ -114,7 +63,17 @@ fn tag(env: &str) -> Filter {
         .build()
 }
 
-async fn subnets(connector: &Connector, env: &str) -> BTreeMap<String, (String, bool)> {
+/// A subnet as EC2 reports it.
+#[derive(Debug, PartialEq, Eq)]
+struct SubnetSeen {
+    /// Its address block.
+    cidr: String,
+    /// Whether instances launched in it get a public address.
+    public: bool,
+}
+
+/// The subnets of environment `env`, by logical id (`subnet/private/0`, ...).
+async fn subnets(connector: &Connector, env: &str) -> BTreeMap<String, SubnetSeen> {
     let ec2 = connector.connect("eu-west-1").ec2;
     let out = ec2
         .describe_subnets()
@@ -132,13 +91,11 @@ async fn subnets(connector: &Connector, env: &str) -> BTreeMap<String, (String, 
                 .and_then(|t| t.value())
                 .unwrap()
                 .to_owned();
-            (
-                id,
-                (
-                    s.cidr_block().unwrap().to_owned(),
-                    s.map_public_ip_on_launch().unwrap_or(false),
-                ),
-            )
+            let seen = SubnetSeen {
+                cidr: s.cidr_block().unwrap().to_owned(),
+                public: s.map_public_ip_on_launch().unwrap_or(false),
+            };
+            (id, seen)
         })
         .collect()
 }
@@ -208,11 +165,9 @@ async fn create_from_empty_then_nothing_to_do() {
     let connector = cloud.connector().await;
     let e = env("net", BASE);
 
-    let first = plan(&connector, std::slice::from_ref(&e)).await;
+    let first = NETWORK.plan(&connector, &[&e]).await;
     assert_eq!(first.summary.create, 16, "{}", render::markdown(&first));
-    apply(&connector, std::slice::from_ref(&e), false)
-        .await
-        .unwrap();
+    NETWORK.apply(&connector, &[&e], false).await.unwrap();
 
     // Read back through the SDK.
     let ec2 = connector.connect("eu-west-1").ec2;
@@ -239,14 +194,17 @@ async fn create_from_empty_then_nothing_to_do() {
         "0123456789abcdef0123456789abcdef01234567"
     );
     let got = subnets(&connector, "net").await;
-    let want: BTreeMap<String, (String, bool)> = [
+    let want: BTreeMap<String, SubnetSeen> = [
         ("subnet/private/0", "10.10.0.0/20", false),
         ("subnet/private/1", "10.10.16.0/20", false),
         ("subnet/public/0", "10.10.32.0/20", true),
         ("subnet/public/1", "10.10.48.0/20", true),
     ]
     .into_iter()
-    .map(|(id, cidr, public)| (id.to_owned(), (cidr.to_owned(), public)))
+    .map(|(id, cidr, public)| {
+        let cidr = cidr.to_owned();
+        (id.to_owned(), SubnetSeen { cidr, public })
+    })
     .collect();
     assert_eq!(got, want);
     assert_eq!(live_nat_gateways(&connector, "net").await, 1);
@@ -308,10 +266,10 @@ async fn create_from_empty_then_nothing_to_do() {
     assert_eq!(listeners.listeners()[0].port(), Some(80));
 
     // A second plan finds nothing to do, and a second apply writes nothing.
-    let second = plan(&connector, std::slice::from_ref(&e)).await;
+    let second = NETWORK.plan(&connector, &[&e]).await;
     assert!(second.is_empty(), "{}", render::markdown(&second));
     let writes_before = connector.metrics().writes().len();
-    apply(&connector, &[e], false).await.unwrap();
+    NETWORK.apply(&connector, &[&e], false).await.unwrap();
     assert_eq!(
         connector.metrics().writes()[writes_before..],
         [] as [String; 0]
@@ -322,7 +280,8 @@ async fn create_from_empty_then_nothing_to_do() {
 async fn adding_and_removing_a_rule_touches_only_that_rule() {
     let cloud = Cloud::new();
     let connector = cloud.connector().await;
-    apply(&connector, &[env("rules", BASE)], false)
+    NETWORK
+        .apply(&connector, &[&env("rules", BASE)], false)
         .await
         .unwrap();
 
@@ -330,8 +289,8 @@ async fn adding_and_removing_a_rule_touches_only_that_rule() {
         "rules",
         &BASE.replace("ingress: [ssh, https]", "ingress: [https, postgres]"),
     );
-    let p = plan(&connector, std::slice::from_ref(&changed)).await;
-    assert_eq!(actions(&p), ["update sg/app"]);
+    let p = NETWORK.plan(&connector, &[&changed]).await;
+    assert_eq!(actions(&p, Layer::Network), ["update sg/app"]);
     let changes: Vec<String> = p.environments[0].layers[0].actions[0]
         .changes
         .iter()
@@ -346,7 +305,7 @@ async fn adding_and_removing_a_rule_touches_only_that_rule() {
     );
 
     let before = connector.metrics().writes().len();
-    apply(&connector, &[changed], false).await.unwrap();
+    NETWORK.apply(&connector, &[&changed], false).await.unwrap();
     assert_eq!(
         connector.metrics().writes()[before..],
         [
@@ -367,7 +326,8 @@ async fn adding_and_removing_a_rule_touches_only_that_rule() {
 async fn more_subnets_are_added_and_fewer_need_consent() {
     let cloud = Cloud::new();
     let connector = cloud.connector().await;
-    apply(&connector, &[env("grow", BASE)], false)
+    NETWORK
+        .apply(&connector, &[&env("grow", BASE)], false)
         .await
         .unwrap();
 
@@ -375,20 +335,21 @@ async fn more_subnets_are_added_and_fewer_need_consent() {
         "grow",
         &BASE.replace("private_subnets: 2", "private_subnets: 3"),
     );
-    let p = plan(&connector, std::slice::from_ref(&three)).await;
+    let p = NETWORK.plan(&connector, &[&three]).await;
     // The new private block comes before the public ones, so the public subnets move:
     // a carving change is a replacement, shown as such.
     assert!(
-        actions(&p).contains(&"create subnet/private/2".to_owned()),
+        actions(&p, Layer::Network).contains(&"create subnet/private/2".to_owned()),
         "{:?}",
-        actions(&p)
+        actions(&p, Layer::Network)
     );
     assert!(
-        actions(&p).contains(&"replace subnet/public/0".to_owned()),
+        actions(&p, Layer::Network).contains(&"replace subnet/public/0".to_owned()),
         "{:?}",
-        actions(&p)
+        actions(&p, Layer::Network)
     );
-    let err = apply(&connector, std::slice::from_ref(&three), false)
+    let err = NETWORK
+        .apply(&connector, &[&three], false)
         .await
         .unwrap_err();
     assert!(matches!(err, EngineError::NeedsConsent(_)), "{err}");
@@ -397,27 +358,27 @@ async fn more_subnets_are_added_and_fewer_need_consent() {
     // they come first, so use an environment without public subnets to grow in place.
     let private_only =
         "region: eu-west-1\nnetwork:\n  cidr: 10.20.0.0/16\n  zones: 2\n  private_subnets: 2\n";
-    apply(&connector, &[env("inplace", private_only)], false)
+    NETWORK
+        .apply(&connector, &[&env("inplace", private_only)], false)
         .await
         .unwrap();
     let grown = env(
         "inplace",
         &private_only.replace("private_subnets: 2", "private_subnets: 3"),
     );
-    let p = plan(&connector, std::slice::from_ref(&grown)).await;
+    let p = NETWORK.plan(&connector, &[&grown]).await;
     assert_eq!(
-        actions(&p),
+        actions(&p, Layer::Network),
         ["create subnet/private/2", "update rtb/private/0"]
     );
-    apply(&connector, std::slice::from_ref(&grown), false)
-        .await
-        .unwrap();
+    NETWORK.apply(&connector, &[&grown], false).await.unwrap();
     assert_eq!(subnets(&connector, "inplace").await.len(), 3);
 
     // Shrinking deletes a subnet: refused without consent, before any write.
     let before = connector.metrics().writes().len();
     let shrunk = env("inplace", private_only);
-    let err = apply(&connector, std::slice::from_ref(&shrunk), false)
+    let err = NETWORK
+        .apply(&connector, &[&shrunk], false)
         .await
         .unwrap_err();
     assert!(
@@ -430,7 +391,7 @@ async fn more_subnets_are_added_and_fewer_need_consent() {
         before,
         "no write before consent"
     );
-    apply(&connector, &[shrunk], true).await.unwrap();
+    NETWORK.apply(&connector, &[&shrunk], true).await.unwrap();
     assert_eq!(subnets(&connector, "inplace").await.len(), 2);
 }
 
@@ -438,22 +399,28 @@ async fn more_subnets_are_added_and_fewer_need_consent() {
 async fn nat_mode_changes_add_and_remove_gateways() {
     let cloud = Cloud::new();
     let connector = cloud.connector().await;
-    apply(&connector, &[env("nat", BASE)], false).await.unwrap();
+    NETWORK
+        .apply(&connector, &[&env("nat", BASE)], false)
+        .await
+        .unwrap();
     assert_eq!(live_nat_gateways(&connector, "nat").await, 1);
 
     let per_zone = env("nat", &BASE.replace("nat: single", "nat: per_zone"));
-    let p = plan(&connector, std::slice::from_ref(&per_zone)).await;
+    let p = NETWORK.plan(&connector, &[&per_zone]).await;
     assert_eq!(
-        actions(&p),
+        actions(&p, Layer::Network),
         ["create eip/nat/1", "create nat/1", "update rtb/private/1"]
     );
-    apply(&connector, &[per_zone], false).await.unwrap();
+    NETWORK
+        .apply(&connector, &[&per_zone], false)
+        .await
+        .unwrap();
     assert_eq!(live_nat_gateways(&connector, "nat").await, 2);
 
     let none = env("nat", &BASE.replace("nat: single", "nat: none"));
-    let p = plan(&connector, std::slice::from_ref(&none)).await;
+    let p = NETWORK.plan(&connector, &[&none]).await;
     assert_eq!(
-        actions(&p),
+        actions(&p, Layer::Network),
         [
             "delete eip/nat/0",
             "delete eip/nat/1",
@@ -463,23 +430,24 @@ async fn nat_mode_changes_add_and_remove_gateways() {
             "update rtb/private/1"
         ]
     );
-    apply(&connector, std::slice::from_ref(&none), true)
-        .await
-        .unwrap();
+    NETWORK.apply(&connector, &[&none], true).await.unwrap();
     assert_eq!(live_nat_gateways(&connector, "nat").await, 0);
-    assert!(plan(&connector, &[none]).await.is_empty());
+    assert!(NETWORK.plan(&connector, &[&none]).await.is_empty());
 }
 
 #[tokio::test]
 async fn removing_a_load_balancer_needs_consent() {
     let cloud = Cloud::new();
     let connector = cloud.connector().await;
-    apply(&connector, &[env("lbs", BASE)], false).await.unwrap();
+    NETWORK
+        .apply(&connector, &[&env("lbs", BASE)], false)
+        .await
+        .unwrap();
 
     let without = env("lbs", BASE.split("  load_balancers:").next().unwrap());
-    let p = plan(&connector, std::slice::from_ref(&without)).await;
+    let p = NETWORK.plan(&connector, &[&without]).await;
     assert_eq!(
-        actions(&p),
+        actions(&p, Layer::Network),
         [
             "delete tg/api/8080",
             "delete lb/api",
@@ -490,7 +458,8 @@ async fn removing_a_load_balancer_needs_consent() {
     assert!(markdown.contains("> [!CAUTION]"), "{markdown}");
 
     let before = connector.metrics().writes().len();
-    let err = apply(&connector, std::slice::from_ref(&without), false)
+    let err = NETWORK
+        .apply(&connector, &[&without], false)
         .await
         .unwrap_err();
     assert!(
@@ -499,9 +468,7 @@ async fn removing_a_load_balancer_needs_consent() {
     );
     assert_eq!(connector.metrics().writes().len(), before);
 
-    apply(&connector, std::slice::from_ref(&without), true)
-        .await
-        .unwrap();
+    NETWORK.apply(&connector, &[&without], true).await.unwrap();
     let lbs = connector
         .connect("eu-west-1")
         .elb
@@ -510,7 +477,7 @@ async fn removing_a_load_balancer_needs_consent() {
         .await
         .unwrap();
     assert!(lbs.load_balancers().is_empty());
-    assert!(plan(&connector, &[without]).await.is_empty());
+    assert!(NETWORK.plan(&connector, &[&without]).await.is_empty());
 }
 
 #[tokio::test]
@@ -519,25 +486,21 @@ async fn an_interrupted_apply_converges_without_duplicates() {
     let e = env("cut", BASE);
     // Cut the connection at the 9th write: the VPC, subnets and more exist, tagged.
     let failing = cloud.failing_connector(8).await;
-    let err = apply(&failing, std::slice::from_ref(&e), false)
-        .await
-        .unwrap_err();
+    let err = NETWORK.apply(&failing, &[&e], false).await.unwrap_err();
     assert!(err.to_string().contains("injected"), "{err}");
 
     let connector = cloud.connector().await;
-    let p = plan(&connector, std::slice::from_ref(&e)).await;
+    let p = NETWORK.plan(&connector, &[&e]).await;
     assert!(
         p.summary.create < 16,
         "the resources made before the cut are found: {}",
         render::markdown(&p)
     );
     assert_eq!(p.summary.delete, 0);
-    apply(&connector, std::slice::from_ref(&e), false)
-        .await
-        .unwrap();
+    NETWORK.apply(&connector, &[&e], false).await.unwrap();
     assert_eq!(count_vpcs(&connector, "cut").await, 1);
     assert_eq!(subnets(&connector, "cut").await.len(), 4);
-    assert!(plan(&connector, &[e]).await.is_empty());
+    assert!(NETWORK.plan(&connector, &[&e]).await.is_empty());
 }
 
 #[tokio::test]
@@ -546,18 +509,16 @@ async fn two_environments_in_one_run() {
     let connector = cloud.connector().await;
     let a = env("alpha", BASE);
     let b = env("beta", &BASE.replace("10.10.0.0/16", "10.11.0.0/16"));
-    apply(&connector, &[a.clone(), b.clone()], false)
-        .await
-        .unwrap();
+    NETWORK.apply(&connector, &[&a, &b], false).await.unwrap();
     assert_eq!(count_vpcs(&connector, "alpha").await, 1);
     assert_eq!(count_vpcs(&connector, "beta").await, 1);
     assert_eq!(
-        subnets(&connector, "beta").await["subnet/private/0"].0,
+        subnets(&connector, "beta").await["subnet/private/0"].cidr,
         "10.11.0.0/20"
     );
 
     let before = connector.metrics().reads();
-    let p = plan(&connector, &[a, b]).await;
+    let p = NETWORK.plan(&connector, &[&a, &b]).await;
     assert!(p.is_empty(), "{}", render::markdown(&p));
     let reads = connector.metrics().reads() - before;
     assert!(reads <= 13, "two environments planned in {reads} reads");
@@ -568,11 +529,9 @@ async fn a_network_plan_costs_a_fixed_number_of_reads() {
     let cloud = Cloud::new();
     let connector = cloud.connector().await;
     let e = env("reads", BASE);
-    apply(&connector, std::slice::from_ref(&e), false)
-        .await
-        .unwrap();
+    NETWORK.apply(&connector, &[&e], false).await.unwrap();
     let before = connector.metrics().reads();
-    plan(&connector, std::slice::from_ref(&e)).await;
+    NETWORK.plan(&connector, &[&e]).await;
     let reads = connector.metrics().reads() - before;
     assert!(
         reads <= 12,
@@ -588,7 +547,7 @@ async fn a_network_plan_costs_a_fixed_number_of_reads() {
             .replace("[ssh, https]", "[ssh, https, postgres, redis, kafka]"),
     );
     let before = connector.metrics().reads();
-    plan(&connector, &[bigger]).await;
+    NETWORK.plan(&connector, &[&bigger]).await;
     assert_eq!(connector.metrics().reads() - before, reads);
 }
 
@@ -599,7 +558,8 @@ async fn a_removed_environment_file_is_torn_down_with_consent() {
     let repo = GitRepo::new();
     repo.write("environments/gone.yaml", BASE);
     let base = repo.commit("add");
-    apply(&connector, &[env("gone", BASE)], false)
+    NETWORK
+        .apply(&connector, &[&env("gone", BASE)], false)
         .await
         .unwrap();
     repo.remove("environments/gone.yaml");
@@ -619,25 +579,14 @@ async fn a_removed_environment_file_is_torn_down_with_consent() {
     let targets = engine::from_changes(&set, &BTreeMap::new(), &old, &[]);
     assert!(targets[0].environment.is_none());
 
-    let (p, observed) = engine::plan(
-        &connector,
-        &targets,
-        &strata::units::UnitSet::default(),
-        None,
-    )
-    .await
-    .unwrap();
+    let teardown = Planned::of(&connector, &targets, &NO_UNITS).await.unwrap();
+    let p = &teardown.plan;
     assert!(p.environments[0].removed);
     assert_eq!(p.summary.delete, 16);
     assert_eq!(p.summary.create + p.summary.update + p.summary.replace, 0);
-    let mut quiet = |_: &str| {};
-    let err = engine::apply(&connector, &p, &observed, &targets, false, &mut quiet)
-        .await
-        .unwrap_err();
+    let err = teardown.apply(&connector, false).await.unwrap_err();
     assert!(matches!(err, EngineError::NeedsConsent(_)));
-    engine::apply(&connector, &p, &observed, &targets, true, &mut quiet)
-        .await
-        .unwrap();
+    teardown.apply(&connector, true).await.unwrap();
     assert_eq!(count_vpcs(&connector, "gone").await, 0);
     assert!(subnets(&connector, "gone").await.is_empty());
 }
@@ -651,15 +600,11 @@ async fn example_web_environment_plan_snapshot() {
         .map(String::from)
         .into();
     let e = strata::config::load("environments/web-prod.yaml", &text, &units).unwrap();
-    let p = engine::plan(
-        &connector,
-        &targets(&[e]),
-        &strata::units::UnitSet::default(),
-        None,
-    )
-    .await
-    .unwrap()
-    .0;
+    // From no known commit: the snapshot names none.
+    let p = Scope::units(&NO_UNITS)
+        .layers(&[Layer::Network])
+        .plan(&connector, &[&e])
+        .await;
     insta::assert_snapshot!("web_prod_plan_markdown", render::markdown(&p));
     insta::assert_snapshot!("web_prod_plan_json", render::json(&p));
 }
@@ -678,9 +623,7 @@ async fn https_listeners_and_redirects_are_created() {
         .map(String::from)
         .into();
     let e = strata::config::load("environments/web-prod.yaml", &text, &units).unwrap();
-    apply(&connector, std::slice::from_ref(&e), false)
-        .await
-        .unwrap();
+    NETWORK.apply(&connector, &[&e], false).await.unwrap();
 
     let elb = connector.connect("eu-west-1").elb;
     let lb = elb
@@ -714,7 +657,7 @@ async fn https_listeners_and_redirects_are_created() {
         (redirect.protocol(), redirect.port()),
         (Some("HTTPS"), Some("443"))
     );
-    assert!(plan(&connector, &[e]).await.is_empty());
+    assert!(NETWORK.plan(&connector, &[&e]).await.is_empty());
 }
 
 #[test]
@@ -792,14 +735,10 @@ async fn a_network_change_pulls_in_the_cluster_layer_with_its_reason() {
     };
     let head: BTreeMap<String, Environment> = [("forced".to_owned(), e)].into();
     let targets = engine::from_changes(&set, &head, &BTreeMap::new(), &[]);
-    let (p, _) = engine::plan(
-        &connector,
-        &targets,
-        &strata::units::UnitSet::default(),
-        None,
-    )
-    .await
-    .unwrap();
+    let p = Planned::of(&connector, &targets, &NO_UNITS)
+        .await
+        .unwrap()
+        .plan;
     let layers: Vec<String> = p.environments[0]
         .layers
         .iter()
