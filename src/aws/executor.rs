@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types as ec2;
 
 use super::{Aws, AwsError, error};
@@ -255,6 +256,22 @@ impl<'a> Executor<'a> {
             tokio::time::sleep(self.poll).await;
         }
     }
+}
+
+/// Sends one request; its error is said to have happened while `what`.
+pub(crate) async fn sent<T, E>(
+    what: &str,
+    request: impl Future<Output = std::result::Result<T, SdkError<E>>>,
+) -> Result<T>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    request.await.map_err(|e| error(what, e))
+}
+
+/// What deleting `o` is, in errors: `deleting subnet subnet/public/0 (subnet-0abc)`.
+pub(crate) fn deleting(o: &Observed) -> String {
+    format!("deleting {} {} ({})", o.kind.describe(), o.id, o.aws_id)
 }
 
 /// The id (or ARN) a create call answered with; an answer without one is an error, so

@@ -333,7 +333,10 @@ async fn execute_instances(
         list.sort_by_key(|a| node(a));
         list
     };
-    let mut attached = BTreeSet::new();
+    let mut volumes = NodeVolumes {
+        device: data_device,
+        attached: BTreeSet::new(),
+    };
     let mut launched = Vec::new();
     for a in of(ActionKind::Create) {
         if let Some((logical, instance)) = a.desired.as_ref().and_then(instance_of) {
@@ -342,16 +345,7 @@ async fn execute_instances(
         }
     }
     for (a, logical, instance, id) in launched {
-        await_node(
-            exec,
-            node(a),
-            logical,
-            instance,
-            &id,
-            data_device,
-            &mut attached,
-        )
-        .await?;
+        await_node(exec, logical, instance, &id, &mut volumes).await?;
         report(exec, env, a);
     }
     for a in of(ActionKind::Update) {
@@ -375,16 +369,7 @@ async fn execute_instances(
         let id = exec
             .launch_instance(logical, instance, Some(&o.aws_id))
             .await?;
-        await_node(
-            exec,
-            node(a),
-            logical,
-            instance,
-            &id,
-            data_device,
-            &mut attached,
-        )
-        .await?;
+        await_node(exec, logical, instance, &id, &mut volumes).await?;
         exec.say(&format!(
             "{env}: {} {} {} {} ({} → {id})",
             a.action.symbol(),
@@ -403,7 +388,7 @@ async fn execute_instances(
             tokio::time::sleep(warmup).await;
         }
     }
-    reattach_volumes(exec, actions, &attached).await
+    reattach_volumes(exec, actions, &volumes.attached).await
 }
 
 /// A desired instance's logical id and spec.
@@ -414,19 +399,20 @@ fn instance_of(r: &plan::Resource) -> Option<(&LogicalId, &Instance)> {
     }
 }
 
-/// Waits for node `node`'s new instance `id`: running, its data volume (when the
-/// cluster has `data_device`) attached and recorded in `attached`, registered and
-/// healthy in its target groups.
+/// Waits for node `logical`'s new instance `id`: running, its data volume (when the
+/// cluster has them) attached and recorded, registered and healthy in its target
+/// groups.
 async fn await_node(
     exec: &mut Executor<'_>,
-    node: u16,
     logical: &LogicalId,
     instance: &Instance,
     id: &str,
-    data_device: Option<&str>,
-    attached: &mut BTreeSet<LogicalId>,
+    volumes: &mut NodeVolumes<'_>,
 ) -> Result<(), EngineError> {
-    let volume = data_device.map(|d| (LogicalId::Volume(node), d));
+    let volume = volumes
+        .device
+        .zip(logical.node())
+        .map(|(device, node)| (LogicalId::Volume(node), device));
     exec.await_instance(
         logical,
         id,
@@ -434,8 +420,15 @@ async fn await_node(
         &instance.target_groups,
     )
     .await?;
-    attached.extend(volume.map(|(v, _)| v));
+    volumes.attached.extend(volume.map(|(v, _)| v));
     Ok(())
+}
+
+/// A fixed-size cluster's data volumes during a rollout: the device they attach at
+/// (when the cluster has them), and those attached in this run.
+struct NodeVolumes<'a> {
+    device: Option<&'a str>,
+    attached: BTreeSet<LogicalId>,
 }
 
 /// Attaches again the data volumes whose plan says they drifted from their node's

@@ -505,14 +505,7 @@ mod tests {
     }
 
     fn observed(r: &Resource) -> Observed {
-        Observed {
-            kind: r.kind,
-            id: r.id.clone(),
-            aws_id: format!("i-{}", r.id.to_string().len()),
-            spec: r.spec.clone(),
-            tags: Default::default(),
-            live: Default::default(),
-        }
+        Observed::made(r, format!("i-{}", r.id.to_string().len()))
     }
 
     #[test]

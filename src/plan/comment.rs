@@ -227,26 +227,7 @@ pub fn plan_document(plan: &Plan, context: &Context) -> Document {
             }
         );
     }
-    let _ = writeln!(
-        intro,
-        "\n| environment | layer | create | update | replace | delete |\n|---|---|---:|---:|---:|---:|"
-    );
-    for env in &plan.environments {
-        for layer in &env.layers {
-            let s = layer.summary;
-            let _ = writeln!(
-                intro,
-                "| {}{} | {} | {} | {} | {} | {} |",
-                env.name,
-                if env.removed { " (removed)" } else { "" },
-                layer.layer,
-                s.create,
-                s.update,
-                s.replace,
-                s.delete
-            );
-        }
-    }
+    super::render::summary_table(&mut intro, plan, true);
     let all: Vec<(&str, &str, &Action)> = plan
         .actions()
         .map(|(e, l, a)| (e.name.as_str(), l.layer.as_str(), a))

@@ -259,14 +259,7 @@ mod tests {
     }
 
     fn seen(r: &Resource, aws: &str) -> Observed {
-        Observed {
-            kind: r.kind,
-            id: r.id.clone(),
-            aws_id: aws.into(),
-            spec: r.spec.clone(),
-            tags: Default::default(),
-            live: Default::default(),
-        }
+        Observed::made(r, aws)
     }
 
     fn group(ingress: &[(&str, u16)]) -> Resource {

@@ -397,18 +397,7 @@ mod tests {
 
     /// What AWS would hold had `resources` been made, with made-up AWS ids.
     fn held(resources: &[crate::plan::Resource]) -> Vec<Observed> {
-        resources
-            .iter()
-            .enumerate()
-            .map(|(n, r)| Observed {
-                kind: r.kind,
-                id: r.id.clone(),
-                aws_id: format!("aws-{n}"),
-                spec: r.spec.clone(),
-                tags: Default::default(),
-                live: Default::default(),
-            })
-            .collect()
+        Observed::all_made(resources)
     }
 
     fn machines(env: &Environment) -> DesiredMachines {

@@ -64,6 +64,29 @@ pub struct Observed {
     pub live: Live,
 }
 
+/// Tests build what AWS would hold from what they want.
+#[cfg(test)]
+impl Observed {
+    /// What AWS would hold had `r` been made as `aws_id`.
+    pub(crate) fn made(r: &Resource, aws_id: impl Into<String>) -> Observed {
+        Observed {
+            kind: r.kind,
+            id: r.id.clone(),
+            aws_id: aws_id.into(),
+            spec: r.spec.clone(),
+            tags: Default::default(),
+            live: Default::default(),
+        }
+    }
+
+    /// What AWS would hold had each of `resources` been made, as `aws-<n>`.
+    pub(crate) fn all_made(resources: &[Resource]) -> Vec<Observed> {
+        let made = resources.iter().enumerate();
+        made.map(|(n, r)| Observed::made(r, format!("aws-{n}")))
+            .collect()
+    }
+}
+
 /// What an adapter keeps of a live resource besides its spec: what execution and
 /// plan notes need, never compared by plans.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

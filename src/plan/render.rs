@@ -32,20 +32,7 @@ pub fn markdown(plan: &Plan) -> String {
             plural(destructive.len())
         );
     }
-    let _ = writeln!(
-        out,
-        "\n| environment | layer | create | update | replace | delete |\n|---|---|---:|---:|---:|---:|"
-    );
-    for env in &plan.environments {
-        for layer in &env.layers {
-            let s = layer.summary;
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} |",
-                env.name, layer.layer, s.create, s.update, s.replace, s.delete
-            );
-        }
-    }
+    summary_table(&mut out, plan, false);
     let widening: Vec<String> = plan
         .environments
         .iter()
@@ -140,6 +127,30 @@ pub fn change_line(c: &FieldChange) -> Option<String> {
         (None, Some(t)) => Some(format!("+   {}: {t}", c.field)),
         (Some(f), None) => Some(format!("-   {}: {f}", c.field)),
         (None, None) => None,
+    }
+}
+
+/// The summary table, a row per environment and layer; with `mark_removed`, an
+/// environment whose file was removed says so.
+pub fn summary_table(out: &mut String, plan: &Plan, mark_removed: bool) {
+    let _ = writeln!(
+        out,
+        "\n| environment | layer | create | update | replace | delete |\n|---|---|---:|---:|---:|---:|"
+    );
+    for env in &plan.environments {
+        let removed = if mark_removed && env.removed {
+            " (removed)"
+        } else {
+            ""
+        };
+        for layer in &env.layers {
+            let s = layer.summary;
+            let _ = writeln!(
+                out,
+                "| {}{removed} | {} | {} | {} | {} | {} |",
+                env.name, layer.layer, s.create, s.update, s.replace, s.delete
+            );
+        }
     }
 }
 

@@ -100,18 +100,7 @@ mod tests {
     use crate::plan::{Observed, Resource, Spec, network, plan_resources};
 
     fn observed(resources: &[Resource]) -> Vec<Observed> {
-        resources
-            .iter()
-            .enumerate()
-            .map(|(i, r)| Observed {
-                kind: r.kind,
-                id: r.id.clone(),
-                aws_id: format!("aws-{i}"),
-                spec: r.spec.clone(),
-                tags: Default::default(),
-                live: Default::default(),
-            })
-            .collect()
+        Observed::all_made(resources)
     }
 
     fn web() -> Vec<Resource> {

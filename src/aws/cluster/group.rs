@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_sdk_autoscaling::types as asg;
 
 use super::Result;
-use crate::aws::executor::{Executor, Seen};
+use crate::aws::executor::{Executor, Seen, deleting};
 use crate::aws::{AwsError, error};
 use crate::config::Layer;
 use crate::plan::LogicalId;
@@ -171,7 +171,7 @@ impl Executor<'_> {
 
     /// Deletes the group and, with it, its instances.
     pub(crate) async fn delete_auto_scaling_group(&mut self, o: &Observed) -> Result<()> {
-        let what = format!("deleting auto-scaling group {} ({})", o.id, o.aws_id);
+        let what = deleting(o);
         self.aws
             .autoscaling
             .delete_auto_scaling_group()

@@ -5,7 +5,7 @@ use aws_sdk_ec2::types as ec2;
 
 use super::{ROOT_DEVICE, Result};
 use crate::aws::error;
-use crate::aws::executor::{Executor, created};
+use crate::aws::executor::{Executor, created, deleting, sent};
 use crate::config::Layer;
 use crate::plan::LogicalId;
 use crate::plan::Observed;
@@ -162,12 +162,12 @@ impl Executor<'_> {
     }
 
     pub(crate) async fn delete_launch_template(&mut self, o: &Observed) -> Result<()> {
-        let what = format!("deleting launch template {} ({})", o.id, o.aws_id);
+        let what = deleting(o);
         let call = self
             .aws
             .ec2
             .delete_launch_template()
             .launch_template_id(&o.aws_id);
-        call.send().await.map(drop).map_err(|e| error(&what, e))
+        sent(&what, call.send()).await.map(drop)
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types as ec2;
 
 use super::Result;
-use crate::aws::executor::{Executor, Seen, client_token, created};
+use crate::aws::executor::{Executor, Seen, client_token, created, deleting, sent};
 use crate::aws::read::{ec2_tags, parsed, required};
 use crate::aws::{AwsError, error};
 use crate::config::Layer;
@@ -147,9 +147,9 @@ impl Executor<'_> {
     }
 
     pub(crate) async fn delete_volume(&mut self, o: &Observed) -> Result<()> {
-        let what = format!("deleting data volume {} ({})", o.id, o.aws_id);
+        let what = deleting(o);
         let call = self.aws.ec2.delete_volume().volume_id(&o.aws_id);
-        call.send().await.map(drop).map_err(|e| error(&what, e))
+        sent(&what, call.send()).await.map(drop)
     }
 
     /// Waits for a volume to reach `wanted`; a volume in the error state stops the wait.

@@ -3,7 +3,7 @@
 use aws_sdk_elasticloadbalancingv2::types as elb;
 
 use super::Result;
-use crate::aws::executor::{Executor, Seen, created};
+use crate::aws::executor::{Executor, Seen, created, deleting, sent};
 use crate::aws::{AwsError, error};
 use crate::config::{Layer, LoadBalancerKind};
 use crate::plan::LogicalId;
@@ -77,13 +77,13 @@ impl Executor<'_> {
     }
 
     pub(crate) async fn delete_target_group(&mut self, o: &Observed) -> Result<()> {
-        let what = format!("deleting target group {} ({})", o.id, o.aws_id);
+        let what = deleting(o);
         let call = self
             .aws
             .elb
             .delete_target_group()
             .target_group_arn(&o.aws_id);
-        call.send().await.map(drop).map_err(|e| error(&what, e))
+        sent(&what, call.send()).await.map(drop)
     }
 
     /// Creates a load balancer and waits until it is active.
@@ -155,13 +155,13 @@ impl Executor<'_> {
     /// Deletes a load balancer and waits until ELBv2 no longer lists it (its target
     /// groups can go only then).
     pub(crate) async fn delete_load_balancer(&mut self, o: &Observed) -> Result<()> {
-        let what = format!("deleting load balancer {} ({})", o.id, o.aws_id);
+        let what = deleting(o);
         let call = self
             .aws
             .elb
             .delete_load_balancer()
             .load_balancer_arn(&o.aws_id);
-        call.send().await.map_err(|e| error(&what, e))?;
+        sent(&what, call.send()).await?;
         self.wait_load_balancer_gone(&o.id, &o.aws_id).await
     }
 
@@ -211,9 +211,9 @@ impl Executor<'_> {
     }
 
     pub(crate) async fn delete_listener(&mut self, o: &Observed) -> Result<()> {
-        let what = format!("deleting listener {} ({})", o.id, o.aws_id);
+        let what = deleting(o);
         let call = self.aws.elb.delete_listener().listener_arn(&o.aws_id);
-        call.send().await.map(drop).map_err(|e| error(&what, e))
+        sent(&what, call.send()).await.map(drop)
     }
 
     fn listener_action(&self, action: &ListenerAction) -> elb::Action {

@@ -7,17 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_ec2::types as ec2;
 
 use super::Result;
-use crate::aws::executor::{Executor, Seen, client_token, created};
+use crate::aws::executor::{Executor, Seen, client_token, created, deleting, sent};
 use crate::aws::{AwsError, error};
 use crate::config::Layer;
 use crate::plan::LogicalId;
 use crate::plan::spec::{NatGateway, RouteTable, SecurityGroup, Subnet, Vpc};
 use crate::plan::{Live, Observed, Route};
-
-/// What a deletion is said to be doing, in errors.
-fn deleting(o: &Observed) -> String {
-    format!("deleting {} {} ({})", o.kind.describe(), o.id, o.aws_id)
-}
 
 impl Executor<'_> {
     fn network_tags(&self, resource: ec2::ResourceType, id: &LogicalId) -> ec2::TagSpecification {
@@ -47,9 +42,7 @@ impl Executor<'_> {
             } else {
                 call.enable_dns_hostnames(on)
             };
-            call.send()
-                .await
-                .map_err(|e| error(format!("{what}: enabling DNS"), e))?;
+            sent(&format!("{what}: enabling DNS"), call.send()).await?;
         }
         Ok(vpc_id)
     }
@@ -95,18 +88,12 @@ impl Executor<'_> {
 
     pub(crate) async fn delete_subnet(&mut self, o: &Observed) -> Result<()> {
         let call = self.aws.ec2.delete_subnet().subnet_id(&o.aws_id);
-        call.send()
-            .await
-            .map(drop)
-            .map_err(|e| error(deleting(o), e))
+        sent(&deleting(o), call.send()).await.map(drop)
     }
 
     pub(crate) async fn delete_vpc(&mut self, o: &Observed) -> Result<()> {
         let call = self.aws.ec2.delete_vpc().vpc_id(&o.aws_id);
-        call.send()
-            .await
-            .map(drop)
-            .map_err(|e| error(deleting(o), e))
+        sent(&deleting(o), call.send()).await.map(drop)
     }
 
     /// Creates the internet gateway and attaches it to the VPC.
@@ -162,7 +149,7 @@ impl Executor<'_> {
             .ec2
             .delete_internet_gateway()
             .internet_gateway_id(&o.aws_id);
-        call.send().await.map(drop).map_err(|e| error(&what, e))
+        sent(&what, call.send()).await.map(drop)
     }
 
     async fn attach_internet_gateway(&self, igw: &str, what: &str) -> Result<()> {
@@ -206,10 +193,7 @@ impl Executor<'_> {
 
     pub(crate) async fn release_address(&mut self, o: &Observed) -> Result<()> {
         let call = self.aws.ec2.release_address().allocation_id(&o.aws_id);
-        call.send()
-            .await
-            .map(drop)
-            .map_err(|e| error(deleting(o), e))
+        sent(&deleting(o), call.send()).await.map(drop)
     }
 
     /// Creates a NAT gateway and waits until it is available (routes need it so).
@@ -240,7 +224,7 @@ impl Executor<'_> {
     /// free only then).
     pub(crate) async fn delete_nat_gateway(&mut self, o: &Observed) -> Result<()> {
         let call = self.aws.ec2.delete_nat_gateway().nat_gateway_id(&o.aws_id);
-        call.send().await.map_err(|e| error(deleting(o), e))?;
+        sent(&deleting(o), call.send()).await?;
         self.wait_nat(&o.id, &o.aws_id, ec2::NatGatewayState::Deleted)
             .await
     }
@@ -385,7 +369,7 @@ impl Executor<'_> {
             }
         }
         let call = self.aws.ec2.delete_route_table().route_table_id(&o.aws_id);
-        call.send().await.map(drop).map_err(|e| error(&what, e))
+        sent(&what, call.send()).await.map(drop)
     }
 
     /// Creates a security group without rules (they may name groups not made yet).
@@ -411,10 +395,7 @@ impl Executor<'_> {
 
     pub(crate) async fn delete_security_group(&mut self, o: &Observed) -> Result<()> {
         let call = self.aws.ec2.delete_security_group().group_id(&o.aws_id);
-        call.send()
-            .await
-            .map(drop)
-            .map_err(|e| error(deleting(o), e))
+        sent(&deleting(o), call.send()).await.map(drop)
     }
 
     async fn set_public(&self, subnet: &str, public: bool, what: &str) -> Result<()> {

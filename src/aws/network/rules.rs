@@ -6,8 +6,7 @@ use std::collections::BTreeSet;
 use aws_sdk_ec2::types as ec2;
 
 use super::Result;
-use crate::aws::error;
-use crate::aws::executor::Executor;
+use crate::aws::executor::{Executor, sent};
 use crate::plan::LogicalId;
 use crate::plan::spec::SecurityGroup;
 use crate::plan::{Observed, Rule, RulePeer, Spec};
@@ -109,39 +108,26 @@ impl Executor<'_> {
             return Ok(());
         }
         let (ec2c, permissions) = (&self.aws.ec2, Some(permissions));
+        // The four calls take the same arguments and answer alike; their builders are
+        // four types.
+        macro_rules! send {
+            ($call:ident) => {
+                sent(
+                    what,
+                    ec2c.$call()
+                        .group_id(group)
+                        .set_ip_permissions(permissions)
+                        .send(),
+                )
+                .await
+                .map(drop)
+            };
+        }
         match change {
-            RuleChange::RevokeIngress => ec2c
-                .revoke_security_group_ingress()
-                .group_id(group)
-                .set_ip_permissions(permissions)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| error(what, e)),
-            RuleChange::RevokeEgress => ec2c
-                .revoke_security_group_egress()
-                .group_id(group)
-                .set_ip_permissions(permissions)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| error(what, e)),
-            RuleChange::AuthorizeIngress => ec2c
-                .authorize_security_group_ingress()
-                .group_id(group)
-                .set_ip_permissions(permissions)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| error(what, e)),
-            RuleChange::AuthorizeEgress => ec2c
-                .authorize_security_group_egress()
-                .group_id(group)
-                .set_ip_permissions(permissions)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| error(what, e)),
+            RuleChange::RevokeIngress => send!(revoke_security_group_ingress),
+            RuleChange::RevokeEgress => send!(revoke_security_group_egress),
+            RuleChange::AuthorizeIngress => send!(authorize_security_group_ingress),
+            RuleChange::AuthorizeEgress => send!(authorize_security_group_egress),
         }
     }
 
