@@ -28,14 +28,44 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
-/// Every request sent, by operation name, in order.
+/// Every request sent, in order.
 #[derive(Debug, Clone, Default)]
-pub struct Metrics(Arc<Mutex<Vec<String>>>);
+pub struct Metrics(Arc<Mutex<Vec<Request>>>);
+
+/// One request: the SDK's service and operation names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Request {
+    service: String,
+    operation: String,
+}
+
+impl Request {
+    /// The IAM action that allows it: `ec2:DescribeVpcs`.
+    fn iam_action(&self) -> String {
+        let prefix = match self.service.as_str() {
+            "EC2" => "ec2",
+            "Elastic Load Balancing v2" => "elasticloadbalancing",
+            "Auto Scaling" => "autoscaling",
+            "Secrets Manager" => "secretsmanager",
+            other => other,
+        };
+        format!("{prefix}:{}", self.operation)
+    }
+}
 
 impl Metrics {
+    fn all(&self) -> Vec<Request> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
     /// Operation names of the requests sent so far.
     pub fn requests(&self) -> Vec<String> {
-        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+        self.all().into_iter().map(|r| r.operation).collect()
+    }
+
+    /// The IAM actions the requests sent so far needed (`ec2:DescribeVpcs`), each once.
+    pub fn iam_actions(&self) -> std::collections::BTreeSet<String> {
+        self.all().iter().map(Request::iam_action).collect()
     }
 
     /// Requests that only read (Describe*, Get*, List*).
@@ -82,12 +112,13 @@ impl Intercept for Counter {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let name = cfg
-            .load::<Metadata>()
-            .map_or("unknown", |m| m.name())
-            .to_owned();
+        let metadata = cfg.load::<Metadata>();
+        let request = Request {
+            service: metadata.map_or("unknown", |m| m.service()).to_owned(),
+            operation: metadata.map_or("unknown", |m| m.name()).to_owned(),
+        };
         if let Ok(mut requests) = (self.0).0.lock() {
-            requests.push(name);
+            requests.push(request);
         }
         Ok(())
     }

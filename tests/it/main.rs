@@ -15,6 +15,7 @@ mod fixed;
 mod fixtures;
 mod github;
 mod harness;
+mod iam;
 mod images;
 mod invalid;
 mod network;

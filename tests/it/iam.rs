@@ -1,0 +1,217 @@
+//! The IAM policies strata ships (`examples/iam/`) allow every AWS operation the
+//! example environments' plans, applies, changes and teardowns send, and the plan
+//! role's policy allows reads only.
+
+use std::collections::BTreeSet;
+
+use strata::config::{Environment, Layer};
+use strata::engine::Target;
+
+use crate::cloud::Cloud;
+use crate::feed::{FLATCAR_AMI, flatcar_feed};
+use crate::fixtures::{COMMIT, Planned, Scope};
+use crate::harness::{example_with_feed, project_root, unique_key};
+
+const EXAMPLES: [&str; 4] = ["web-prod", "etcd-prod", "rabbitmq-prod", "jenkins"];
+
+/// What the apply policy allows that the flows here do not send, and why it is there.
+const NOT_SENT_HERE: [(&str, &str); 15] = [
+    (
+        "autoscaling:CreateOrUpdateTags",
+        "tags given to CreateAutoScalingGroup",
+    ),
+    (
+        "elasticloadbalancing:AddTags",
+        "tags given to the ELBv2 creates",
+    ),
+    ("secretsmanager:TagResource", "tags given to CreateSecret"),
+    (
+        "iam:PassRole",
+        "a cluster's instance_profile, passed to EC2",
+    ),
+    (
+        "iam:CreateServiceLinkedRole",
+        "the account's first group or load balancer",
+    ),
+    (
+        "secretsmanager:CreateSecret",
+        "the first etcd discovery token (fixed::an_etcd_discovery_token_is_fetched_once_and_reused)",
+    ),
+    (
+        "autoscaling:AttachLoadBalancerTargetGroups",
+        "a group joining a load balancer",
+    ),
+    (
+        "autoscaling:DetachLoadBalancerTargetGroups",
+        "a group leaving a load balancer",
+    ),
+    ("ec2:DeleteRoute", "a route no longer wanted"),
+    ("ec2:ReplaceRoute", "a route whose NAT gateway was replaced"),
+    (
+        "ec2:ModifyInstanceAttribute",
+        "a fixed node's security groups changed in place",
+    ),
+    (
+        "elasticloadbalancing:DeregisterTargets",
+        "a node drained before it goes",
+    ),
+    (
+        "elasticloadbalancing:ModifyTargetGroup",
+        "a health check changed",
+    ),
+    (
+        "elasticloadbalancing:SetSecurityGroups",
+        "a load balancer's groups changed",
+    ),
+    (
+        "elasticloadbalancing:SetSubnets",
+        "a load balancer's subnets changed",
+    ),
+];
+
+/// The actions a policy file allows.
+fn allowed(file: &str) -> BTreeSet<String> {
+    let path = project_root().join("examples/iam").join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let policy: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let statements = policy["Statement"].as_array().unwrap();
+    statements
+        .iter()
+        .inspect(|s| assert_eq!(s["Effect"], "Allow", "{file}: {s}"))
+        .flat_map(|s| match &s["Action"] {
+            serde_json::Value::String(one) => vec![one.clone()],
+            many => many
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned())
+                .collect(),
+        })
+        .collect()
+}
+
+/// Example `name` as a test runs it: its image from the local feed (jenkins pins one),
+/// no warm-ups between replacements, the web example's certificate from the account.
+fn example(name: &str, feed: &str, cloud: &Cloud, change: bool) -> String {
+    let mut text = example_with_feed(name, feed)
+        .replace("warmup_seconds: 120", "warmup_seconds: 0")
+        .replace("warmup_seconds: 180", "warmup_seconds: 0")
+        .replace(
+            "os: { name: fedora-coreos, channel: stable }",
+            &format!("ami: {FLATCAR_AMI}"),
+        )
+        .replace(
+            "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
+            &cloud.certificate("eu-west-1"),
+        );
+    if change {
+        // A new template version rolled by an instance refresh, instances replaced
+        // one by one with their data volumes grown, and a rule revoked.
+        text = text
+            .replace("instance_type: t3.small", "instance_type: t3.medium")
+            .replace(
+                "volume: { size_gb: 20, type: gp3 }",
+                "volume: { size_gb: 30, type: gp3 }",
+            )
+            .replace("data_volume: { size_gb: 20,", "data_volume: { size_gb: 40,")
+            .replace("        - ssh\n", "");
+    }
+    text
+}
+
+fn load(name: &str, text: &str, units: &BTreeSet<String>) -> Environment {
+    strata::config::load(&format!("environments/{name}.yaml"), text, units).unwrap()
+}
+
+#[tokio::test]
+async fn the_shipped_policies_hold_every_action_strata_calls() {
+    let (plan_policy, apply_policy) = (allowed("plan-policy.json"), allowed("apply-policy.json"));
+    let writes: Vec<&String> = plan_policy
+        .iter()
+        .filter(|a| {
+            let verb = a.split_once(':').map_or("", |(_, v)| v);
+            !["Describe", "Get", "List"]
+                .iter()
+                .any(|read| verb.starts_with(read))
+        })
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "the plan policy allows writes: {writes:?}"
+    );
+
+    let cloud = Cloud::new();
+    for name in EXAMPLES {
+        let secret = format!("strata/{name}/ssh-public-key");
+        cloud
+            .put_secret("eu-west-1", &secret, &unique_key(name))
+            .await;
+    }
+    let feed = flatcar_feed(FLATCAR_AMI).await;
+    let files = strata::repo::read_dir(&project_root()).unwrap();
+    let units = strata::repo::load(&files).unwrap().units;
+    let connector = cloud.connector().await;
+    let envs_of = |change| -> Vec<Environment> {
+        EXAMPLES
+            .map(|n| load(n, &example(n, &feed.uri(), &cloud, change), &units.names()))
+            .to_vec()
+    };
+    let (first, changed) = (envs_of(false), envs_of(true));
+
+    // What a pull request's run reads: the last applied commits, then the plan.
+    strata::aws::applied::read(&connector.connect("eu-west-1"))
+        .await
+        .unwrap();
+    let scope = Scope::units(&units).commit(COMMIT);
+    scope
+        .plan(&connector, &first.iter().collect::<Vec<_>>())
+        .await;
+    let planned = connector.metrics().iam_actions();
+
+    scope
+        .apply(&connector, &first.iter().collect::<Vec<_>>(), false)
+        .await
+        .unwrap();
+    scope
+        .apply(&connector, &changed.iter().collect::<Vec<_>>(), true)
+        .await
+        .unwrap();
+    let layers = BTreeSet::from([Layer::Network, Layer::Cluster, Layer::Node]);
+    let teardown: Vec<Target> = changed
+        .iter()
+        .map(|e| Target::new(e.name.to_string(), None, e, layers.clone(), false))
+        .collect();
+    let gone = Planned::of(&connector, &teardown, &units).await.unwrap();
+    gone.apply(&connector, true).await.unwrap();
+    let after = Planned::of(&connector, &teardown, &units).await.unwrap();
+    assert!(after.plan.is_empty(), "the teardown left something behind");
+    let applied = connector.metrics().iam_actions();
+
+    let unplanned: Vec<&String> = planned.difference(&plan_policy).collect();
+    assert!(unplanned.is_empty(), "plan-policy.json lacks {unplanned:?}");
+    let unapplied: Vec<&String> = applied.difference(&apply_policy).collect();
+    assert!(
+        unapplied.is_empty(),
+        "apply-policy.json lacks {unapplied:?}"
+    );
+    // Nothing allowed that strata does not need: what these flows did not send is
+    // what AWS asks for besides the call, or what other tests' flows send.
+    let unsent: BTreeSet<&str> = apply_policy
+        .difference(&applied)
+        .map(String::as_str)
+        .collect();
+    let explained: BTreeSet<&str> = NOT_SENT_HERE.iter().map(|(a, _)| *a).collect();
+    assert_eq!(unsent, explained, "the policy and NOT_SENT_HERE disagree");
+    // The flows above reach every kind of write: creates, changes and deletes.
+    for action in [
+        "ec2:RunInstances",
+        "ec2:TerminateInstances",
+        "ec2:ModifyVolume",
+        "ec2:RevokeSecurityGroupIngress",
+        "autoscaling:StartInstanceRefresh",
+        "elasticloadbalancing:DeleteLoadBalancer",
+        "ec2:DeleteVpc",
+    ] {
+        assert!(applied.contains(action), "the flows never sent {action}");
+    }
+}
