@@ -288,6 +288,8 @@ fn render(
             known.join(", ")
         );
     };
+    // A node index the cluster does not have is an error before any AWS call.
+    ignition::node_identity(environment, args.node)?;
     let node = environment.spec.node.as_ref();
     let discovery =
         node.and_then(|n| n.etcd_bootstrap()) == Some(crate::config::EtcdBootstrap::Discovery);

@@ -145,13 +145,17 @@ enum Membership {
     Omitted,
 }
 
-fn build_with(request: &RenderRequest, membership: Membership) -> Result<ign::Config, RenderError> {
-    let env = request.environment;
+/// Which node `--node` asks for, checked against the cluster before anything is read:
+/// a fixed cluster's index (with its address), none for a group.
+pub fn node_identity(
+    env: &Environment,
+    node: Option<u16>,
+) -> Result<Option<NodeIdentity>, RenderError> {
     let name = env.name.as_str();
-    let (Some(node), Some((cluster, shape))) = (&env.spec.node, env.machines()) else {
+    let (Some(_), Some((cluster, shape))) = (&env.spec.node, env.machines()) else {
         return Err(RenderError::NoNode(name.to_owned()));
     };
-    let identity = match (shape.size.fixed(), request.node) {
+    Ok(match (shape.size.fixed(), node) {
         (Some(size), None) => {
             return Err(RenderError::NodeRequired {
                 env: name.to_owned(),
@@ -175,7 +179,16 @@ fn build_with(request: &RenderRequest, membership: Membership) -> Result<ign::Co
             return Err(RenderError::NodeNotApplicable(name.to_owned()));
         }
         (None, None) => None,
+    })
+}
+
+fn build_with(request: &RenderRequest, membership: Membership) -> Result<ign::Config, RenderError> {
+    let env = request.environment;
+    let name = env.name.as_str();
+    let (Some(node), Some((cluster, _))) = (&env.spec.node, env.machines()) else {
+        return Err(RenderError::NoNode(name.to_owned()));
     };
+    let identity = node_identity(env, request.node)?;
 
     let mut config = ign::Config::default();
 

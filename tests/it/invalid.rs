@@ -18,8 +18,8 @@ fn every_invalid_case_fails_with_its_expected_message() {
         .collect();
     cases.sort();
     assert!(
-        cases.len() >= 30,
-        "the corpus holds {} cases; keep at least 30",
+        cases.len() >= 90,
+        "the corpus holds {} cases; keep at least 90",
         cases.len()
     );
     let bless = std::env::var_os("STRATA_BLESS").is_some();
