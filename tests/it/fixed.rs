@@ -466,6 +466,9 @@ async fn an_etcd_discovery_token_is_fetched_once_and_reused() {
         assert!(!text.contains("3f8c1e0a9b7d"), "a plan shows the token");
     }
     assert_key_nowhere(&key, &texts.iter().map(String::as_str).collect::<Vec<_>>());
+    // The token is written to no file either (it lives in Secrets Manager and in the
+    // instances' user data only).
+    crate::harness::assert_secret_nowhere("3f8c1e0a9b7d", &[]);
 }
 
 #[tokio::test]

@@ -208,13 +208,22 @@ pub fn unique_key(label: &str) -> String {
 /// directory (where every test's repositories and scratch files live).
 pub fn assert_key_nowhere(key: &str, outputs: &[&str]) {
     let body = key.split(' ').nth(1).expect("a key line has a body");
+    assert_secret_nowhere(body, outputs);
+}
+
+/// Asserts `secret` is in none of `outputs` and in no file under the home directory
+/// or the temporary directory.
+pub fn assert_secret_nowhere(secret: &str, outputs: &[&str]) {
     for output in outputs {
-        assert!(!output.contains(body), "an output shows the key: {output}");
+        assert!(
+            !output.contains(secret),
+            "an output shows a secret: {output}"
+        );
     }
     let home = PathBuf::from(std::env::var("HOME").expect("HOME is set"));
-    assert_eq!(files_containing(&home, body, 3), Vec::<String>::new());
+    assert_eq!(files_containing(&home, secret, 3), Vec::<String>::new());
     assert_eq!(
-        files_containing(&std::env::temp_dir(), body, 4),
+        files_containing(&std::env::temp_dir(), secret, 4),
         Vec::<String>::new()
     );
 }
