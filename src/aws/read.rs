@@ -66,13 +66,15 @@ pub(crate) fn required<T>(value: Option<T>, resource: &str, field: &str) -> Resu
     })
 }
 
-/// A field of AWS's answer read as one of strata's types (a CIDR block, a zone); a
-/// value strata cannot read is an error naming the resource and the value.
+/// A field AWS always answers with, read as one of strata's types (a CIDR block, a
+/// zone); a missing value, or one strata cannot read, is an error naming the resource
+/// (and the value).
 pub(crate) fn parsed<T: TryFrom<String>>(
-    text: &str,
+    value: Option<&str>,
     resource: &str,
     field: &str,
 ) -> Result<T, AwsError> {
+    let text = required(value, resource, field)?;
     T::try_from(text.to_owned()).map_err(|_| {
         AwsError::new(
             format!("reading {resource}"),

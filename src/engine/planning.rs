@@ -130,24 +130,21 @@ pub async fn plan(
         for t in targets {
             let observed = state.get(&t.name).cloned().unwrap_or_default();
             let machine_observed = cluster_state.get(&t.name).cloned().unwrap_or_default();
+            // The environment's zones (a removed one has none), resolved once.
+            let env_zones = match &t.environment {
+                Some(env) => zone_names(env, &zones)?,
+                None => Vec::new(),
+            };
             // Removed environments desire nothing.
             let desired = match (&t.environment, machines.get(&t.name)) {
                 (Some(env), Some(m)) => Some(plan::cluster::desired_machines(
                     env,
                     m,
                     &machine_observed,
-                    &zone_names(env, &zones)?,
+                    &env_zones,
                 )),
-                (None, _) => Some(plan::cluster::DesiredMachines {
-                    cluster: Vec::new(),
-                    node: Vec::new(),
-                    instances: Vec::new(),
-                }),
+                (None, _) => Some(plan::cluster::DesiredMachines::default()),
                 _ => None,
-            };
-            let zones = match &t.environment {
-                Some(env) => zone_names(env, &zones)?,
-                None => Vec::new(),
             };
             let mut planned = plan::environment::plan(&plan::environment::Inputs {
                 name: &t.name,
@@ -155,7 +152,7 @@ pub async fn plan(
                 environment: t.environment.as_ref(),
                 layers: &t.layers,
                 follow_forced: t.follow_forced,
-                zones: &zones,
+                zones: &env_zones,
                 network: &observed,
                 machines: &machine_observed,
                 image: images.get(&t.name),

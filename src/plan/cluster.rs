@@ -431,6 +431,7 @@ pub struct Machine {
 }
 
 /// An environment's desired cluster and node layers.
+#[derive(Default)]
 pub struct DesiredMachines {
     /// The template and, for an auto-scaling cluster, the group.
     pub cluster: Vec<Resource>,

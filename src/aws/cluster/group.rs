@@ -84,10 +84,16 @@ impl Executor<'_> {
             .send()
             .await
             .map_err(|e| error(&what, e))?;
-        let ids =
-            |names: Vec<&LogicalId>| names.into_iter().map(|t| self.id(t)).collect::<Vec<_>>();
-        let attach = ids(group.target_groups.difference(&was.target_groups).collect());
-        let detach = ids(was.target_groups.difference(&group.target_groups).collect());
+        let attach: Vec<String> = group
+            .target_groups
+            .difference(&was.target_groups)
+            .map(|t| self.id(t))
+            .collect();
+        let detach: Vec<String> = was
+            .target_groups
+            .difference(&group.target_groups)
+            .map(|t| self.id(t))
+            .collect();
         if !attach.is_empty() {
             client
                 .attach_load_balancer_target_groups()

@@ -43,11 +43,7 @@ pub(super) fn observed(
             })
         });
         let spec = Spec::Volume(Volume {
-            zone: parsed(
-                required(v.availability_zone(), aws_id, "availability zone")?,
-                aws_id,
-                "availability zone",
-            )?,
+            zone: parsed(v.availability_zone(), aws_id, "availability zone")?,
             size_gb: required(v.size().and_then(|s| u32::try_from(s).ok()), aws_id, "size")?,
             volume_type: required(v.volume_type(), aws_id, "type")?
                 .as_str()

@@ -63,7 +63,7 @@ pub async fn zones(aws: &Aws) -> Result<Vec<Zone>> {
         .availability_zones()
         .iter()
         .filter_map(|z| z.zone_name())
-        .map(|z| super::read::parsed(z, &region, "zone name"))
+        .map(|z| super::read::parsed(Some(z), &region, "zone name"))
         .collect::<Result<Vec<Zone>>>()?;
     names.sort();
     Ok(names)
@@ -86,14 +86,18 @@ pub async fn observe(aws: &Aws, envs: &[String]) -> Result<NetworkState> {
         .into_iter()
         .flatten()
         .collect();
+    // Each resource's logical id, read once from its `strata:id` tag.
+    let ids: Vec<Option<LogicalId>> = raws
+        .iter()
+        .map(|r| r.tags.get(TAG_ID).map(|id| LogicalId::parse(id)))
+        .collect();
     // AWS id → logical id, per environment, for every strata resource found; any
     // other AWS id a resource refers to is foreign.
-    let mut logical: BTreeMap<String, LogicalId> = BTreeMap::new();
-    for r in &raws {
-        if let Some(id) = r.tags.get(TAG_ID) {
-            logical.insert(r.aws_id.clone(), LogicalId::parse(id));
-        }
-    }
+    let logical: BTreeMap<String, LogicalId> = raws
+        .iter()
+        .zip(&ids)
+        .filter_map(|(r, id)| Some((r.aws_id.clone(), id.clone()?)))
+        .collect();
     let map = |aws_id: &str| {
         logical
             .get(aws_id)
@@ -101,11 +105,8 @@ pub async fn observe(aws: &Aws, envs: &[String]) -> Result<NetworkState> {
             .unwrap_or_else(|| LogicalId::parse(aws_id))
     };
     let mut state: NetworkState = envs.iter().map(|e| (e.clone(), Vec::new())).collect();
-    for r in raws {
-        let (Some(env), Some(id)) = (
-            r.tags.get(TAG_ENVIRONMENT).cloned(),
-            r.tags.get(TAG_ID).cloned(),
-        ) else {
+    for (r, id) in raws.into_iter().zip(ids) {
+        let (Some(env), Some(id)) = (r.tags.get(TAG_ENVIRONMENT).cloned(), id) else {
             continue;
         };
         if r.tags.get(TAG_LAYER).is_some_and(|l| l != "network") {
@@ -114,7 +115,7 @@ pub async fn observe(aws: &Aws, envs: &[String]) -> Result<NetworkState> {
         let (spec, live) = (r.build)(&map);
         let observed = Observed {
             kind: r.kind,
-            id: LogicalId::parse(&id),
+            id,
             aws_id: r.aws_id,
             spec,
             tags: r.tags,

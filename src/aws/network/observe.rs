@@ -25,11 +25,7 @@ pub(super) async fn vpcs(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>> {
         .into_iter()
         .map(|v| {
             let id = required(v.vpc_id(), "a VPC", "id")?;
-            let cidr = parsed(
-                required(v.cidr_block(), id, "CIDR block")?,
-                id,
-                "CIDR block",
-            )?;
+            let cidr = parsed(v.cidr_block(), id, "CIDR block")?;
             let spec = Spec::Vpc(Vpc { cidr });
             Ok(Raw::plain(
                 Kind::Vpc,
@@ -50,16 +46,8 @@ pub(super) async fn subnets(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>> {
         .map(|s| {
             let id = required(s.subnet_id(), "a subnet", "id")?;
             let spec = Spec::Subnet(Subnet {
-                cidr: parsed(
-                    required(s.cidr_block(), id, "CIDR block")?,
-                    id,
-                    "CIDR block",
-                )?,
-                zone: parsed(
-                    required(s.availability_zone(), id, "availability zone")?,
-                    id,
-                    "availability zone",
-                )?,
+                cidr: parsed(s.cidr_block(), id, "CIDR block")?,
+                zone: parsed(s.availability_zone(), id, "availability zone")?,
                 public: s.map_public_ip_on_launch().unwrap_or(false),
             });
             Ok(Raw::plain(
