@@ -435,6 +435,17 @@ async fn apply(
     };
     out.write_all(render::markdown(&plan).as_bytes())?;
     if plan.is_empty() {
+        // Nothing to change, but the commit is still recorded where an earlier apply
+        // stopped after its last change and before recording it.
+        engine::apply(
+            &connector,
+            &plan,
+            &observations,
+            &work.targets,
+            false,
+            &mut |_| {},
+        )
+        .await?;
         writeln!(out, "\nNothing to apply.")?;
         return Ok(Outcome::Success);
     }

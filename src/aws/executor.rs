@@ -148,9 +148,14 @@ impl<'a> Executor<'a> {
             (Spec::Volume(volume), Spec::Volume(was)) => {
                 self.modify_volume(observed, volume, was).await?;
             }
+            (Spec::Vpc(vpc), Spec::Vpc(was)) => {
+                if vpc.dns && !was.dns {
+                    let what = format!("updating VPC {} ({})", desired.id, observed.aws_id);
+                    self.enable_dns(&what, &observed.aws_id).await?;
+                }
+            }
             // Every field of these forces a replacement; the config goes with the template.
-            (Spec::Vpc(_), Spec::Vpc(_))
-            | (Spec::ElasticIp, Spec::ElasticIp)
+            (Spec::ElasticIp, Spec::ElasticIp)
             | (Spec::NatGateway(_), Spec::NatGateway(_))
             | (Spec::NodeConfig(_), Spec::NodeConfig(_)) => {}
             _ => {

@@ -254,6 +254,7 @@ mod tests {
             id: "vpc".into(),
             spec: Spec::Vpc(Vpc {
                 cidr: Cidr::try_from("10.0.0.0/16".to_owned()).unwrap(),
+                dns: true,
             }),
         }
     }
@@ -315,6 +316,20 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn a_vpc_left_without_dns_is_finished_in_place() {
+        let vpc = vpc();
+        let s = subnet("subnet/public/0", "10.0.0.0/20");
+        let mut unfinished = seen(&vpc, "vpc-1");
+        if let Spec::Vpc(v) = &mut unfinished.spec {
+            v.dns = false;
+        }
+        let actions = plan_resources(&[vpc, s.clone()], &[unfinished, seen(&s, "subnet-1")]);
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        assert_eq!(actions[0].action, ActionKind::Update);
+        assert_eq!(actions[0].id, LogicalId::Vpc);
     }
 
     #[test]

@@ -26,7 +26,10 @@ pub fn desired(env: &Environment, zones: &[Zone]) -> Vec<Resource> {
     push(
         Kind::Vpc,
         LogicalId::Vpc,
-        Spec::Vpc(Vpc { cidr: network.cidr }),
+        Spec::Vpc(Vpc {
+            cidr: network.cidr,
+            dns: true,
+        }),
     );
     let subnets = addressing::subnets(network);
     for s in &subnets {

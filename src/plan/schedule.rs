@@ -200,7 +200,7 @@ mod tests {
         let desired = web();
         let mut live = observed(&desired);
         for o in &mut live {
-            if let Spec::Vpc(Vpc { cidr }) = &mut o.spec {
+            if let Spec::Vpc(Vpc { cidr, .. }) = &mut o.spec {
                 *cidr = Cidr::try_from("10.1.0.0/16".to_owned()).unwrap();
             }
         }

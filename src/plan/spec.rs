@@ -147,6 +147,10 @@ pub enum Spec {
 pub struct Vpc {
     /// CIDR block.
     pub cidr: Cidr,
+    /// DNS resolution and DNS hostnames, both on: instances need names. Each is a call
+    /// of its own after the VPC is made, so an apply stopped in between leaves a VPC
+    /// that a later plan must still see as unfinished.
+    pub dns: bool,
 }
 
 /// A subnet.
@@ -418,7 +422,9 @@ impl Spec {
                 .map_or_else(|| "none".to_owned(), ToString::to_string)
         }
         match self {
-            Spec::Vpc(Vpc { cidr }) => vec![scalar("cidr", cidr, true)],
+            Spec::Vpc(Vpc { cidr, dns }) => {
+                vec![scalar("cidr", cidr, true), scalar("dns", dns, false)]
+            }
             Spec::Subnet(Subnet { cidr, zone, public }) => {
                 vec![
                     scalar("cidr", cidr, true),

@@ -24,12 +24,7 @@ pub fn strata(repo: &Path, args: &[&str]) -> Output {
 
 /// Runs `strata --repo <repo> <args...>` with extra environment variables.
 pub fn strata_with(repo: &Path, args: &[&str], vars: &[(&str, String)]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--repo")
-        .arg(repo)
-        .args(args)
-        .env_remove("AWS_REGION")
-        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+    let out = strata_command(repo, args, vars)
         .output()
         .expect("run strata");
     Output {
@@ -37,6 +32,20 @@ pub fn strata_with(repo: &Path, args: &[&str], vars: &[(&str, String)]) -> Outpu
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// The command `strata --repo <repo> <args...>` with extra environment variables, for
+/// a test that starts it and stops it itself.
+pub fn strata_command(repo: &Path, args: &[&str], vars: &[(&str, String)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+    command
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_MAX_ATTEMPTS")
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())));
+    command
 }
 
 /// A temporary git repository that tests fill and commit step by step.

@@ -32,11 +32,16 @@ impl Executor<'_> {
             .await
             .map_err(|e| error(&what, e))?;
         let vpc_id = created(&what, out.vpc().and_then(|v| v.vpc_id()))?;
-        // Instances need DNS names and resolution; both are off by default on a new
-        // VPC and each takes its own call.
+        self.enable_dns(&what, &vpc_id).await?;
+        Ok(vpc_id)
+    }
+
+    /// Turns on DNS resolution and hostnames, which instances need: both are off by
+    /// default on a new VPC and each takes its own call.
+    pub(crate) async fn enable_dns(&mut self, what: &str, vpc_id: &str) -> Result<()> {
         for support in [true, false] {
             let on = ec2::AttributeBooleanValue::builder().value(true).build();
-            let call = self.aws.ec2.modify_vpc_attribute().vpc_id(&vpc_id);
+            let call = self.aws.ec2.modify_vpc_attribute().vpc_id(vpc_id);
             let call = if support {
                 call.enable_dns_support(on)
             } else {
@@ -44,7 +49,7 @@ impl Executor<'_> {
             };
             sent(&format!("{what}: enabling DNS"), call.send()).await?;
         }
-        Ok(vpc_id)
+        Ok(())
     }
 
     pub(crate) async fn create_subnet(

@@ -1,0 +1,101 @@
+//! A user's repository, an AWS account of its own behind the fault proxy, an image feed
+//! and the SSH key in Secrets Manager: an example environment ready for the `strata`
+//! binary to plan and apply, as a user's terminal or workflow would.
+
+use std::process::Child;
+
+use wiremock::MockServer;
+
+use crate::cloud::Cloud;
+use crate::feed::{FLATCAR_AMI, flatcar_feed};
+use crate::harness::{GitRepo, Output, example_with_feed, project_root, unique_key};
+use crate::inventory::Inventory;
+use crate::proxy::Proxy;
+
+/// The text of example `name` made to run against moto: its image from the feed at
+/// `feed`, no warm-ups between replacements, the web example's certificate from the
+/// account.
+pub fn example_text(name: &str, feed: &str, cloud: &Cloud) -> String {
+    example_with_feed(name, feed)
+        .replace("warmup_seconds: 120", "warmup_seconds: 0")
+        .replace("warmup_seconds: 180", "warmup_seconds: 0")
+        .replace(
+            "os: { name: fedora-coreos, channel: stable }",
+            &format!("ami: {FLATCAR_AMI}"),
+        )
+        .replace(
+            "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
+            &cloud.certificate("eu-west-1"),
+        )
+}
+
+/// One example environment in a repository of its own, with its own account.
+pub struct Scenario {
+    pub cloud: Cloud,
+    pub proxy: Proxy,
+    pub repo: GitRepo,
+    pub key: String,
+    _feed: MockServer,
+}
+
+impl Scenario {
+    /// Example `name` committed in a new repository, its key stored in a new account.
+    pub async fn new(name: &str) -> Scenario {
+        let cloud = Cloud::new();
+        let feed = flatcar_feed(FLATCAR_AMI).await;
+        let text = example_text(name, &feed.uri(), &cloud);
+        let key = unique_key(&format!("{name}-{}", cloud.account));
+        let secret = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("ssh: { public_key_secret: "))
+            .and_then(|rest| rest.strip_suffix(" }"))
+            .expect("the example names its key's secret")
+            .to_owned();
+        cloud.put_secret("eu-west-1", &secret, &key).await;
+        let repo = GitRepo::new();
+        repo.copy_dir(&project_root().join("units"), "units");
+        repo.write(&format!("environments/{name}.yaml"), text);
+        repo.commit(name);
+        let proxy = Proxy::new(&cloud.account);
+        Scenario {
+            cloud,
+            proxy,
+            repo,
+            key,
+            _feed: feed,
+        }
+    }
+
+    /// Runs the binary to its end, off this thread (which serves the image feed).
+    /// `attempts` as in [`Proxy::binary_vars`].
+    pub async fn run(&self, args: &[&str], attempts: Option<u32>) -> Output {
+        let path = self.repo.path().to_owned();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let vars = self.proxy.binary_vars(attempts);
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::harness::strata_with(&path, &args, &vars)
+        })
+        .await
+        .expect("the run finishes")
+    }
+
+    /// Starts the binary without waiting for it, retries off.
+    pub fn start(&self, args: &[&str]) -> Child {
+        crate::harness::strata_command(self.repo.path(), args, &self.proxy.binary_vars(Some(1)))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start strata")
+    }
+
+    /// A fresh proxy to the same account (the old one may be holding requests).
+    pub fn reconnect(&mut self) {
+        self.proxy = Proxy::new(&self.cloud.account);
+    }
+
+    /// What the account holds now.
+    pub async fn inventory(&self) -> Inventory {
+        crate::inventory::inventory(&self.cloud.connector().await.connect("eu-west-1")).await
+    }
+}
