@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::aws::Connector;
+use crate::aws::lock::{self, LockSettings};
 use crate::changes;
 use crate::config::{EnvironmentSpec, Layer};
 use crate::diagnostic::Diagnostics;
@@ -133,6 +134,10 @@ pub struct ApplyArgs {
     /// Consent to deleting and replacing resources the plan lists.
     #[arg(long)]
     pub allow_destroy: bool,
+    /// How long to wait for another apply of the same environment to end (its apply
+    /// lock, `strata/<env>/apply-lock` in Secrets Manager).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub lock_wait: u64,
 }
 
 /// `strata changes`.
@@ -381,17 +386,29 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Reads the repository, picks targets and plans them: what plan and apply share.
-async fn planned(
+/// What `selection` picks, and the AWS connection to plan it with.
+async fn selected(
     cli: &Cli,
     selection: &Selection,
     err: &mut dyn Write,
-) -> anyhow::Result<Result<(Work, Connector, crate::plan::Plan, engine::Observations), Outcome>> {
+) -> anyhow::Result<Result<(Work, Connector), Outcome>> {
     let work = match selection::select(&cli.repo, &selection.into()) {
         Ok(w) => w,
         Err(SelectError::Invalid(diagnostics)) => return report(err, &diagnostics).map(Err),
         Err(e) => return Err(e.into()),
     };
-    let connector = Connector::from_env().await;
+    Ok(Ok((work, Connector::from_env().await)))
+}
+
+async fn planned(
+    cli: &Cli,
+    selection: &Selection,
+    err: &mut dyn Write,
+) -> anyhow::Result<Result<(Work, Connector, crate::plan::Plan, engine::Observations), Outcome>> {
+    let (work, connector) = match selected(cli, selection, err).await? {
+        Ok(selected) => selected,
+        Err(outcome) => return Ok(Err(outcome)),
+    };
     let (plan, observations) = engine::plan(
         &connector,
         &work.targets,
@@ -429,16 +446,46 @@ async fn apply(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
-    let (work, connector, plan, observations) = match planned(cli, &args.selection, err).await? {
-        Ok(planned) => planned,
+    let (work, connector) = match selected(cli, &args.selection, err).await? {
+        Ok(selected) => selected,
         Err(outcome) => return Ok(outcome),
     };
+    // The plan is made under the lock, so it sees what an apply before it left.
+    let settings = LockSettings::from_env(std::time::Duration::from_secs(args.lock_wait));
+    let mut say = |line: &str| {
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    let mut locks = lock::acquire(&connector, &work.targets, &settings, &mut say).await?;
+    let result = locks
+        .guard(plan_and_apply(&work, &connector, args.allow_destroy, out))
+        .await;
+    if let Err(e) = locks.release().await {
+        writeln!(err, "warning: {e}\n  the lock ends with its lease")?;
+    }
+    result?
+}
+
+/// `strata apply` once its environments are locked: plan, then apply.
+async fn plan_and_apply(
+    work: &Work,
+    connector: &Connector,
+    allow_destroy: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    let (plan, observations) = engine::plan(
+        connector,
+        &work.targets,
+        &work.units,
+        work.commit.as_deref(),
+    )
+    .await?;
     out.write_all(render::markdown(&plan).as_bytes())?;
     if plan.is_empty() {
         // Nothing to change, but the commit is still recorded where an earlier apply
         // stopped after its last change and before recording it.
         engine::apply(
-            &connector,
+            connector,
             &plan,
             &observations,
             &work.targets,
@@ -456,11 +503,11 @@ async fn apply(
         let _ = out.flush();
     };
     let applied = engine::apply(
-        &connector,
+        connector,
         &plan,
         &observations,
         &work.targets,
-        args.allow_destroy,
+        allow_destroy,
         &mut progress,
     )
     .await?;

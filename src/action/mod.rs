@@ -3,8 +3,10 @@
 //! a manual run asks (`workflow_dispatch`, in `push`), and reports through the log,
 //! the step's outputs, the job summary and one comment per pull request.
 
+mod lock;
 mod pull_request;
 mod push;
+mod record;
 
 use std::io::Write;
 
@@ -31,6 +33,8 @@ pub enum FailureReason {
     NeedsConsent,
     /// Apply failed part-way; the next run converges.
     ApplyFailed,
+    /// Another apply of the same environment held its lock past `lock_wait`.
+    Locked,
 }
 
 impl FailureReason {
@@ -42,6 +46,7 @@ impl FailureReason {
             FailureReason::PlanChanged => "plan-changed",
             FailureReason::NeedsConsent => "needs-consent",
             FailureReason::ApplyFailed => "apply-failed",
+            FailureReason::Locked => "locked",
         }
     }
 }

@@ -4,16 +4,15 @@
 //! plan or apply exactly the environment and layer asked for.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
+use super::record::{Outcome, record_document};
 use super::{FailureReason, Run};
 use crate::aws::{self, Connector};
 use crate::engine::{self, EngineError, Observations, Target};
 use crate::git::GitRepo;
 use crate::github::event::{Dispatch, Push};
 use crate::github::runner::{Mode, command};
-use crate::plan::comment::{self, Document, Header, Section};
-use crate::plan::render::plural;
+use crate::plan::comment::{self, Header};
 use crate::plan::{ActionRef, Plan, digest};
 use crate::selection::{self, SelectError, Selection, Work};
 
@@ -216,23 +215,35 @@ async fn merged_pull(run: &mut Run<'_>) -> Option<MergedPull> {
     })
 }
 
-/// What became of one environment.
-enum Outcome {
-    NoChanges,
-    Applied(Vec<ActionRef>),
-    PlanChanged(String),
-    NeedsConsent(Vec<ActionRef>),
-    Failed {
-        error: String,
-        done: Vec<ActionRef>,
-        not_done: Vec<ActionRef>,
-    },
-    NotReached,
-}
-
 /// Plans `work`, then (with `apply`) applies each environment whose plan may go:
 /// approved on the pull request (when `reviewed`), and consented to when it destroys.
+/// An apply plans and applies under its environments' locks.
 async fn execute(
+    run: &mut Run<'_>,
+    connector: &Connector,
+    work: Work,
+    apply: bool,
+    consent: bool,
+    pull: Option<MergedPull>,
+    reviewed: bool,
+) -> Result<(), String> {
+    if !apply {
+        return execute_unlocked(run, connector, work, false, consent, pull, reviewed).await;
+    }
+    let mut locks = super::lock::take(run, connector, &work.targets).await?;
+    let result = locks
+        .guard(execute_unlocked(
+            run, connector, work, true, consent, pull, reviewed,
+        ))
+        .await;
+    super::lock::release(run, locks).await;
+    result.unwrap_or_else(|lost| {
+        run.outputs.failure_reason = Some(FailureReason::ApplyFailed);
+        Err(lost.to_string())
+    })
+}
+
+async fn execute_unlocked(
     run: &mut Run<'_>,
     connector: &Connector,
     work: Work,
@@ -348,6 +359,17 @@ async fn execute(
             break;
         }
     }
+    if !failed {
+        record_unchanged(
+            run,
+            connector,
+            &plan,
+            &observations,
+            &work.targets,
+            &outcomes,
+        )
+        .await;
+    }
     let reason = if failed {
         Some(FailureReason::ApplyFailed)
     } else if outcomes
@@ -370,6 +392,40 @@ async fn execute(
         run.keep_comment(number, &finished, false).await;
     }
     Ok(())
+}
+
+/// Records the commit on environments with nothing to change whose last apply
+/// stopped after its last change and before recording it (an apply of an empty plan
+/// writes only that record, and nothing where it is there).
+async fn record_unchanged(
+    run: &mut Run<'_>,
+    connector: &Connector,
+    plan: &Plan,
+    observations: &Observations,
+    targets: &[Target],
+    outcomes: &BTreeMap<String, Outcome>,
+) {
+    for (name, outcome) in outcomes {
+        if !matches!(outcome, Outcome::NoChanges) {
+            continue;
+        }
+        let subset = only(plan, name);
+        if let Err(e) = engine::apply(
+            connector,
+            &subset,
+            observations,
+            targets,
+            false,
+            &mut |_| {},
+        )
+        .await
+        {
+            run.say(&command(
+                "warning",
+                &format!("{name}: recording the commit applied: {e}"),
+            ));
+        }
+    }
 }
 
 /// The plan of one environment.
@@ -434,120 +490,5 @@ async fn apply_one(
                 .map(|(e, l, a)| ActionRef::new(&e.name, l.layer, a))
                 .collect(),
         },
-    }
-}
-
-/// The pull request's comment as the apply's record: applying (with `starting`), or
-/// what was applied, what was not and why.
-fn record_document(
-    run: &Run<'_>,
-    plan: &Plan,
-    outcomes: &BTreeMap<String, Outcome>,
-    applying: &[String],
-    notes: &[String],
-    header: Option<Header>,
-    starting: bool,
-) -> Document {
-    let mut intro = String::new();
-    let run_link = match (&run.runner.run_id, run.runner.run_url()) {
-        (Some(id), Some(url)) => format!("[run {id}]({url})"),
-        _ => "this run".to_owned(),
-    };
-    let commit = plan.commit.as_deref().unwrap_or_default();
-    let _ = writeln!(
-        intro,
-        "### strata apply\n\n{} `{}` in {run_link}.",
-        if starting { "Applying" } else { "Applied" },
-        &commit[..12.min(commit.len())]
-    );
-    for note in notes {
-        let _ = writeln!(intro, "\n_{note}_");
-    }
-    let mut sections = Vec::new();
-    let list = |refs: &[ActionRef]| refs.iter().map(|r| format!("- {r}")).collect::<Vec<_>>();
-    for env in &plan.environments {
-        let name = &env.name;
-        let (heading, items) = if starting && applying.contains(name) {
-            (
-                format!(
-                    "#### ⏳ `{name}`: applying {} change{}",
-                    env.summary.total(),
-                    plural(env.summary.total())
-                ),
-                Vec::new(),
-            )
-        } else {
-            match outcomes.get(name) {
-                Some(Outcome::NoChanges) | None => {
-                    (format!("#### `{name}`: no changes"), Vec::new())
-                }
-                Some(Outcome::Applied(done)) => (
-                    format!(
-                        "#### ✅ `{name}`: applied {} change{}",
-                        done.len(),
-                        plural(done.len())
-                    ),
-                    list(done),
-                ),
-                Some(Outcome::PlanChanged(why)) => (
-                    format!(
-                        "#### ⏸️ `{name}`: not applied: {why}\n\nThe plan now is below. Run the pull request's plan again to review it, or rebuild this environment with a manual run of the apply workflow (`workflow_dispatch`)."
-                    ),
-                    env.layers
-                        .iter()
-                        .flat_map(|l| {
-                            l.actions
-                                .iter()
-                                .map(move |a| comment::action_block(name, l.layer.as_str(), a))
-                        })
-                        .collect(),
-                ),
-                Some(Outcome::NeedsConsent(what)) => (
-                    format!(
-                        "#### ⛔ `{name}`: not applied: it deletes or replaces {} resource{} and consent was not given; nothing was changed\n\nTo consent, add the label `{ALLOW_DESTROY_LABEL}` to the pull request and re-run this job, or run the apply workflow by hand with `allow_destroy: true`.",
-                        what.len(),
-                        plural(what.len())
-                    ),
-                    list(what),
-                ),
-                Some(Outcome::Failed {
-                    error,
-                    done,
-                    not_done,
-                }) => {
-                    let mut items = vec![format!("```\n{error}\n```")];
-                    items.push(format!("Applied before the failure ({}):", done.len()));
-                    items.extend(list(done));
-                    items.push(format!("Not applied ({}):", not_done.len()));
-                    items.extend(list(not_done));
-                    (
-                        format!(
-                            "#### ❌ `{name}`: failed; the next run continues from what exists"
-                        ),
-                        items,
-                    )
-                }
-                Some(Outcome::NotReached) => (
-                    format!("#### `{name}`: not applied: an earlier environment failed"),
-                    Vec::new(),
-                ),
-            }
-        };
-        // Each environment's line always shows; its list may be cut.
-        sections.push(Section {
-            heading: String::new(),
-            items: vec![heading],
-        });
-        if !items.is_empty() {
-            sections.push(Section {
-                heading: String::new(),
-                items,
-            });
-        }
-    }
-    Document {
-        header,
-        intro,
-        sections,
     }
 }

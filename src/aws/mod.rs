@@ -11,6 +11,7 @@ pub mod discovery;
 mod error;
 pub mod executor;
 pub mod images;
+pub mod lock;
 pub mod network;
 pub(crate) mod read;
 pub mod secrets;

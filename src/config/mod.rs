@@ -237,6 +237,11 @@ pub mod names {
         format!("strata/{env}/etcd-discovery")
     }
 
+    /// The Secrets Manager secret that is an environment's apply lock.
+    pub fn apply_lock_secret(env: &str) -> String {
+        format!("strata/{env}/apply-lock")
+    }
+
     /// The longest name ELBv2 accepts for load balancers and target groups.
     pub const ELB_NAME_MAX: usize = 32;
 }

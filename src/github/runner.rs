@@ -164,6 +164,8 @@ pub struct Inputs {
     pub comment: bool,
     /// `require_approved_plan`.
     pub require_approved_plan: bool,
+    /// `lock_wait`: seconds an apply waits for another apply of its environments.
+    pub lock_wait: u64,
 }
 
 impl Inputs {
@@ -197,6 +199,16 @@ impl Inputs {
             }
         };
         let layers = parse_layers(input("layer").as_deref().unwrap_or("all"))?;
+        let lock_wait = match input("lock_wait") {
+            None => 300,
+            Some(text) => text.parse::<u64>().map_err(|_| {
+                contract_error(
+                    "input `lock_wait`",
+                    format!("`{text}` is not a number of seconds"),
+                    "use a whole number of seconds, such as 300",
+                )
+            })?,
+        };
         Ok(Inputs {
             mode,
             environment: input("environment"),
@@ -205,6 +217,7 @@ impl Inputs {
             github_token: input("github_token"),
             comment: flag("comment", true)?,
             require_approved_plan: flag("require_approved_plan", false)?,
+            lock_wait,
         })
     }
 }

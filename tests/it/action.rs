@@ -330,7 +330,7 @@ pub(crate) async fn merge(
     (run, written)
 }
 
-async fn vpc_commit(name: &str) -> Option<Option<String>> {
+pub(crate) async fn vpc_commit(name: &str) -> Option<Option<String>> {
     let config = crate::cloud::moto_config("eu-west-1").await;
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let vpcs = ec2

@@ -8,11 +8,16 @@ use std::time::Duration;
 use crate::proxy::Hold;
 use crate::scenario::Scenario;
 
+/// The apply lock's lease in these runs, in seconds.
+const LEASE: u64 = 2;
+
 /// Kills the apply of `example` at `points` of its writes (spread over all of them,
 /// every layer) and checks that each rerun converges.
 async fn killed_and_rerun(example: &str, points: usize) {
     let apply = ["apply", "--env", example];
-    let undisturbed = Scenario::new(example).await;
+    let mut undisturbed = Scenario::new(example).await;
+    // A killed apply's lock holds the rerun back for no more than this.
+    undisturbed.set_lease(LEASE);
     let out = undisturbed.run(&apply, Some(1)).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let writes = undisturbed.proxy.writes();
@@ -35,6 +40,7 @@ async fn killed_and_rerun(example: &str, points: usize) {
         };
         let context = format!("{example}: killed at {hold:?} ({})", writes[nth - 1]);
         let mut s = Scenario::new(example).await;
+        s.set_lease(LEASE);
         s.proxy.hold(hold);
         let mut child = s.start(&apply);
         let held = tokio::task::block_in_place(|| s.proxy.wait_held(Duration::from_secs(120)));

@@ -21,6 +21,7 @@ mod iam;
 mod images;
 mod invalid;
 mod inventory;
+mod lock;
 mod network;
 mod proxy;
 mod render;

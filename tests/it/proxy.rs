@@ -71,6 +71,8 @@ pub enum Hold {
 #[derive(Default)]
 struct State {
     calls: Vec<Call>,
+    /// Writes left out of the count that `Hold` and `writes` go by.
+    uncounted: Vec<String>,
     rules: Vec<(Requests, Vec<Fault>)>,
     writes: usize,
     hold: Option<Hold>,
@@ -158,6 +160,12 @@ impl Proxy {
         self.state().rules.clear();
     }
 
+    /// Leaves these operations out of the writes counted (for [`Proxy::hold`] and
+    /// [`Proxy::writes`]): requests a background task sends at moments of its own.
+    pub fn uncount(&self, operations: &[&str]) {
+        self.state().uncounted = operations.iter().map(|o| (*o).to_owned()).collect();
+    }
+
     /// Holds the n-th write (from 1) and every request after it.
     pub fn hold(&self, hold: Hold) {
         self.state().hold = Some(hold);
@@ -181,10 +189,12 @@ impl Proxy {
 
     /// The operations of the write requests so far, in order.
     pub fn writes(&self) -> Vec<String> {
-        self.calls()
-            .into_iter()
-            .filter(Call::is_write)
-            .map(|c| c.operation)
+        let state = self.state();
+        state
+            .calls
+            .iter()
+            .filter(|c| c.is_write() && !state.uncounted.contains(&c.operation))
+            .map(|c| c.operation.clone())
             .collect()
     }
 
@@ -218,7 +228,7 @@ fn decide(shared: &Shared, operation: &str) -> Verdict {
         return Verdict::Hold { forward: false };
     }
     let number = state.calls.len() + 1;
-    if call.is_write() {
+    if call.is_write() && !state.uncounted.contains(&call.operation) {
         state.writes += 1;
         let nth = state.writes;
         let forward = match state.hold {

@@ -12,6 +12,11 @@ use crate::harness::{GitRepo, Output, example_with_feed, project_root, unique_ke
 use crate::inventory::Inventory;
 use crate::proxy::Proxy;
 
+/// What renewing the apply lock sends, at moments of its own, every third of a lease:
+/// not counted as an apply's writes, so kill points fall in the same place each run.
+/// (Taking a lock a first time is `CreateSecret`, which is counted.)
+const RENEWALS: [&str; 2] = ["PutSecretValue", "UpdateSecretVersionStage"];
+
 /// The text of example `name` made to run against moto: its image from the feed at
 /// `feed`, no warm-ups between replacements, the web example's certificate from the
 /// account.
@@ -35,6 +40,8 @@ pub struct Scenario {
     pub proxy: Proxy,
     pub repo: GitRepo,
     pub key: String,
+    /// `STRATA_LOCK_LEASE_SECONDS` for every run, when set.
+    pub lease: Option<u64>,
     _feed: MockServer,
 }
 
@@ -62,6 +69,7 @@ impl Scenario {
             proxy,
             repo,
             key,
+            lease: None,
             _feed: feed,
         }
     }
@@ -71,7 +79,7 @@ impl Scenario {
     pub async fn run(&self, args: &[&str], attempts: Option<u32>) -> Output {
         let path = self.repo.path().to_owned();
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        let vars = self.proxy.binary_vars(attempts);
+        let vars = self.vars(&self.proxy, attempts);
         tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             crate::harness::strata_with(&path, &args, &vars)
@@ -80,9 +88,29 @@ impl Scenario {
         .expect("the run finishes")
     }
 
-    /// Starts the binary without waiting for it, retries off.
+    /// The binary's environment: `proxy`, `attempts` as in [`Proxy::binary_vars`], the
+    /// lease.
+    pub fn vars(&self, proxy: &Proxy, attempts: Option<u32>) -> Vec<(&'static str, String)> {
+        let mut vars = proxy.binary_vars(attempts);
+        if let Some(lease) = self.lease {
+            vars.push(("STRATA_LOCK_LEASE_SECONDS", lease.to_string()));
+        }
+        vars
+    }
+
+    /// Starts the binary through `proxy` without waiting for it, retries off, its
+    /// output captured.
+    pub fn start_through(&self, proxy: &Proxy, args: &[&str]) -> Child {
+        crate::harness::strata_command(self.repo.path(), args, &self.vars(proxy, Some(1)))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start strata")
+    }
+
+    /// Starts the binary through the scenario's proxy, its output discarded.
     pub fn start(&self, args: &[&str]) -> Child {
-        crate::harness::strata_command(self.repo.path(), args, &self.proxy.binary_vars(Some(1)))
+        crate::harness::strata_command(self.repo.path(), args, &self.vars(&self.proxy, Some(1)))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -92,6 +120,14 @@ impl Scenario {
     /// A fresh proxy to the same account (the old one may be holding requests).
     pub fn reconnect(&mut self) {
         self.proxy = Proxy::new(&self.cloud.account);
+        self.proxy.uncount(&RENEWALS);
+    }
+
+    /// Runs with an apply-lock lease of `seconds`; the renewals it brings are not
+    /// counted as writes.
+    pub fn set_lease(&mut self, seconds: u64) {
+        self.lease = Some(seconds);
+        self.proxy.uncount(&RENEWALS);
     }
 
     /// What the account holds now.
