@@ -156,6 +156,15 @@ async fn apply_environment(
     // Machines go first when they go: their instances hold the subnets and groups.
     execute_machines(exec, name, &machine_actions, None, true).await?;
     let gone = terminate_before_subnets(exec, &machine_actions, network_actions).await?;
+    let cluster_observed = observations.cluster.get(name).map(Vec::as_slice);
+    move_group_off_subnets(
+        exec,
+        name,
+        cluster_observed,
+        &machine_actions,
+        network_actions,
+    )
+    .await?;
     execute_network(exec, name, network_actions).await?;
     let mut template = observations.launch_templates.get(name).cloned();
     // The first launch of an etcd-discovery cluster fetches its token first.
@@ -306,6 +315,41 @@ async fn terminate_before_subnets(
         }
     }
     Ok(gone)
+}
+
+/// An auto-scaling group leaves the subnets the network replaces or deletes before the
+/// network step changes them (its update after the step puts it on the new ones); a
+/// group that goes has gone with the machines already.
+async fn move_group_off_subnets(
+    exec: &mut Executor<'_>,
+    env: &str,
+    observed: Option<&[plan::Observed]>,
+    machine_actions: &[&Action],
+    network_actions: &[Action],
+) -> Result<(), EngineError> {
+    let leaving = plan::cluster::leaving_subnets(network_actions);
+    let goes = machine_actions
+        .iter()
+        .any(|a| a.kind == Kind::AutoScalingGroup && a.action == ActionKind::Delete);
+    if leaving.is_empty() || goes {
+        return Ok(());
+    }
+    for o in observed.into_iter().flatten() {
+        let plan::Spec::AutoScalingGroup(group) = &o.spec else {
+            continue;
+        };
+        let left = exec.move_group_off(o, group, &leaving).await?;
+        if !left.is_empty() {
+            let list: Vec<String> = left.iter().map(ToString::to_string).collect();
+            exec.say(&format!(
+                "{env}: ~ moved auto-scaling group {} ({}) off {} before the network changes",
+                o.id,
+                o.aws_id,
+                list.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Runs a fixed-size cluster's instance actions once the template is in place: new

@@ -213,6 +213,102 @@ pub fn replaced_subnets(network_actions: &[super::Action]) -> BTreeSet<LogicalId
         .collect()
 }
 
+/// The subnets the network layer replaces or deletes. AWS refuses to delete a subnet
+/// that still holds network interfaces, so an auto-scaling group leaves these before
+/// the network step.
+pub fn leaving_subnets(network_actions: &[super::Action]) -> BTreeSet<LogicalId> {
+    use super::ActionKind::{Delete, Replace};
+    network_actions
+        .iter()
+        .filter(|a| a.kind == Kind::Subnet && matches!(a.action, Replace | Delete))
+        .map(|a| a.id.clone())
+        .collect()
+}
+
+/// An auto-scaling group in subnets the network replaces must follow them onto the
+/// new ones: its update, forced by the subnet when nothing else changes it, runs after
+/// the network step. Returns the notes that say how the group leaves the subnets
+/// first (its instances there are replaced in the kept subnets, or, with none kept,
+/// the group is emptied and filled again).
+pub fn follow_group_off_subnets(
+    actions: &mut Vec<super::Action>,
+    desired: &[Resource],
+    observed: &[Observed],
+    leaving: &BTreeSet<LogicalId>,
+    replaced: &BTreeSet<LogicalId>,
+) -> Vec<String> {
+    use super::{Action, ActionKind, FieldChange};
+    let mut notes = Vec::new();
+    for o in observed {
+        let Spec::AutoScalingGroup(group) = &o.spec else {
+            continue;
+        };
+        let gone: Vec<&LogicalId> = group.subnets.intersection(leaving).collect();
+        if gone.is_empty() {
+            continue;
+        }
+        let existing = actions
+            .iter()
+            .position(|a| a.kind == Kind::AutoScalingGroup && a.id == o.id);
+        if existing.is_some_and(|i| actions[i].action == ActionKind::Delete) {
+            continue;
+        }
+        let list = gone
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let kept = group.subnets.len() - gone.len();
+        notes.push(if kept == 0 {
+            format!(
+                "auto-scaling group {}: every subnet it uses ({list}) goes; before the network changes, the group is emptied (its {} instances terminated), and after, it is filled again in the new subnets: a gap in service",
+                group.name, group.desired
+            )
+        } else {
+            format!(
+                "auto-scaling group {}: before the network changes, it leaves {list}, and its instances there are replaced in the {kept} subnet{} it keeps; after, it spreads over its subnets again",
+                group.name,
+                if kept == 1 { "" } else { "s" }
+            )
+        });
+        let replaced_here: Vec<&LogicalId> =
+            gone.into_iter().filter(|s| replaced.contains(*s)).collect();
+        if existing.is_some() || replaced_here.is_empty() {
+            continue;
+        }
+        let Some(r) = desired.iter().find(|r| r.id == o.id) else {
+            continue;
+        };
+        let changes = replaced_here
+            .iter()
+            .map(|s| FieldChange {
+                field: "subnets".into(),
+                from: Some(s.to_string()),
+                to: Some(format!("{s} (new)")),
+            })
+            .collect();
+        actions.push(Action {
+            action: ActionKind::Update,
+            kind: Kind::AutoScalingGroup,
+            id: o.id.clone(),
+            aws_id: Some(o.aws_id.clone()),
+            changes,
+            forced_by: Some(format!(
+                "{} replaced",
+                replaced_here
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            detail: Vec::new(),
+            desired: Some(r.clone()),
+            observed: Some(o.clone()),
+        });
+    }
+    notes
+}
+
 /// The logical ids of the security groups the cluster's instances are in.
 pub fn security_groups(cluster: &Cluster) -> BTreeSet<LogicalId> {
     cluster

@@ -75,6 +75,7 @@ pub fn plan(inputs: &Inputs<'_>) -> EnvironmentPlan {
         cluster: planned(Layer::Cluster),
         node: planned(Layer::Node),
         replaced_subnets: super::cluster::replaced_subnets(&network_actions),
+        leaving_subnets: super::cluster::leaving_subnets(&network_actions),
     };
     for l in [Layer::Cluster, Layer::Node] {
         if planned(l) {
@@ -120,6 +121,9 @@ struct MachineLayers<'a> {
     node: bool,
     /// The subnets the network replaces, which a fixed-size cluster's nodes must leave.
     replaced_subnets: BTreeSet<LogicalId>,
+    /// The subnets the network replaces or deletes, which an auto-scaling group leaves
+    /// before the network step.
+    leaving_subnets: BTreeSet<LogicalId>,
 }
 
 impl MachineLayers<'_> {
@@ -208,6 +212,15 @@ impl MachineLayers<'_> {
                 &live,
                 &self.replaced_subnets,
             );
+        }
+        if l == Layer::Cluster {
+            notes.extend(super::cluster::follow_group_off_subnets(
+                &mut actions,
+                &wanted,
+                &live,
+                &self.leaving_subnets,
+                &self.replaced_subnets,
+            ));
         }
         // A node change shows what changes on the machines, unit by unit.
         if let Some(new) = self.inputs.config {

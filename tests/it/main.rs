@@ -16,6 +16,7 @@ mod feed;
 mod fixed;
 mod fixtures;
 mod github;
+mod group_subnets;
 mod harness;
 mod iam;
 mod images;

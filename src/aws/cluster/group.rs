@@ -2,13 +2,14 @@
 //! explicit template version, rolled by an instance refresh, deleted with its
 //! instances.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use aws_sdk_autoscaling::types as asg;
 
 use super::Result;
-use crate::aws::executor::{Executor, Seen, deleting};
-use crate::aws::{AwsError, error};
+use crate::aws::executor::{Executor, Seen, deleting, sent};
+use crate::aws::{Aws, AwsError, error};
 use crate::config::Layer;
 use crate::plan::LogicalId;
 use crate::plan::spec::AutoScalingGroup;
@@ -16,6 +17,10 @@ use crate::plan::{Live, Observed};
 
 /// How long an instance refresh may take: it replaces instances one warm-up at a time.
 const REFRESH_BOUND: Duration = Duration::from_secs(3600);
+
+/// How long a group may take to leave subnets: its replacements launch and pass their
+/// health checks.
+const MOVE_BOUND: Duration = Duration::from_secs(1800);
 
 impl Executor<'_> {
     /// Creates the group (`observed` is `None`) or converges it to `group`: sizes,
@@ -175,6 +180,83 @@ impl Executor<'_> {
         Ok(())
     }
 
+    /// Moves the group off `leaving` (subnets the network is about to replace or
+    /// delete, which AWS refuses while instances are in them) and waits until no
+    /// instance of it is left there. Its subnets become the ones it keeps, and its
+    /// instances in the others are terminated for replacements in those. With none
+    /// kept, it is emptied (min and desired 0). Its update after the network step puts
+    /// it on its new subnets and sizes. Returns the subnets it left.
+    pub(crate) async fn move_group_off(
+        &mut self,
+        o: &Observed,
+        group: &AutoScalingGroup,
+        leaving: &BTreeSet<LogicalId>,
+    ) -> Result<Vec<LogicalId>> {
+        let gone: Vec<LogicalId> = group.subnets.intersection(leaving).cloned().collect();
+        if gone.is_empty() {
+            return Ok(gone);
+        }
+        let gone_ids: BTreeSet<String> = gone.iter().map(|s| self.id(s)).collect();
+        let kept: Vec<String> = group
+            .subnets
+            .difference(leaving)
+            .map(|s| self.id(s))
+            .collect();
+        let name = o.aws_id.as_str();
+        let what = format!("moving auto-scaling group {name} off its subnets that go");
+        let update = self
+            .aws
+            .autoscaling
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(name);
+        let update = if kept.is_empty() {
+            update.min_size(0).desired_capacity(0)
+        } else {
+            update.vpc_zone_identifier(kept.join(","))
+        };
+        sent(&what, update.send()).await?;
+        if !kept.is_empty() {
+            for instance in instances_in(self.aws, name, &gone_ids).await? {
+                let call = self
+                    .aws
+                    .autoscaling
+                    .terminate_instance_in_auto_scaling_group()
+                    .instance_id(&instance)
+                    .should_decrement_desired_capacity(false);
+                sent(&format!("{what}: terminating {instance}"), call.send()).await?;
+            }
+        }
+        let subject = format!("auto-scaling group {name}");
+        let wanted = if kept.is_empty() {
+            "empty".to_owned()
+        } else {
+            format!(
+                "out of its leaving subnets with {} in service",
+                group.desired
+            )
+        };
+        let desired = if kept.is_empty() {
+            0
+        } else {
+            usize::from(group.desired)
+        };
+        let aws = self.aws;
+        let look = async || {
+            let left = instances_in(aws, name, &gone_ids).await?;
+            let in_service = in_service(aws, name).await?;
+            Ok(if left.is_empty() && in_service >= desired {
+                Seen::Ready(())
+            } else {
+                Seen::Pending(format!(
+                    "{} left there, {in_service} in service",
+                    left.len()
+                ))
+            })
+        };
+        self.wait_until(&subject, &wanted, MOVE_BOUND, look).await?;
+        Ok(gone)
+    }
+
     /// Deletes the group and, with it, its instances.
     pub(crate) async fn delete_auto_scaling_group(&mut self, o: &Observed) -> Result<()> {
         let what = deleting(o);
@@ -188,4 +270,65 @@ impl Executor<'_> {
             .map(drop)
             .map_err(|e| error(&what, e))
     }
+}
+
+/// The group's instances (not yet terminated) in `subnets` (AWS ids).
+async fn instances_in(aws: &Aws, name: &str, subnets: &BTreeSet<String>) -> Result<Vec<String>> {
+    let ids: Vec<String> = members(aws, name)
+        .await?
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_owned))
+        .collect();
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    let what = format!("reading the instances of auto-scaling group {name}");
+    let out = sent(
+        &what,
+        aws.ec2
+            .describe_instances()
+            .set_instance_ids(Some(ids))
+            .send(),
+    )
+    .await?;
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| i.subnet_id().is_some_and(|s| subnets.contains(s)))
+        .filter(|i| {
+            !matches!(
+                i.state().and_then(|s| s.name()),
+                Some(aws_sdk_ec2::types::InstanceStateName::Terminated)
+            )
+        })
+        .filter_map(|i| i.instance_id().map(str::to_owned))
+        .collect())
+}
+
+/// How many of the group's instances are in service.
+async fn in_service(aws: &Aws, name: &str) -> Result<usize> {
+    Ok(members(aws, name)
+        .await?
+        .iter()
+        .filter(|i| i.lifecycle_state() == Some(&asg::LifecycleState::InService))
+        .count())
+}
+
+async fn members(aws: &Aws, name: &str) -> Result<Vec<asg::Instance>> {
+    let what = format!("reading auto-scaling group {name}");
+    let out = sent(
+        &what,
+        aws.autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name)
+            .send(),
+    )
+    .await?;
+    Ok(out
+        .auto_scaling_groups()
+        .iter()
+        .flat_map(|g| g.instances())
+        .cloned()
+        .collect())
 }
