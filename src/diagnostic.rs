@@ -20,6 +20,25 @@ pub struct Diagnostic {
     pub hint: Option<String>,
 }
 
+/// The largest environment or unit file strata reads: far past any real one (a whole
+/// rendered config must fit EC2's 16 KiB of user data), and small enough that a pull
+/// request cannot make a run parse gigabytes.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+
+/// The problem of a file over [`MAX_FILE_BYTES`], if `text` is one.
+pub fn too_large(path: &str, text: &str, what: &str) -> Option<Diagnostic> {
+    (text.len() > MAX_FILE_BYTES).then(|| {
+        Diagnostic::file(
+            path,
+            format!(
+                "the file is {:.1} MiB; {what} is at most 1 MiB",
+                text.len() as f64 / f64::from(1u32 << 20)
+            ),
+        )
+        .with_hint("split it, or remove what does not belong in it")
+    })
+}
+
 impl Diagnostic {
     /// A problem with the whole file (no position).
     pub fn file(path: impl Into<String>, message: impl Into<String>) -> Self {

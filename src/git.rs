@@ -26,10 +26,26 @@ pub enum GitError {
         path: String,
     },
     /// A revision that does not name a commit.
-    #[error("`{rev}` does not name a commit in {path}")]
+    #[error("`{rev}` does not name a commit in {path}{}", if *.shallow {
+        "\n  hint: this clone is shallow and may lack it; fetch the history (actions/checkout with `fetch-depth: 0`, or `git fetch --unshallow`)"
+    } else { "" })]
     UnknownRevision {
         /// As given.
         rev: String,
+        /// Repository.
+        path: String,
+        /// The clone is shallow, which may be why.
+        shallow: bool,
+    },
+    /// Two commits with no history in common: what changed between them means nothing.
+    #[error(
+        "`{base}` and `{head}` share no history in {path}\n  hint: compare commits of one history: the pull request's base, or a commit the head was built on"
+    )]
+    UnrelatedHistories {
+        /// The base commit.
+        base: String,
+        /// The head commit.
+        head: String,
         /// Repository.
         path: String,
     },
@@ -106,6 +122,7 @@ impl GitRepo {
         let unknown = || GitError::UnknownRevision {
             rev: rev.to_owned(),
             path: self.path.clone(),
+            shallow: self.repo.is_shallow().unwrap_or(false),
         };
         let id = self.repo.rev_parse_single(rev).map_err(|_| unknown())?;
         let commit = id
@@ -178,8 +195,26 @@ impl GitRepo {
         Ok(out)
     }
 
+    /// Refuses two commits that share no history. A walk that cannot finish (a
+    /// shallow clone's cut-off history) is no proof either way and lets them pass.
+    fn related(&self, base: &Commit, head: &Commit) -> Result<(), GitError> {
+        let id = |c: &Commit| gix::ObjectId::from_hex(c.reference.id.as_bytes()).ok();
+        let (Some(b), Some(h)) = (id(base), id(head)) else {
+            return Ok(());
+        };
+        match self.repo.merge_base(b, h) {
+            Ok(None) => Err(GitError::UnrelatedHistories {
+                base: base.reference.short.clone(),
+                head: head.reference.short.clone(),
+                path: self.path.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// What differs between two commits in `environments/` and `units/`.
     pub fn diff(&self, base: &Commit, head: &Commit) -> Result<CommitDiff, GitError> {
+        self.related(base, head)?;
         let mut diff = CommitDiff {
             base: base.reference.clone(),
             head: head.reference.clone(),

@@ -41,6 +41,20 @@ pub enum ImageError {
         /// Region.
         region: String,
     },
+    /// The feed names something that is not an image id.
+    #[error(
+        "the {os} feed {url} names `{found}` as the image for {region}, which is not an image id (ami- followed by hex digits)\n  hint: point os.feed_url at the vendor's feed or a faithful mirror, or pin `ami:`"
+    )]
+    NotAnImageId {
+        /// OS and channel.
+        os: String,
+        /// Feed URL.
+        url: String,
+        /// Region.
+        region: String,
+        /// What the feed says.
+        found: String,
+    },
     /// The image is missing or owned by another account.
     #[error(
         "image {image} ({os}) is not visible in {region} as owned by {owners}\n  hint: the feed and the region disagree, or the image is not the publisher's; check os.feed_url and os.owners"
@@ -151,6 +165,14 @@ pub async fn resolve(aws: &Aws, os: &OsImage) -> Result<Image, ImageError> {
             region: aws.region.clone(),
         });
     };
+    if AmiId::try_from(id.clone()).is_err() {
+        return Err(ImageError::NotAnImageId {
+            os: label,
+            url,
+            region: aws.region.clone(),
+            found: id,
+        });
+    }
     let owners = owners(os);
     let not_verified = || ImageError::NotVerified {
         image: id.clone(),

@@ -52,6 +52,16 @@ pub fn parse_public_key(secret: &str, value: &str) -> Result<SshPublicKey, Strin
     } else {
         Zeroizing::new(value.to_string())
     };
+    if line.trim().is_empty() {
+        return Err(format!(
+            "secret `{secret}` is empty; store a line such as `ssh-ed25519 AAAA... user@host`"
+        ));
+    }
+    if line.split_whitespace().next() == Some("ssh-dss") {
+        return Err(format!(
+            "secret `{secret}` holds a DSA (ssh-dss) key, which OpenSSH has refused by default since 7.0, so the nodes' sshd would not accept it; store an ed25519 key (ssh-keygen -t ed25519)"
+        ));
+    }
     if line.contains("PRIVATE KEY") {
         return Err(format!(
             "secret `{secret}` holds a private key; store the public key (the .pub file) instead, and rotate that private key"

@@ -51,6 +51,9 @@ pub struct ParsedEnvironment {
 /// Parses one environment file. Syntax and type errors stop at the first one (YAML
 /// cannot be read past them); each names `path:line:col`.
 pub fn parse(path: &str, text: &str) -> Result<ParsedEnvironment, Vec<Diagnostic>> {
+    if let Some(problem) = crate::diagnostic::too_large(path, text, "an environment file") {
+        return Err(vec![problem]);
+    }
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
     let tree = marked_yaml::parse_yaml_with_options(0, text, options)
         .map_err(|e| vec![load_error(path, e)])?;

@@ -165,6 +165,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
 
 /// Parses unit-file syntax. `path` is used in messages only.
 pub fn parse(path: &str, text: &str) -> Result<Vec<Section>, Vec<Diagnostic>> {
+    if let Some(problem) = crate::diagnostic::too_large(path, text, "a unit file") {
+        return Err(vec![problem]);
+    }
     let mut problems = Vec::new();
     let mut sections: Vec<Section> = Vec::new();
     let mut lines = text.lines().enumerate();

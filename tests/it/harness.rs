@@ -112,7 +112,7 @@ impl GitRepo {
         self.git(&["rev-parse", "HEAD"]).trim().to_owned()
     }
 
-    fn git(&self, args: &[&str]) -> String {
+    pub fn git(&self, args: &[&str]) -> String {
         let out = Command::new("git")
             .args(args)
             .current_dir(self.path())
