@@ -25,6 +25,9 @@ mod feed;
 
 const RUNS: usize = 9;
 
+/// The commit the benchmark's environments are applied from.
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
 fn environment(i: usize) -> Environment {
     let yaml = format!(
         "region: eu-west-1\nnetwork:\n  cidr: 10.{i}.0.0/16\n  zones: 2\n  private_subnets: 2\n  public_subnets: 2\n  nat: single\n  \
@@ -88,8 +91,18 @@ fn main() {
             ("fixed-size cluster of 3", Cluster::Fixed),
         ] {
             println!("\nthree-layer plan (network, {kind}, node) against moto on loopback; median of {RUNS} runs\n");
-            three_layers(&url, &feed, cluster).await;
+            three_layers(&url, &url, &feed, cluster, &[1, 10]).await;
         }
+        // Applied straight to moto, planned behind the latency proxy: 1, 10 and 100
+        // environments, the ratio to one environment's plan in the same run.
+        let proxied = format!(
+            "http://127.0.0.1:{}",
+            latency_proxy(moto_port, Duration::from_millis(20)).await
+        );
+        println!(
+            "\nthree-layer plan (network, auto-scaling cluster, node), 20 ms added to every request; median of {RUNS} runs\n"
+        );
+        three_layers(&url, &proxied, &feed, Cluster::Autoscaling, &[1, 10, 100]).await;
     });
     drop(moto.stdin.take());
     let _ = moto.wait();
@@ -159,8 +172,13 @@ async fn run(url: &str) {
                 .collect();
             let targets = engine::select(&map, &[], &[Layer::Network]).expect("targets");
             let connector = Connector::new(config.clone(), Vec::new());
-            let (reads, plan) =
-                apply_then_plan(&connector, &targets, &strata::units::UnitSet::default()).await;
+            let (reads, plan) = apply_then_plan(
+                &connector,
+                &connector,
+                &targets,
+                &strata::units::UnitSet::default(),
+            )
+            .await;
             let (slowest, series) = single_reads(&connector, &envs).await;
             println!(
                 "{count:<14} {reads:>6} {:>8.1}ms {:>12.1}ms {:>6.2}x {:>13.1}ms",
@@ -182,9 +200,15 @@ enum Cluster {
 
 /// A whole environment per plan: network, a cluster from a Flatcar image (feed served
 /// on loopback) and its node config with a key from Secrets Manager.
-async fn three_layers(url: &str, feed: &wiremock::MockServer, cluster: Cluster) {
-    let config = moto_config(url).await;
-    let connector = Connector::new(config, Vec::new());
+async fn three_layers(
+    apply_url: &str,
+    plan_url: &str,
+    feed: &wiremock::MockServer,
+    cluster: Cluster,
+    counts: &[usize],
+) {
+    let connector = Connector::new(moto_config(apply_url).await, Vec::new());
+    let planner = Connector::new(moto_config(plan_url).await, Vec::new());
     let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICm1bekesu5Ftri4D28WBQVtgKRVpxzfpvoPNIOVyiuK bench@strata";
     // Both kinds share the secret; their environments have their own names.
     let _ = connector
@@ -204,8 +228,12 @@ async fn three_layers(url: &str, feed: &wiremock::MockServer, cluster: Cluster) 
     };
     let unit = "[Unit]\nDescription=app\n[Service]\nExecStart=/usr/bin/true\n[Install]\nWantedBy=multi-user.target\n";
     let units = strata::units::load([("app.service", unit.as_bytes())]).expect("unit");
-    println!("{:<14} {:>6} {:>10}", "environments", "reads", "plan");
-    for count in [1usize, 10] {
+    println!(
+        "{:<14} {:>6} {:>10} {:>14} {:>12}",
+        "environments", "reads", "plan", "÷ one's plan", "bare plan"
+    );
+    let mut one = None;
+    for &count in counts {
         let envs: Vec<Environment> = (0..count)
             .map(|i| {
                 let yaml = format!(
@@ -226,19 +254,36 @@ async fn three_layers(url: &str, feed: &wiremock::MockServer, cluster: Cluster) 
             .map(|e| (e.name.to_string(), e.clone()))
             .collect();
         let targets = engine::select(&map, &[], &[]).expect("targets");
-        let (reads, plan) = apply_then_plan(&connector, &targets, &units).await;
-        println!("{count:<14} {reads:>6} {:>8.1}ms", ms(plan));
+        let (reads, plan) = apply_then_plan(&connector, &planner, &targets, &units).await;
+        let base = *one.get_or_insert(plan);
+        // The same plan straight to moto: what moto's own time is, latency apart.
+        let bare = if apply_url == plan_url {
+            plan
+        } else {
+            apply_then_plan(&connector, &connector, &targets, &units)
+                .await
+                .1
+        };
+        println!(
+            "{count:<14} {reads:>6} {:>8.1}ms {:>13.2}x {:>10.1}ms",
+            ms(plan),
+            plan.as_secs_f64() / base.as_secs_f64(),
+            ms(bare)
+        );
     }
 }
 
-/// Applies `targets`, then plans them again `RUNS` times (each plan must be empty):
-/// the reads of one plan and the median wall time.
+/// Applies `targets` through `connector`, then plans them again `RUNS` times through
+/// `planner` (each plan must be empty): the reads of one plan and the median wall time.
 async fn apply_then_plan(
     connector: &Connector,
+    planner: &Connector,
     targets: &[engine::Target],
     units: &strata::units::UnitSet,
 ) -> (usize, Duration) {
-    let (plan, observed) = engine::plan(connector, targets, units, None)
+    // A commit, as a run from a checkout or the Action has: apply records it, and a
+    // VPC with a recorded commit costs no DNS attribute reads.
+    let (plan, observed) = engine::plan(connector, targets, units, Some(COMMIT))
         .await
         .expect("plan");
     let mut quiet = |_: &str| {};
@@ -248,13 +293,13 @@ async fn apply_then_plan(
     let mut times = Vec::new();
     let mut reads = 0;
     for _ in 0..RUNS {
-        let before = connector.metrics().reads();
+        let before = planner.metrics().reads();
         let start = Instant::now();
-        let (plan, _) = engine::plan(connector, targets, units, None)
+        let (plan, _) = engine::plan(planner, targets, units, Some(COMMIT))
             .await
             .expect("plan");
         times.push(start.elapsed());
-        reads = connector.metrics().reads() - before;
+        reads = planner.metrics().reads() - before;
         assert!(
             plan.is_empty(),
             "a fresh apply leaves nothing to plan:\n{}",

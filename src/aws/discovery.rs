@@ -38,22 +38,14 @@ pub fn service_url(etcd: &Etcd, size: u16) -> String {
 pub async fn read(aws: &Aws, env: &str) -> Result<Option<Token>, AwsError> {
     let secret = names::etcd_discovery_secret(env);
     let what = format!("reading secret {secret} in {}", aws.region);
-    let out = match aws
+    let sent = aws
         .secrets
         .get_secret_value()
         .secret_id(&secret)
         .send()
-        .await
-    {
-        Ok(out) => out,
-        Err(e) => {
-            let err = error(&what, e);
-            return if err.code == "ResourceNotFoundException" {
-                Ok(None)
-            } else {
-                Err(err)
-            };
-        }
+        .await;
+    let Some(out) = super::unless(&what, "ResourceNotFoundException", sent)? else {
+        return Ok(None);
     };
     let value = out.secret_string().unwrap_or_default().trim();
     let parsed: Option<serde_json::Value> = serde_json::from_str(value).ok();

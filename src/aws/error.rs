@@ -74,6 +74,25 @@ where
     }
 }
 
+/// The answer of a call, or `None` when AWS refused it with error `code`: an outcome
+/// the caller expects (a secret not made yet, a name already taken), not a failure.
+pub(crate) fn unless<T, E>(
+    what: &str,
+    code: &str,
+    sent: Result<T, SdkError<E>>,
+) -> Result<Option<T>, AwsError>
+where
+    E: ProvideErrorMetadata + Error + 'static,
+{
+    match sent {
+        Ok(out) => Ok(Some(out)),
+        Err(e) => {
+            let err = error(what, e);
+            if err.code == code { Ok(None) } else { Err(err) }
+        }
+    }
+}
+
 /// An answer without an error code strata can read: its status and the start of its
 /// body, so an emulator's or a proxy's answer is recognisable.
 fn unreadable(status: u16, body: Option<&[u8]>) -> (String, String) {

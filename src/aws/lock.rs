@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::{Aws, AwsError, Connector, error};
+use super::{Aws, AwsError, Connector, error, unless};
 use crate::config::names;
 use crate::engine::Target;
 
@@ -322,17 +322,7 @@ async fn create(
         .tags(tag)
         .send()
         .await;
-    match sent {
-        Ok(_) => Ok(Some(version)),
-        Err(e) => {
-            let err = error(&what, e);
-            if err.code == "ResourceExistsException" {
-                Ok(None)
-            } else {
-                Err(err)
-            }
-        }
-    }
+    Ok(unless(&what, "ResourceExistsException", sent)?.map(|_| version))
 }
 
 /// The current claim and its version id; `None` before the first apply made the lock.
@@ -346,16 +336,8 @@ async fn read(aws: &Aws, env: &str, secret: &str) -> Result<Option<(Claim, Strin
         .version_stage(CURRENT)
         .send()
         .await;
-    let out = match sent {
-        Ok(out) => out,
-        Err(e) => {
-            let err = error(&what, e);
-            return if err.code == "ResourceNotFoundException" {
-                Ok(None)
-            } else {
-                Err(err.into())
-            };
-        }
+    let Some(out) = unless(&what, "ResourceNotFoundException", sent)? else {
+        return Ok(None);
     };
     let unreadable = || LockError::Unreadable {
         env: env.to_owned(),
@@ -399,18 +381,8 @@ async fn swap(
         .move_to_version_id(&version)
         .send()
         .await;
-    match moved {
-        Ok(_) => Ok(Some(version)),
-        Err(e) => {
-            let err = error(&what, e);
-            // AWS refuses the move when the label is no longer on `from`.
-            if err.code == "InvalidParameterException" {
-                Ok(None)
-            } else {
-                Err(err)
-            }
-        }
-    }
+    // AWS refuses the move when the label is no longer on `from`.
+    Ok(unless(&what, "InvalidParameterException", moved)?.map(|_| version))
 }
 
 /// Renews every lock each third of a lease; says what was lost when one cannot be.

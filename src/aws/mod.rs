@@ -16,6 +16,7 @@ pub mod network;
 pub(crate) mod read;
 pub mod secrets;
 
+pub(crate) use error::unless;
 pub use error::{AwsError, error};
 
 use std::collections::BTreeMap;

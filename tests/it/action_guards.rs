@@ -304,3 +304,52 @@ async fn a_linked_unit_is_a_configuration_error_on_a_pull_request_and_a_merge() 
     }
     assert!(written.iter().all(|(_, b)| !b.contains(secret)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_etcd_discovery_token_reaches_no_comment_summary_output_or_file() {
+    let key = harness::unique_key("action-etcd");
+    crate::cloud::put_secret("eu-west-1", "strata/action-etcd/ssh-public-key", &key).await;
+    // A token of its own, stored as the first apply that launched the cluster left it.
+    let secret = "e0c7d51b9a4f3c2e8d6b1a0f9e8d7c6b";
+    let token = format!("https://discovery.etcd.io/{secret}");
+    crate::cloud::put_secret("eu-west-1", "strata/action-etcd/etcd-discovery", &token).await;
+    let repo = GitRepo::new();
+    repo.write("README.md", "x\n");
+    let base = repo.commit("base");
+    let cluster = "cluster:\n  mode: fixed\n  size: 3\n  instance_type: t3.small\n  ami: ami-0f1a7ca7000000001\n  subnets: private\n  security_groups: [web]\nnode:\n  units: [etcd.service]\n  ssh: { public_key_secret: strata/action-etcd/ssh-public-key }\n  etcd: { bootstrap: discovery }\n";
+    repo.write(
+        "environments/action-etcd.yaml",
+        environment(172, &[2379, 2380]) + cluster,
+    );
+    repo.copy_dir(&harness::project_root().join("units"), "units");
+    let head = repo.commit("an etcd cluster by discovery");
+    let github = GitHub::start().await;
+    github.comments(22, vec![]).await;
+    github.accept_create(22, 2201).await;
+    let run = open_pull_request(&repo, &github, "opened", 22, &base, &head, &binary_vars());
+    assert_eq!(run.out.code, 0, "{}", run.out.stdout);
+    let written = github.written().await;
+    assert!(
+        written[0].1.contains("| action-etcd | node |"),
+        "{}",
+        written[0].1
+    );
+    // The token was read (the runner is told to mask it) and is in no other line.
+    let lines: Vec<&str> = run.out.stdout.lines().filter(|l| l.contains(secret)).collect();
+    assert!(!lines.is_empty(), "the token was read:\n{}", run.out.stdout);
+    for line in lines {
+        assert!(line.starts_with("::add-mask::"), "{line}");
+    }
+    let requests: Vec<String> = github
+        .requests()
+        .await
+        .into_iter()
+        .map(|(_, _, b)| b.to_string())
+        .collect();
+    let outputs: Vec<&str> = run.outputs.values().map(String::as_str).collect();
+    let mut everything: Vec<&str> = vec![&run.summary, &run.out.stderr];
+    everything.extend(requests.iter().map(String::as_str));
+    everything.extend(outputs);
+    harness::assert_secret_nowhere(secret, &everything);
+    harness::assert_key_nowhere(&key, &everything);
+}
