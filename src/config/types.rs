@@ -149,7 +149,8 @@ checked_string!(
     Zone,
     pattern = "^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]$",
     check = |s| {
-        let (region, letter) = s.split_at(s.len().saturating_sub(1));
+        // The last character, not the last byte: a name may end in any character.
+        let (region, letter) = s.char_indices().last().map_or(("", ""), |(at, _)| s.split_at(at));
         if letter.chars().all(|c| c.is_ascii_lowercase()) && !letter.is_empty() && Region::try_from(region.to_owned()).is_ok() {
             Ok(())
         } else {

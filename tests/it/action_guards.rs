@@ -335,7 +335,12 @@ async fn the_etcd_discovery_token_reaches_no_comment_summary_output_or_file() {
         written[0].1
     );
     // The token was read (the runner is told to mask it) and is in no other line.
-    let lines: Vec<&str> = run.out.stdout.lines().filter(|l| l.contains(secret)).collect();
+    let lines: Vec<&str> = run
+        .out
+        .stdout
+        .lines()
+        .filter(|l| l.contains(secret))
+        .collect();
     assert!(!lines.is_empty(), "the token was read:\n{}", run.out.stdout);
     for line in lines {
         assert!(line.starts_with("::add-mask::"), "{line}");
@@ -352,4 +357,44 @@ async fn the_etcd_discovery_token_reaches_no_comment_summary_output_or_file() {
     everything.extend(outputs);
     harness::assert_secret_nowhere(secret, &everything);
     harness::assert_key_nowhere(&key, &everything);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_slow_and_failing_github_answers_are_retried_and_one_comment_is_posted() {
+    let (repo, base, head) = pull_request_repo("action-github-faults", 173);
+    let github = GitHub::start().await;
+    github.comments(23, vec![]).await;
+    github.accept_create(23, 2301).await;
+    let port = github.server.address().port();
+    // Every other request to GitHub: dropped before it arrives, answered 1.5 s late,
+    // or answered 503, in turn.
+    let proxy = crate::proxy::Proxy::in_front_of(port);
+    proxy.inject(
+        crate::proxy::Requests::EveryNth(2),
+        &[
+            crate::proxy::Fault::Drop,
+            crate::proxy::Fault::Slow(std::time::Duration::from_millis(1500)),
+            crate::proxy::Fault::Status(503),
+        ],
+    );
+    let mut vars = binary_vars();
+    vars.push(("GITHUB_API_URL", proxy.url()));
+    vars.push(("GITHUB_GRAPHQL_URL", format!("{}/graphql", proxy.url())));
+    let run = open_pull_request(&repo, &github, "opened", 23, &base, &head, &vars);
+    assert_eq!(run.out.code, 0, "{}", run.out.stdout);
+    let faults: Vec<_> = proxy
+        .calls()
+        .into_iter()
+        .filter(|c| c.fault.is_some())
+        .collect();
+    assert!(faults.len() >= 2, "{:?}", proxy.calls());
+    let written = github.written().await;
+    assert_eq!(written.len(), 1, "exactly one comment: {written:?}");
+    assert_eq!(written[0].0, "POST");
+    assert!(
+        run.out.stdout.contains("comment 2301 posted on #23"),
+        "{}\n{:?}",
+        run.out.stdout,
+        proxy.calls()
+    );
 }

@@ -1,4 +1,5 @@
-//! A loopback HTTP proxy between strata and moto that sees every request strata sends.
+//! A loopback HTTP proxy between strata and moto (or the GitHub test server) that sees
+//! every request strata sends.
 //!
 //! - It counts requests by operation at the emulator's door, so a test asks "how many
 //!   writes reached AWS?" of the wire, not of strata's own accounting.
@@ -21,16 +22,17 @@ use tokio::net::{TcpListener, TcpStream};
 /// One request that reached the proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
-    /// The operation: `CreateVpc`, `GetSecretValue`.
+    /// The operation: `CreateVpc`, `GetSecretValue`; for GitHub, the method and path.
     pub operation: String,
     /// What the proxy did with it.
     pub fault: Option<Fault>,
 }
 
 impl Call {
-    /// True for a request that changes something (anything but Describe, Get, List).
+    /// True for a request that changes something: anything but an AWS Describe, Get or
+    /// List, or an HTTP GET.
     pub fn is_write(&self) -> bool {
-        !["Describe", "Get", "List"]
+        !["Describe", "Get", "List", "GET "]
             .iter()
             .any(|p| self.operation.starts_with(p))
     }
@@ -81,7 +83,8 @@ struct State {
 
 struct Shared {
     target: u16,
-    account: String,
+    /// The moto account every request goes to; `None` for another server.
+    account: Option<String>,
     state: Mutex<State>,
     held: Condvar,
 }
@@ -109,9 +112,18 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 impl Proxy {
     /// A proxy in front of the tests' moto that sends everything to `account`.
     pub fn new(account: &str) -> Proxy {
+        Proxy::start(crate::cloud::moto().port, Some(account.to_owned()))
+    }
+
+    /// A proxy in front of another loopback server (the GitHub test server).
+    pub fn in_front_of(port: u16) -> Proxy {
+        Proxy::start(port, None)
+    }
+
+    fn start(target: u16, account: Option<String>) -> Proxy {
         let shared = Arc::new(Shared {
-            target: crate::cloud::moto().port,
-            account: account.to_owned(),
+            target,
+            account,
             state: Mutex::new(State::default()),
             held: Condvar::new(),
         });
@@ -330,16 +342,25 @@ impl Request {
             .to_owned()
     }
 
-    /// `X-Amz-Target: secretsmanager.GetSecretValue`, or the query's `Action=`.
+    /// `X-Amz-Target: secretsmanager.GetSecretValue`, or the query's `Action=`; for
+    /// another server, the request line's method and path.
     fn operation(&self) -> String {
         if let Some(target) = self.header("x-amz-target") {
             return target.rsplit('.').next().unwrap_or(target).to_owned();
         }
-        String::from_utf8_lossy(&self.body)
+        let query = String::from_utf8_lossy(&self.body);
+        if let Some(action) = query
             .split('&')
             .find_map(|pair| pair.strip_prefix("Action="))
-            .unwrap_or("unknown")
-            .to_owned()
+        {
+            return action.to_owned();
+        }
+        let mut line = self.head.lines().next().unwrap_or("").split(' ');
+        format!(
+            "{} {}",
+            line.next().unwrap_or(""),
+            line.next().unwrap_or("")
+        )
     }
 }
 
@@ -387,8 +408,11 @@ async fn forward(shared: &Shared, request: &Request) -> Option<Vec<u8>> {
                 && !key.eq_ignore_ascii_case("x-moto-account-id")
         })
         .collect();
-    let account = format!("x-moto-account-id: {}", shared.account);
-    head.push(&account);
+    let account = shared
+        .account
+        .as_ref()
+        .map(|a| format!("x-moto-account-id: {a}"));
+    head.extend(account.as_deref());
     head.push("Connection: close");
     let mut bytes = head.join("\r\n").into_bytes();
     bytes.extend_from_slice(b"\r\n\r\n");
