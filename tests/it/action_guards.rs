@@ -124,6 +124,21 @@ async fn a_502_and_a_secondary_rate_limit_are_waited_out_and_one_comment_is_post
     );
 }
 
+/// What a run wrote that no secret may reach: the job summary, stderr, every request
+/// body the GitHub test server received, and the outputs.
+async fn everything_written(run: &github::ActionRun, github: &GitHub) -> Vec<String> {
+    let mut all = vec![run.summary.clone(), run.out.stderr.clone()];
+    all.extend(
+        github
+            .requests()
+            .await
+            .into_iter()
+            .map(|(_, _, body)| body.to_string()),
+    );
+    all.extend(run.outputs.values().cloned());
+    all
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ssh_key_reaches_no_comment_summary_output_or_file() {
     let key = harness::unique_key("action-key");
@@ -159,16 +174,8 @@ async fn the_ssh_key_reaches_no_comment_summary_output_or_file() {
     for line in run.out.stdout.lines().filter(|l| l.contains(body)) {
         assert!(line.starts_with("::add-mask::"), "{line}");
     }
-    let requests: Vec<String> = github
-        .requests()
-        .await
-        .into_iter()
-        .map(|(_, _, b)| b.to_string())
-        .collect();
-    let outputs: Vec<&str> = run.outputs.values().map(String::as_str).collect();
-    let mut everything: Vec<&str> = vec![&run.summary, &run.out.stderr];
-    everything.extend(requests.iter().map(String::as_str));
-    everything.extend(outputs);
+    let seen = everything_written(&run, &github).await;
+    let everything: Vec<&str> = seen.iter().map(String::as_str).collect();
     harness::assert_key_nowhere(&key, &everything);
 }
 
@@ -345,16 +352,8 @@ async fn the_etcd_discovery_token_reaches_no_comment_summary_output_or_file() {
     for line in lines {
         assert!(line.starts_with("::add-mask::"), "{line}");
     }
-    let requests: Vec<String> = github
-        .requests()
-        .await
-        .into_iter()
-        .map(|(_, _, b)| b.to_string())
-        .collect();
-    let outputs: Vec<&str> = run.outputs.values().map(String::as_str).collect();
-    let mut everything: Vec<&str> = vec![&run.summary, &run.out.stderr];
-    everything.extend(requests.iter().map(String::as_str));
-    everything.extend(outputs);
+    let seen = everything_written(&run, &github).await;
+    let everything: Vec<&str> = seen.iter().map(String::as_str).collect();
     harness::assert_secret_nowhere(secret, &everything);
     harness::assert_key_nowhere(&key, &everything);
 }
