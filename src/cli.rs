@@ -456,7 +456,7 @@ async fn apply(
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     };
-    let mut locks = lock::acquire(&connector, &work.targets, &settings, &mut say).await?;
+    let locks = lock::acquire(&connector, &work.targets, &settings, &mut say).await?;
     let result = locks
         .guard(plan_and_apply(&work, &connector, args.allow_destroy, out))
         .await;

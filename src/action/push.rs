@@ -230,7 +230,7 @@ async fn execute(
     if !apply {
         return execute_unlocked(run, connector, work, false, consent, pull, reviewed).await;
     }
-    let mut locks = super::lock::take(run, connector, &work.targets).await?;
+    let locks = super::lock::take(run, connector, &work.targets).await?;
     let result = locks
         .guard(execute_unlocked(
             run, connector, work, true, consent, pull, reviewed,

@@ -165,14 +165,20 @@ struct Held {
     claim: Claim,
 }
 
+/// A lock the renewer could not keep.
+#[derive(Debug, Clone)]
+struct Loss {
+    env: String,
+    secret: String,
+    why: String,
+}
+
 /// The locks of one apply, renewed until released.
 #[derive(Debug)]
 pub struct Locks {
     held: std::sync::Arc<tokio::sync::Mutex<Vec<Held>>>,
-    lost: watch::Receiver<Option<String>>,
+    lost: watch::Receiver<Option<Loss>>,
     renewer: tokio::task::JoinHandle<()>,
-    /// What a lost lock is reported as: (environment, secret).
-    names: Vec<(String, String)>,
 }
 
 fn now() -> u64 {
@@ -218,10 +224,6 @@ pub async fn acquire(
             }
         }
     }
-    let names = held
-        .iter()
-        .map(|h| (h.env.clone(), h.secret.clone()))
-        .collect();
     let held = std::sync::Arc::new(tokio::sync::Mutex::new(held));
     let (tx, lost) = watch::channel(None);
     let renewer = tokio::spawn(renew(held.clone(), settings.clone(), tx));
@@ -229,7 +231,6 @@ pub async fn acquire(
         held,
         lost,
         renewer,
-        names,
     })
 }
 
@@ -389,7 +390,7 @@ async fn swap(
 async fn renew(
     held: std::sync::Arc<tokio::sync::Mutex<Vec<Held>>>,
     settings: LockSettings,
-    lost: watch::Sender<Option<String>>,
+    lost: watch::Sender<Option<Loss>>,
 ) {
     let every = (settings.lease / 3).max(Duration::from_millis(500));
     loop {
@@ -400,27 +401,23 @@ async fn renew(
                 until: now() + settings.lease.as_secs(),
                 ..h.claim.clone()
             };
-            match swap(&h.aws, &h.env, &h.secret, &h.version, &claim).await {
+            let why = match swap(&h.aws, &h.env, &h.secret, &h.version, &claim).await {
                 Ok(Some(version)) => {
                     h.version = version;
                     h.claim = claim;
+                    continue;
                 }
-                Ok(None) => {
-                    let _ = lost.send(Some(format!("{}\0was taken by another apply", h.env)));
-                    return;
-                }
+                Ok(None) => "was taken by another apply".to_owned(),
                 // A failed renewal is tried again while the lease lasts.
-                Err(e) if now() < h.claim.until => {
-                    let _ = e;
-                }
-                Err(e) => {
-                    let _ = lost.send(Some(format!(
-                        "{}\0could not be renewed before its lease ended ({e})",
-                        h.env
-                    )));
-                    return;
-                }
-            }
+                Err(_) if now() < h.claim.until => continue,
+                Err(e) => format!("could not be renewed before its lease ended ({e})"),
+            };
+            let _ = lost.send(Some(Loss {
+                env: h.env.clone(),
+                secret: h.secret.clone(),
+                why,
+            }));
+            return;
         }
     }
 }
@@ -429,22 +426,22 @@ impl Locks {
     /// Runs `work` while the locks are held; stops it (drops it where it is, as a
     /// crash would) when one is lost.
     pub async fn guard<T>(
-        &mut self,
+        &self,
         work: impl std::future::Future<Output = T>,
     ) -> Result<T, LockError> {
         let mut lost = self.lost.clone();
         tokio::select! {
             out = work => Ok(out),
-            _ = lost.wait_for(Option::is_some) => {
-                let what = self.lost.borrow().clone().unwrap_or_default();
-                let (env, why) = what.split_once('\0').unwrap_or(("", &what));
-                let secret = self
-                    .names
-                    .iter()
-                    .find(|(e, _)| e == env)
-                    .map(|(_, s)| s.clone())
-                    .unwrap_or_default();
-                Err(LockError::Lost { env: env.to_owned(), secret, why: why.to_owned() })
+            loss = lost.wait_for(Option::is_some) => {
+                let Loss { env, secret, why } = loss
+                    .ok()
+                    .and_then(|l| l.clone())
+                    .unwrap_or_else(|| Loss {
+                        env: String::new(),
+                        secret: String::new(),
+                        why: "was dropped: its renewer stopped".to_owned(),
+                    });
+                Err(LockError::Lost { env, secret, why })
             }
         }
     }

@@ -209,14 +209,16 @@ impl Executor<'_> {
             .autoscaling
             .update_auto_scaling_group()
             .auto_scaling_group_name(name);
-        let update = if kept.is_empty() {
+        let emptying = kept.is_empty();
+        let update = if emptying {
             update.min_size(0).desired_capacity(0)
         } else {
             update.vpc_zone_identifier(kept.join(","))
         };
         sent(&what, update.send()).await?;
-        if !kept.is_empty() {
-            for instance in instances_in(self.aws, name, &gone_ids).await? {
+        if !emptying {
+            let members = members(self.aws, name).await?;
+            for instance in instances_in(self.aws, name, &members, &gone_ids).await? {
                 let call = self
                     .aws
                     .autoscaling
@@ -227,23 +229,24 @@ impl Executor<'_> {
             }
         }
         let subject = format!("auto-scaling group {name}");
-        let wanted = if kept.is_empty() {
-            "empty".to_owned()
-        } else {
-            format!(
-                "out of its leaving subnets with {} in service",
-                group.desired
-            )
-        };
-        let desired = if kept.is_empty() {
-            0
-        } else {
-            usize::from(group.desired)
+        let (wanted, desired) = match emptying {
+            true => ("empty".to_owned(), 0),
+            false => (
+                format!(
+                    "out of its leaving subnets with {} in service",
+                    group.desired
+                ),
+                usize::from(group.desired),
+            ),
         };
         let aws = self.aws;
         let look = async || {
-            let left = instances_in(aws, name, &gone_ids).await?;
-            let in_service = in_service(aws, name).await?;
+            let members = members(aws, name).await?;
+            let left = instances_in(aws, name, &members, &gone_ids).await?;
+            let in_service = members
+                .iter()
+                .filter(|i| i.lifecycle_state() == Some(&asg::LifecycleState::InService))
+                .count();
             Ok(if left.is_empty() && in_service >= desired {
                 Seen::Ready(())
             } else {
@@ -272,10 +275,14 @@ impl Executor<'_> {
     }
 }
 
-/// The group's instances (not yet terminated) in `subnets` (AWS ids).
-async fn instances_in(aws: &Aws, name: &str, subnets: &BTreeSet<String>) -> Result<Vec<String>> {
-    let ids: Vec<String> = members(aws, name)
-        .await?
+/// Which of the group's `members` (not yet terminated) are in `subnets` (AWS ids).
+async fn instances_in(
+    aws: &Aws,
+    name: &str,
+    members: &[asg::Instance],
+    subnets: &BTreeSet<String>,
+) -> Result<Vec<String>> {
+    let ids: Vec<String> = members
         .iter()
         .filter_map(|i| i.instance_id().map(str::to_owned))
         .collect();
@@ -306,15 +313,7 @@ async fn instances_in(aws: &Aws, name: &str, subnets: &BTreeSet<String>) -> Resu
         .collect())
 }
 
-/// How many of the group's instances are in service.
-async fn in_service(aws: &Aws, name: &str) -> Result<usize> {
-    Ok(members(aws, name)
-        .await?
-        .iter()
-        .filter(|i| i.lifecycle_state() == Some(&asg::LifecycleState::InService))
-        .count())
-}
-
+/// The group's instances, as Auto Scaling lists them.
 async fn members(aws: &Aws, name: &str) -> Result<Vec<asg::Instance>> {
     let what = format!("reading auto-scaling group {name}");
     let out = sent(
