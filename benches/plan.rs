@@ -283,7 +283,7 @@ async fn apply_then_plan(
 ) -> (usize, Duration) {
     // A commit, as a run from a checkout or the Action has: apply records it, and a
     // VPC with a recorded commit costs no DNS attribute reads.
-    let (plan, observed) = engine::plan(connector, targets, units, Some(COMMIT))
+    let (plan, observed) = engine::plan(connector, targets, units, None, Some(COMMIT))
         .await
         .expect("plan");
     let mut quiet = |_: &str| {};
@@ -295,7 +295,7 @@ async fn apply_then_plan(
     for _ in 0..RUNS {
         let before = planner.metrics().reads();
         let start = Instant::now();
-        let (plan, _) = engine::plan(planner, targets, units, Some(COMMIT))
+        let (plan, _) = engine::plan(planner, targets, units, None, Some(COMMIT))
             .await
             .expect("plan");
         times.push(start.elapsed());

@@ -2,9 +2,10 @@
 //!
 //! Pure: it works on a [`CommitDiff`] (the files whose blob id differs between the
 //! two commits) and a [`Source`] that reads blobs and listings on demand. Files whose
-//! blob did not change are never read, so the cost follows what changed. Parsed
-//! values are compared, not text: a comment, key order or formatting edit is no
-//! change. A unit change is a node change for every environment that lists the unit.
+//! blob did not change are never read, so the cost follows what changed. Environment
+//! files are compared by parsed value, not text: a comment, key order or formatting
+//! edit is no change. Units are installed verbatim, so any edit of a unit file is a
+//! node change for every environment that lists the unit.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -365,9 +366,11 @@ impl Detector<'_> {
         }
     }
 
-    /// Units with a file whose meaning changed, or that was added or removed.
+    /// Units with a file that changed, was added or was removed. Units are installed
+    /// verbatim, so any byte changed (a comment included) changes what the machines
+    /// boot with; a head file that does not parse is reported.
     fn changed_units(&mut self) -> BTreeSet<String> {
-        let (base, head) = (self.diff.base.short.clone(), self.diff.head.short.clone());
+        let head = self.diff.head.short.clone();
         let mut changed = BTreeSet::new();
         for file in &self.diff.unit_files {
             let unit = match units::classify(&file.path) {
@@ -381,20 +384,10 @@ impl Detector<'_> {
                     continue;
                 }
             };
-            if changed.contains(&unit) {
-                continue;
+            if let Some(new) = file.new {
+                self.unit_sections(&file.path, new, &head);
             }
-            let same = match (file.old, file.new) {
-                (Some(old), Some(new)) => {
-                    let before = self.unit_sections(&file.path, old, &base);
-                    let after = self.unit_sections(&file.path, new, &head);
-                    before.is_some() && before == after
-                }
-                _ => false,
-            };
-            if !same {
-                changed.insert(unit);
-            }
+            changed.insert(unit);
         }
         changed
     }

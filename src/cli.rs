@@ -413,6 +413,7 @@ async fn planned(
         &connector,
         &work.targets,
         &work.units,
+        work.base.as_ref(),
         work.commit.as_deref(),
     )
     .await?;
@@ -477,6 +478,7 @@ async fn plan_and_apply(
         connector,
         &work.targets,
         &work.units,
+        work.base.as_ref(),
         work.commit.as_deref(),
     )
     .await?;

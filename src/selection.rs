@@ -35,6 +35,9 @@ pub struct Work {
     pub units: UnitSet,
     /// The commit the repository was read from (the checkout's `HEAD` when known).
     pub commit: Option<String>,
+    /// For a plan made from a diff: the base commit's side, to tell the diff's own
+    /// changes from drift.
+    pub base: Option<engine::Base>,
 }
 
 /// Why no targets could be picked.
@@ -129,6 +132,7 @@ pub fn select(root: &Path, selection: &Selection) -> Result<Work, SelectError> {
             targets,
             units: repository.units,
             commit,
+            base: None,
         });
     };
     let git = git.ok_or_else(|| SelectError::NotGit {
@@ -137,8 +141,11 @@ pub fn select(root: &Path, selection: &Selection) -> Result<Work, SelectError> {
     let head = git.commit(head_rev)?;
     let repository = load_commit(&git, &head)?;
     let environments = by_name(repository.environments);
-    let targets = match &selection.base {
-        None => engine::select(&environments, &selection.envs, &selection.layers)?,
+    let (targets, base) = match &selection.base {
+        None => (
+            engine::select(&environments, &selection.envs, &selection.layers)?,
+            None,
+        ),
         Some(base_rev) => {
             let base = git.commit(base_rev)?;
             let set = changed(&git, &base, &head)?;
@@ -148,14 +155,28 @@ pub fn select(root: &Path, selection: &Selection) -> Result<Work, SelectError> {
             if !selection.envs.is_empty() {
                 targets.retain(|t| selection.envs.contains(&t.name));
             }
-            targets
+            (targets, Some(base_side(&git, &base)))
         }
     };
     Ok(Work {
         targets,
         units: repository.units,
         commit: Some(head.reference.id),
+        base,
     })
+}
+
+/// A base commit's environments and units, to tell a diff's own changes from drift.
+/// A base whose files have problems of its own compares as empty: everything the head
+/// declares is then the diff's.
+pub fn base_side(git: &GitRepo, base: &Commit) -> engine::Base {
+    match load_commit(git, base) {
+        Ok(repository) => engine::Base {
+            environments: by_name(repository.environments),
+            units: repository.units,
+        },
+        Err(_) => engine::Base::default(),
+    }
 }
 
 /// What changed between two commits.
@@ -288,12 +309,13 @@ pub fn since_applied(
         if layers.is_empty() {
             continue;
         }
+        // Every layer is planned: the plan holds what a plan of every layer would.
         targets.push(Target::new(
             name.clone(),
             Some(env.clone()),
             env,
+            Layer::ALL.into_iter().collect(),
             layers,
-            true,
         ));
     }
     for (name, (region, applied)) in last {
@@ -321,7 +343,7 @@ pub fn since_applied(
             None,
             &old,
             Layer::ALL.into_iter().collect(),
-            true,
+            Layer::ALL.into_iter().collect(),
         );
         // Torn down where it was found.
         target.region = region.clone();

@@ -94,10 +94,24 @@ pub(super) async fn run(run: &mut Run<'_>, pr: &PullRequest) -> Result<(), Strin
             .collect();
         model_only::plan(&sides, &base_units, &work.units, work.commit.clone())
     } else {
+        // The plan is what the merge will apply: each environment since its last
+        // applied commit (one never applied, whole), this pull request's own changes
+        // told from drift by its base.
+        let targets = match since_applied(run, &connector, &git, &head).await {
+            Ok(Some(targets)) if run.inputs.layers.is_empty() => targets,
+            Ok(_) => work.targets.clone(),
+            Err(e) => {
+                run.report_failure(FailureReason::PlanFailed, &e, Some(pr.number))
+                    .await;
+                return Err(e);
+            }
+        };
+        run.outputs.changed_environments = targets.iter().map(|t| t.name.clone()).collect();
         match engine::plan(
             &connector,
-            &work.targets,
+            &targets,
             &work.units,
+            work.base.as_ref(),
             work.commit.as_deref(),
         )
         .await
@@ -113,4 +127,26 @@ pub(super) async fn run(run: &mut Run<'_>, pr: &PullRequest) -> Result<(), Strin
     let document = run.report_plan(&plan, model_only);
     run.keep_comment(pr.number, &document, false).await;
     Ok(())
+}
+
+/// What the merge of `head` will apply, as a push plans it: the environments changed
+/// since their last applied commit (narrowed by the `environment` input). `None` when
+/// the head's files cannot be read again.
+async fn since_applied(
+    run: &Run<'_>,
+    connector: &Connector,
+    git: &GitRepo,
+    head: &crate::git::Commit,
+) -> Result<Option<Vec<engine::Target>>, String> {
+    let Ok(repository) = selection::load_commit(git, head) else {
+        return Ok(None);
+    };
+    let environments = selection::by_name(repository.environments);
+    let last = super::push::last_applied(connector, git, head, &environments).await?;
+    let mut targets =
+        selection::since_applied(git, head, &environments, &last).map_err(|e| e.to_string())?;
+    if let Some(only) = &run.inputs.environment {
+        targets.retain(|t| &t.name == only);
+    }
+    Ok(Some(targets))
 }

@@ -51,36 +51,7 @@ pub(super) async fn run_push(run: &mut Run<'_>, push: &Push) -> Result<(), Strin
         run.outputs.failure_reason = Some(FailureReason::PlanFailed);
         return Err("no AWS credentials: a push is planned and applied against live AWS\n  hint: give the job a role (aws-actions/configure-aws-credentials)".to_owned());
     }
-    // One read per region for every environment: the commit each layer last applied.
-    // Regions: the environments' own, those of the previous commit's (where a file
-    // removed by this push lived) and the job's default region.
-    let mut regions: std::collections::BTreeSet<String> = environments
-        .values()
-        .map(|e| e.spec.region.to_string())
-        .collect();
-    if let Some(parent) = git.first_parent(&head).ok().flatten()
-        && let Ok(parent) = git.commit(&parent)
-        && let Ok(previous) = selection::load_commit(&git, &parent)
-    {
-        regions.extend(
-            previous
-                .environments
-                .values()
-                .map(|e| e.spec.region.to_string()),
-        );
-    }
-    regions.extend(connector.default_region());
-    let mut last = BTreeMap::new();
-    for region in regions {
-        let found = aws::applied::read(&connector.connect(&region))
-            .await
-            .map_err(|e| e.to_string())?;
-        last.extend(
-            found
-                .into_iter()
-                .map(|(name, l)| (name, (region.clone(), l))),
-        );
-    }
+    let last = last_applied(&connector, &git, &head, &environments).await?;
     let targets = match selection::since_applied(&git, &head, &environments, &last) {
         // The `environment` input narrows a merge to that environment.
         Ok(mut t) => {
@@ -108,6 +79,7 @@ pub(super) async fn run_push(run: &mut Run<'_>, push: &Push) -> Result<(), Strin
         targets,
         units: repository.units,
         commit: Some(head.reference.id.clone()),
+        base: None,
     };
     let pull = merged_pull(run).await;
     let consent = run.inputs.allow_destroy
@@ -115,6 +87,45 @@ pub(super) async fn run_push(run: &mut Run<'_>, push: &Push) -> Result<(), Strin
             .as_ref()
             .is_some_and(|p| p.labels.iter().any(|l| l == ALLOW_DESTROY_LABEL));
     execute(run, &connector, work, apply, consent, pull, true).await
+}
+
+/// The commit each environment's layers last applied, read once per region: the
+/// environments' own regions, those of the previous commit's (where a file removed by
+/// `head` lived) and the job's default region.
+pub(super) async fn last_applied(
+    connector: &Connector,
+    git: &GitRepo,
+    head: &crate::git::Commit,
+    environments: &BTreeMap<String, crate::config::Environment>,
+) -> Result<BTreeMap<String, (String, aws::applied::LastApplied)>, String> {
+    let mut regions: std::collections::BTreeSet<String> = environments
+        .values()
+        .map(|e| e.spec.region.to_string())
+        .collect();
+    if let Some(parent) = git.first_parent(head).ok().flatten()
+        && let Ok(parent) = git.commit(&parent)
+        && let Ok(previous) = selection::load_commit(git, &parent)
+    {
+        regions.extend(
+            previous
+                .environments
+                .values()
+                .map(|e| e.spec.region.to_string()),
+        );
+    }
+    regions.extend(connector.default_region());
+    let mut last = BTreeMap::new();
+    for region in regions {
+        let found = aws::applied::read(&connector.connect(&region))
+            .await
+            .map_err(|e| e.to_string())?;
+        last.extend(
+            found
+                .into_iter()
+                .map(|(name, l)| (name, (region.clone(), l))),
+        );
+    }
+    Ok(last)
 }
 
 /// A manual run: exactly the environment and layers asked for, planned (to the job
@@ -257,6 +268,7 @@ async fn execute_unlocked(
         connector,
         &work.targets,
         &work.units,
+        work.base.as_ref(),
         work.commit.as_deref(),
     )
     .await

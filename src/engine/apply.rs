@@ -287,15 +287,16 @@ async fn execute_machines(
     Ok(())
 }
 
-/// Terminates the instances to be replaced that sit in a subnet the network replaces,
-/// before the network runs: AWS refuses to delete a subnet that still holds network
-/// interfaces. Returns their logical ids; their successors launch with the others.
+/// Terminates the instances to be replaced that sit in a subnet the network replaces
+/// or deletes, before the network runs: AWS refuses to delete a subnet that still
+/// holds network interfaces. Returns their logical ids; their successors launch with
+/// the others.
 async fn terminate_before_subnets(
     exec: &mut Executor<'_>,
     machine_actions: &[&Action],
     network_actions: &[Action],
 ) -> Result<BTreeSet<LogicalId>, EngineError> {
-    let replaced = plan::cluster::replaced_subnets(network_actions);
+    let leaving = plan::cluster::leaving_subnets(network_actions);
     let mut gone = BTreeSet::new();
     for a in machine_actions
         .iter()
@@ -305,10 +306,10 @@ async fn terminate_before_subnets(
         let plan::Spec::Instance(Instance { subnet, .. }) = &o.spec else {
             continue;
         };
-        if replaced.contains(subnet) {
+        if leaving.contains(subnet) {
             exec.delete(o).await?;
             exec.say(&format!(
-                "  … {} ({}) terminated before its subnet {subnet} is replaced",
+                "  … {} ({}) terminated before its subnet {subnet} goes",
                 a.id, o.aws_id
             ));
             gone.insert(a.id.clone());

@@ -9,7 +9,6 @@ use crate::aws::executor::Executor;
 use crate::aws::images::{self, Image};
 use crate::config::{Environment, ImageSource, Layer};
 use crate::plan::cluster::Machine;
-use crate::plan::cluster::NodeLaunch;
 use crate::plan::spec::{Instance, LaunchTemplate};
 use crate::plan::{self, Action};
 use crate::units::UnitSet;
@@ -24,7 +23,7 @@ pub(super) struct PendingDiscovery {
     pub(super) key: Option<crate::aws::secrets::SshPublicKey>,
 }
 
-/// True when strata manages this target's machines (cluster or node layer selected,
+/// True when strata manages this target's machines (cluster or node layer planned,
 /// and a cluster section).
 pub(super) fn manages_machines(t: &Target) -> bool {
     (t.layers.contains(&Layer::Cluster) || t.layers.contains(&Layer::Node))
@@ -177,71 +176,13 @@ pub(super) fn machine(
     key: Option<&crate::aws::secrets::SshPublicKey>,
     discovery: Option<&str>,
 ) -> Result<Machine, EngineError> {
-    use base64::Engine as _;
-    let encode = |json: String| base64::engine::general_purpose::STANDARD.encode(json);
-    let failed = |e: crate::ignition::RenderError| EngineError::Render {
-        env: env.name.to_string(),
-        message: e.to_string(),
-    };
-    // A fixed cluster's nodes each render their own config; a group's share one.
-    let size = env
-        .cluster
-        .as_ref()
-        .and_then(|c| c.size.fixed())
-        .unwrap_or(0);
-    if env.spec.node.is_none() {
-        // A cluster without a node section boots an empty config.
-        let empty =
-            serde_json::json!({"ignition": {"version": crate::ignition::SPEC_VERSION}}).to_string();
-        let nodes = (0..size)
-            .map(|_| NodeLaunch {
-                user_data: encode(empty.clone()),
-                digest: plan::cluster::digest(&empty),
-            })
-            .collect();
-        return Ok(Machine {
-            image,
-            config: None,
-            user_data: encode(empty),
-            nodes,
-        });
-    }
-    let request = |node: Option<u16>| crate::ignition::RenderRequest {
-        environment: env,
-        units,
-        node,
+    let secrets = plan::machine::Secrets {
         ssh_public_key: key.map(|k| k.openssh()),
         etcd_discovery: discovery,
     };
-    let mut nodes = Vec::with_capacity(usize::from(size));
-    for index in 0..size {
-        let request = request(Some(index));
-        let config = crate::ignition::build(&request)
-            .map(|c| crate::ignition::to_json(&c))
-            .map_err(failed)?;
-        nodes.push(NodeLaunch {
-            user_data: encode(crate::ignition::fit(config).map_err(failed)?.json),
-            digest: plan::cluster::digest(
-                &crate::ignition::comparable_json(&request).map_err(failed)?,
-            ),
-        });
-    }
-    // The template holds the group's config. A fixed-size cluster's nodes launch with
-    // their own; its template holds node 0's without the member list, what the node
-    // layer diffs (so a size change stays a cluster change, as `strata changes` says).
-    let config = if size > 0 {
-        crate::ignition::comparable_json(&request(Some(0))).map_err(failed)?
-    } else {
-        crate::ignition::build(&request(None))
-            .map(|c| crate::ignition::to_json(&c))
-            .map_err(failed)?
-    };
-    let data = crate::ignition::fit(config.clone()).map_err(failed)?;
-    Ok(Machine {
-        image,
-        config: Some(config),
-        user_data: encode(data.json),
-        nodes,
+    plan::machine::render(env, units, image, secrets).map_err(|e| EngineError::Render {
+        env: env.name.to_string(),
+        message: e.to_string(),
     })
 }
 
@@ -254,10 +195,7 @@ pub(super) async fn resolve_images(
     let mut images = BTreeMap::new();
     // Environments that ask for the same image share one lookup.
     let mut looked_up: BTreeMap<String, Image> = BTreeMap::new();
-    for t in targets
-        .iter()
-        .filter(|t| t.layers.contains(&Layer::Cluster) || manages_machines(t))
-    {
+    for t in targets.iter().filter(|t| manages_machines(t)) {
         let Some(shape) = t.environment.as_ref().and_then(|e| e.cluster.as_ref()) else {
             continue;
         };

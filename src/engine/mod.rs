@@ -34,23 +34,25 @@ pub struct Target {
     pub region: String,
     /// Tags from the file (for a removed file, from its last version).
     pub tags: BTreeMap<String, String>,
-    /// Layers to plan.
+    /// Layers to plan: every layer for what changed (a plan made from a diff holds
+    /// exactly what a plan of every layer would), or those asked for with `--layer`
+    /// (plus the cluster when the network forces it).
     pub layers: BTreeSet<Layer>,
-    /// Also plan a later layer that a change in an earlier one forces (change-driven
-    /// runs); explicit `--layer` selections plan exactly what was asked.
-    pub follow_forced: bool,
+    /// The layers whose part of the repository changed (or those asked for): a
+    /// planned layer outside them says what forces it.
+    pub changed: BTreeSet<Layer>,
 }
 
 impl Target {
-    /// The target `name` with `layers`: `environment` as the head has it (`None`: a
-    /// teardown), its region and tags from `source` (the head's file, or a removed
-    /// environment's last version).
+    /// The target `name` with `layers` planned, of which `changed` changed:
+    /// `environment` as the head has it (`None`: a teardown), its region and tags from
+    /// `source` (the head's file, or a removed environment's last version).
     pub fn new(
         name: String,
         environment: Option<Environment>,
         source: &Environment,
         layers: BTreeSet<Layer>,
-        follow_forced: bool,
+        changed: BTreeSet<Layer>,
     ) -> Target {
         Target {
             name,
@@ -63,7 +65,7 @@ impl Target {
                 .collect(),
             environment,
             layers,
-            follow_forced,
+            changed,
         }
     }
 }
@@ -174,14 +176,15 @@ pub fn select(
                 Some(env.clone()),
                 env,
                 layers.clone(),
-                false,
+                layers.clone(),
             ))
         })
         .collect()
 }
 
-/// Targets from a change set: changed layers of changed environments, removed
-/// environments as teardowns (their region and tags from the base commit's file).
+/// Targets from a change set: every layer of each changed environment (only those of
+/// `layers` when given), removed environments as teardowns (their region and tags
+/// from the base commit's file).
 pub fn from_changes(
     set: &ChangeSet,
     head: &BTreeMap<String, Environment>,
@@ -193,11 +196,12 @@ pub fn from_changes(
     set.environments
         .iter()
         .filter_map(|change| {
-            let mut chosen: BTreeSet<Layer> = change.layers.iter().copied().collect();
-            if let Some(only) = &only {
-                chosen.retain(|l| only.contains(l));
-            }
-            if chosen.is_empty() {
+            let changed: BTreeSet<Layer> = change.layers.iter().copied().collect();
+            let chosen: BTreeSet<Layer> = match &only {
+                Some(only) => changed.intersection(only).copied().collect(),
+                None => Layer::ALL.into_iter().collect(),
+            };
+            if chosen.is_empty() || changed.is_empty() {
                 return None;
             }
             let environment = if change.change == ChangeKind::Removed {
@@ -211,10 +215,21 @@ pub fn from_changes(
                 environment.clone(),
                 source,
                 chosen,
-                only.is_none(),
+                changed,
             ))
         })
         .collect()
+}
+
+/// The base commit of a plan made from a diff: its environments and units. The plan
+/// compares the head's desired state with the base's to tell its own changes from
+/// drift (`plan::origin`).
+#[derive(Debug, Clone, Default)]
+pub struct Base {
+    /// The base's environments by name.
+    pub environments: BTreeMap<String, Environment>,
+    /// The base's units.
+    pub units: crate::units::UnitSet,
 }
 
 /// What planning saw, kept for apply.

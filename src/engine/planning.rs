@@ -6,18 +6,20 @@ use std::collections::BTreeMap;
 use super::machines::{
     discovery_note, machine, manages_machines, read_discovery_tokens, read_keys, resolve_images,
 };
-use super::{EngineError, Observations, PendingDiscovery, Target};
+use super::{Base, EngineError, Observations, PendingDiscovery, Target};
 use crate::aws::Connector;
 use crate::aws::network::{self as aws_network, NetworkState};
 use crate::config::{Environment, Layer, Zone, Zones};
 use crate::plan::{self, Kind, Plan};
 use crate::units::UnitSet;
 
-/// Reads the live state of every target and plans it.
+/// Reads the live state of every target and plans it. With `base` (a plan made from a
+/// diff), each change is marked as the diff's own or as drift.
 pub async fn plan(
     connector: &Connector,
     targets: &[Target],
     units: &UnitSet,
+    base: Option<&Base>,
     commit: Option<&str>,
 ) -> Result<(Plan, Observations), EngineError> {
     let mut by_region: BTreeMap<&str, Vec<&Target>> = BTreeMap::new();
@@ -146,19 +148,58 @@ pub async fn plan(
                 (None, _) => Some(plan::cluster::DesiredMachines::default()),
                 _ => None,
             };
-            let mut planned = plan::environment::plan(&plan::environment::Inputs {
+            let key = |env: &Environment| {
+                let secret = env.spec.node.as_ref()?.ssh.public_key_secret.as_str();
+                keys.get(secret).map(|k| k.openssh())
+            };
+            let token = tokens.get(&t.name).and_then(Option::as_ref);
+            let inputs = plan::environment::Inputs {
                 name: &t.name,
                 region: &t.region,
                 environment: t.environment.as_ref(),
                 layers: &t.layers,
-                follow_forced: t.follow_forced,
+                changed: &t.changed,
                 zones: &env_zones,
                 network: &observed,
                 machines: &machine_observed,
                 image: images.get(&t.name),
                 config: machines.get(&t.name).and_then(|m| m.config.as_deref()),
                 desired: desired.as_ref(),
-            });
+            };
+            let mut planned = plan::environment::plan(&inputs);
+            if let Some(base) = base {
+                // The diff's own changes: the head against the base as if it were live.
+                let state =
+                    base.environments
+                        .get(&t.name)
+                        .filter(|env| env.spec.region.as_str() == t.region)
+                        .and_then(|env| {
+                            let zones = zone_names(env, &zones).ok()?;
+                            let image = images.get(&t.name).cloned().unwrap_or_else(|| {
+                                plan::cluster::Image::running(&machine_observed)
+                            });
+                            let secrets = plan::machine::Secrets {
+                                ssh_public_key: key(env),
+                                etcd_discovery: token.map(|t| t.url.as_str()),
+                            };
+                            let parts = plan::desired::Parts {
+                                units: &base.units,
+                                zones: &zones,
+                                image: &image,
+                                secrets,
+                                live_machines: &machine_observed,
+                            };
+                            plan::desired::DesiredState::of(env, parts).ok()
+                        })
+                        .unwrap_or_default();
+                let (network, machines) = state.as_live();
+                let own = plan::environment::plan(&plan::environment::Inputs {
+                    network: &network,
+                    machines: &machines,
+                    ..inputs
+                });
+                plan::origin::mark(&mut planned, &own);
+            }
             if let (Some(env), Some(token)) = (&t.environment, tokens.get(&t.name))
                 && let Some(layer) = planned
                     .layers

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use sha2::{Digest, Sha256};
 
+pub use super::machine::{Machine, NodeLaunch};
 use super::spec::{
     Attachment, AutoScalingGroup, DataDisk, Disk, Instance, LaunchTemplate, NodeConfig, Volume,
 };
@@ -282,12 +283,15 @@ pub fn follow_group_off_subnets(
         let changes = replaced_here
             .iter()
             .map(|s| FieldChange {
+                origin: None,
                 field: "subnets".into(),
                 from: Some(s.to_string()),
                 to: Some(format!("{s} (new)")),
             })
             .collect();
         actions.push(Action {
+            refresh: None,
+            origin: None,
             action: ActionKind::Update,
             kind: Kind::AutoScalingGroup,
             id: o.id.clone(),
@@ -316,16 +320,6 @@ pub fn security_groups(cluster: &Cluster) -> BTreeSet<LogicalId> {
         .iter()
         .map(|g| LogicalId::SecurityGroup(g.to_string()))
         .collect()
-}
-
-/// What node `i` of a fixed-size cluster launches with.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodeLaunch {
-    /// Base64 of its user data.
-    pub user_data: String,
-    /// Digest of its config without the member list
-    /// ([`crate::ignition::comparable_json`]).
-    pub digest: String,
 }
 
 /// The instances of a fixed-size cluster, one per node index: each in the subnet and
@@ -480,11 +474,14 @@ pub fn follow_replaced_subnets(
                     continue;
                 };
                 actions.push(Action {
+                    refresh: None,
+                    origin: None,
                     action: ActionKind::Replace,
                     kind: Kind::Instance,
                     id: o.id.clone(),
                     aws_id: Some(o.aws_id.clone()),
                     changes: vec![FieldChange {
+                        origin: None,
                         field: "subnet".into(),
                         from: Some(subnet.to_string()),
                         to: Some(format!("{subnet} (new)")),
@@ -513,17 +510,21 @@ pub struct Image {
     pub source: String,
 }
 
-/// What the cluster and node layers of one environment are made from: the image, and
-/// the rendered config (only in memory; it holds the SSH key).
-pub struct Machine {
-    pub image: Image,
-    /// The full config JSON in the template (what the node layer compares): the
-    /// group's shared config, or node 0's for a fixed-size cluster.
-    pub config: Option<String>,
-    /// Base64 of the template's user data (the config, or its gzip wrapper).
-    pub user_data: String,
-    /// A fixed-size cluster's nodes, by index.
-    pub nodes: Vec<NodeLaunch>,
+impl Image {
+    /// The image the live launch template names (empty when there is none): what a
+    /// cluster being removed is compared with, since no lookup is made for it.
+    pub fn running(observed: &[Observed]) -> Image {
+        let id = observed.iter().find_map(|o| match &o.spec {
+            Spec::LaunchTemplate(LaunchTemplate { image, .. }) => Some(image.clone()),
+            _ => None,
+        });
+        Image {
+            id: id.unwrap_or_default(),
+            name: String::new(),
+            release: None,
+            source: "running".to_owned(),
+        }
+    }
 }
 
 /// An environment's desired cluster and node layers.

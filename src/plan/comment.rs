@@ -377,12 +377,15 @@ mod tests {
 
     fn create(n: usize, detail_lines: usize) -> Action {
         Action {
+            refresh: None,
+            origin: None,
             action: ActionKind::Create,
             kind: Kind::SecurityGroup,
             id: crate::plan::LogicalId::SecurityGroup(format!("g{n}")),
             aws_id: None,
             changes: (0..20)
                 .map(|p| FieldChange {
+                    origin: None,
                     field: "ingress".to_owned(),
                     from: None,
                     to: Some(format!("tcp {p} from 10.0.0.0/8")),

@@ -29,6 +29,8 @@ pub fn plan_resources(desired: &[Resource], observed: &[Observed]) -> Vec<Action
     for r in desired {
         match by_id.get(&r.id) {
             None => actions.push(Action {
+                refresh: None,
+                origin: None,
                 detail: Vec::new(),
                 action: ActionKind::Create,
                 kind: r.kind,
@@ -45,6 +47,8 @@ pub fn plan_resources(desired: &[Resource], observed: &[Observed]) -> Vec<Action
                     continue;
                 }
                 actions.push(Action {
+                    refresh: None,
+                    origin: None,
                     detail: Vec::new(),
                     action: if forced_by.is_some() {
                         ActionKind::Replace
@@ -69,6 +73,8 @@ pub fn plan_resources(desired: &[Resource], observed: &[Observed]) -> Vec<Action
 
 fn delete(o: &Observed, reason: Option<String>) -> Action {
     Action {
+        refresh: None,
+        origin: None,
         detail: Vec::new(),
         action: ActionKind::Delete,
         kind: o.kind,
@@ -88,6 +94,7 @@ fn creation_fields(r: &Resource) -> Vec<FieldChange> {
         .into_iter()
         .flat_map(|f| match f.value {
             Value::Scalar(v) => vec![FieldChange {
+                origin: None,
                 field: f.name.to_owned(),
                 from: None,
                 to: Some(v),
@@ -95,6 +102,7 @@ fn creation_fields(r: &Resource) -> Vec<FieldChange> {
             Value::Set(items) => items
                 .into_iter()
                 .map(|v| FieldChange {
+                    origin: None,
                     field: f.name.to_owned(),
                     from: None,
                     to: Some(v),
@@ -124,6 +132,7 @@ fn compare(r: &Resource, o: &Observed) -> (Vec<FieldChange>, Option<String>) {
                     forced_by = Some(field.name.to_owned());
                 }
                 changes.push(FieldChange {
+                    origin: None,
                     field: field.name.to_owned(),
                     from: Some(old.clone()),
                     to: Some(new.clone()),
@@ -132,6 +141,7 @@ fn compare(r: &Resource, o: &Observed) -> (Vec<FieldChange>, Option<String>) {
             (Value::Set(new), Value::Set(old)) => {
                 for gone in old.difference(new) {
                     changes.push(FieldChange {
+                        origin: None,
                         field: field.name.to_owned(),
                         from: Some(gone.clone()),
                         to: None,
@@ -139,6 +149,7 @@ fn compare(r: &Resource, o: &Observed) -> (Vec<FieldChange>, Option<String>) {
                 }
                 for added in new.difference(old) {
                     changes.push(FieldChange {
+                        origin: None,
                         field: field.name.to_owned(),
                         from: None,
                         to: Some(added.clone()),
@@ -186,6 +197,8 @@ fn cascade(
                 Some(_) => {}
                 None => {
                     actions.push(Action {
+                        refresh: None,
+                        origin: None,
                         detail: Vec::new(),
                         action: if replaces {
                             ActionKind::Replace
@@ -196,6 +209,7 @@ fn cascade(
                         id: r.id.clone(),
                         aws_id: Some(o.aws_id.clone()),
                         changes: vec![FieldChange {
+                            origin: None,
                             field: "depends_on".into(),
                             from: Some(format!("{cause} (old)")),
                             to: Some(format!("{cause} (new)")),

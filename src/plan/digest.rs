@@ -102,11 +102,14 @@ mod tests {
 
     fn action(id: &str, aws_id: Option<&str>, to: &str) -> Action {
         Action {
+            refresh: None,
+            origin: None,
             action: ActionKind::Update,
             kind: Kind::SecurityGroup,
             id: id.into(),
             aws_id: aws_id.map(str::to_owned),
             changes: vec![FieldChange {
+                origin: None,
                 field: "ingress".to_owned(),
                 from: None,
                 to: Some(to.to_owned()),

@@ -22,10 +22,12 @@ pub struct Inputs<'a> {
     pub region: &'a str,
     /// The environment as the head has it; `None` when its file was removed.
     pub environment: Option<&'a Environment>,
-    /// The layers asked for.
+    /// The layers asked for: every layer for a plan made from a diff, so that it
+    /// holds exactly what a plan of every layer holds.
     pub layers: &'a BTreeSet<Layer>,
-    /// Also plan the cluster when a network change forces it (change-driven runs).
-    pub follow_forced: bool,
+    /// The layers whose part of the repository changed (the diff's, or those asked
+    /// for): a planned layer outside them says what forces it.
+    pub changed: &'a BTreeSet<Layer>,
     /// The environment's zone names, one per zone index.
     pub zones: &'a [Zone],
     /// What AWS holds of its network.
@@ -41,9 +43,9 @@ pub struct Inputs<'a> {
     pub desired: Option<&'a DesiredMachines>,
 }
 
-/// Plans one environment: the network when asked, then the cluster and node layers
-/// (the cluster also when the network forces it), the group's move to a new template
-/// version, and the notes.
+/// Plans one environment: the layers asked for (every layer for a plan made from a
+/// diff), a cluster that must follow what the network replaces saying why, the
+/// group's move to a new template version, and the notes.
 pub fn plan(inputs: &Inputs<'_>) -> EnvironmentPlan {
     let mut layers = Vec::new();
     let network_actions = match inputs.layers.contains(&Layer::Network) {
@@ -58,18 +60,39 @@ pub fn plan(inputs: &Inputs<'_>) -> EnvironmentPlan {
         }
         false => Vec::new(),
     };
-    let forced = inputs
+    // The first network action the cluster must follow, when the cluster itself did
+    // not change.
+    let forcing = inputs
         .environment
-        .and_then(|env| forced_cluster_reason(env, &network_actions))
-        .filter(|_| inputs.follow_forced && !inputs.layers.contains(&Layer::Cluster));
+        .and_then(|env| forcing_action(env, &network_actions))
+        .filter(|_| !inputs.changed.contains(&Layer::Cluster));
+    let forced = forcing.map(|a| {
+        format!(
+            "the network {} {}, which the cluster uses",
+            a.action.third_person(),
+            a.id
+        )
+    });
     let planned = |l: Layer| {
         let has_section = inputs.environment.is_none_or(|e| match l {
             Layer::Cluster => e.spec.cluster.is_some(),
             _ => e.spec.node.is_some(),
         });
-        let forced = l == Layer::Cluster && forced.is_some();
-        has_section && (inputs.layers.contains(&l) || forced)
+        has_section && inputs.layers.contains(&l)
     };
+    // Asked for the network alone, a plan leaves the machines be: say when the network
+    // takes away what they use.
+    if let (Some(a), Some(reason), false, Some(network)) = (
+        forcing,
+        &forced,
+        planned(Layer::Cluster),
+        layers.first_mut(),
+    ) && a.action.is_destructive()
+    {
+        network.notes.push(format!(
+            "{reason}: this plan leaves the cluster as it is; plan the cluster layer too, or AWS refuses to remove what its machines still use"
+        ));
+    }
     let machines = MachineLayers {
         inputs,
         cluster: planned(Layer::Cluster),
@@ -322,6 +345,7 @@ fn follow_new_template_version(
             warmup_seconds,
             ..
         }) => FieldChange {
+            origin: None,
             field: "rollout".into(),
             from: None,
             to: Some(format!(
@@ -330,12 +354,24 @@ fn follow_new_template_version(
         },
         _ => return,
     };
-    if let Some(existing) = layers
+    // An instance refresh replaces every machine the group runs.
+    let running = match &group.spec {
+        super::Spec::AutoScalingGroup(AutoScalingGroup { desired, .. }) => *desired,
+        _ => 0,
+    };
+    if let Some(layer) = layers
         .iter_mut()
-        .flat_map(|l| l.actions.iter_mut())
-        .find(|a| a.kind == Kind::AutoScalingGroup)
+        .find(|l| l.actions.iter().any(|a| a.kind == Kind::AutoScalingGroup))
     {
-        existing.changes.push(rollout);
+        if let Some(existing) = layer
+            .actions
+            .iter_mut()
+            .find(|a| a.kind == Kind::AutoScalingGroup && a.action == ActionKind::Update)
+        {
+            existing.changes.push(rollout);
+            existing.refresh = Some(running);
+            layer.summary = Summary::of(&layer.actions);
+        }
         return;
     }
     let Some(layer) = layers.iter_mut().find(|l| touched(l)) else {
@@ -346,6 +382,8 @@ fn follow_new_template_version(
         _ => "$Default".to_owned(),
     };
     layer.actions.push(Action {
+        refresh: Some(running),
+        origin: None,
         detail: Vec::new(),
         action: ActionKind::Update,
         kind: Kind::AutoScalingGroup,
@@ -353,6 +391,7 @@ fn follow_new_template_version(
         aws_id: Some(group.aws_id.clone()),
         changes: vec![
             FieldChange {
+                origin: None,
                 field: "launch_template_version".into(),
                 from: Some(version),
                 to: Some("the new version".into()),
@@ -367,7 +406,7 @@ fn follow_new_template_version(
 }
 
 /// A network change the cluster must follow: its subnets, groups or target groups.
-fn forced_cluster_reason(env: &Environment, actions: &[Action]) -> Option<String> {
+fn forcing_action<'a>(env: &Environment, actions: &'a [Action]) -> Option<&'a Action> {
     let cluster = env.spec.cluster.as_ref()?;
     let groups = super::cluster::security_groups(cluster);
     actions
@@ -377,14 +416,6 @@ fn forced_cluster_reason(env: &Environment, actions: &[Action]) -> Option<String
             matches!(a.id, LogicalId::Subnet(kind, _) if kind == cluster.subnets)
                 || groups.contains(&a.id)
                 || super::cluster::joins_target_group(cluster, &a.id)
-        })
-        .map(|a| {
-            format!(
-                "the network layer will {} {} {}, which the cluster uses",
-                a.action,
-                a.kind.describe(),
-                a.id
-            )
         })
 }
 
@@ -431,7 +462,7 @@ mod tests {
     }
 
     #[test]
-    fn a_replaced_subnet_forces_the_cluster_layer_only_in_change_driven_runs() {
+    fn a_replaced_subnet_forces_the_cluster_layer_with_its_real_actions() {
         let e = env(FIXED);
         let mut network = held(&crate::plan::network::desired(&e, &zones()));
         for o in &mut network {
@@ -442,42 +473,64 @@ mod tests {
             }
         }
         let desired = machines(&e);
-        let layers = BTreeSet::from([Layer::Network]);
+        let mut live = held(&desired.cluster);
+        live.extend(held(&desired.instances));
         let zones = zones();
-        let inputs = |follow_forced| Inputs {
-            name: "web",
-            region: "eu-west-1",
-            environment: Some(&e),
-            layers: &layers,
-            follow_forced,
-            zones: &zones,
-            network: &network,
-            machines: &[],
-            image: None,
-            config: None,
-            desired: Some(&desired),
+        let changed = BTreeSet::from([Layer::Network]);
+        let planned = |layers: &BTreeSet<Layer>| {
+            plan(&Inputs {
+                name: "web",
+                region: "eu-west-1",
+                environment: Some(&e),
+                layers,
+                changed: &changed,
+                zones: &zones,
+                network: &network,
+                machines: &live,
+                image: None,
+                config: None,
+                desired: Some(&desired),
+            })
         };
-        let forced = plan(&inputs(true));
-        let planned: Vec<(Layer, Option<&str>)> = forced
+        // Every layer of a network change: the cluster follows, with the instance in the
+        // replaced subnet, saying why.
+        let whole = planned(&Layer::ALL.into());
+        let got: Vec<(Layer, Option<&str>, Vec<String>)> = whole
             .layers
             .iter()
-            .map(|l| (l.layer, l.forced_by.as_deref()))
+            .filter(|l| !l.actions.is_empty())
+            .map(|l| {
+                let actions = l.actions.iter().map(|a| format!("{} {}", a.action, a.id));
+                (l.layer, l.forced_by.as_deref(), actions.collect())
+            })
             .collect();
+        let reason = "the network replaces subnet/private/0, which the cluster uses";
         assert_eq!(
-            planned,
+            got,
             [
-                (Layer::Network, None),
+                (
+                    Layer::Network,
+                    None,
+                    vec![
+                        "replace subnet/private/0".to_owned(),
+                        "update rtb/private/0".to_owned()
+                    ]
+                ),
                 (
                     Layer::Cluster,
-                    Some(
-                        "the network layer will replace subnet subnet/private/0, which the cluster uses"
-                    )
+                    Some(reason),
+                    vec!["replace instance/0".to_owned()]
                 )
             ]
         );
-        let asked = plan(&inputs(false));
-        let layers: Vec<Layer> = asked.layers.iter().map(|l| l.layer).collect();
-        assert_eq!(layers, [Layer::Network]);
+        // Asked for the network alone: the cluster is left be, and the plan says so.
+        let alone = planned(&BTreeSet::from([Layer::Network]));
+        assert_eq!(alone.layers.len(), 1);
+        assert!(
+            alone.layers[0].notes[0].starts_with(&format!("{reason}: this plan leaves")),
+            "{:?}",
+            alone.layers[0].notes
+        );
     }
 
     #[test]
@@ -510,6 +563,8 @@ mod tests {
             }
         }
         let update = Action {
+            refresh: None,
+            origin: None,
             action: ActionKind::Update,
             kind: Kind::LaunchTemplate,
             id: LogicalId::LaunchTemplate,

@@ -3,17 +3,22 @@
 
 pub mod cluster;
 pub mod comment;
+pub mod desired;
 mod diff;
 pub mod digest;
 pub mod environment;
 pub mod id;
+pub mod machine;
 pub mod model;
 pub mod model_only;
 pub mod network;
 pub mod node_diff;
+pub mod origin;
 pub mod render;
 pub mod schedule;
 pub mod spec;
+#[cfg(test)]
+mod truth_tests;
 
 use std::collections::BTreeMap;
 
@@ -67,18 +72,6 @@ pub struct Observed {
 /// Tests build what AWS would hold from what they want.
 #[cfg(test)]
 impl Observed {
-    /// What AWS would hold had `r` been made as `aws_id`.
-    pub(crate) fn made(r: &Resource, aws_id: impl Into<String>) -> Observed {
-        Observed {
-            kind: r.kind,
-            id: r.id.clone(),
-            aws_id: aws_id.into(),
-            spec: r.spec.clone(),
-            tags: Default::default(),
-            live: Default::default(),
-        }
-    }
-
     /// What AWS would hold had each of `resources` been made, as `aws-<n>`.
     pub(crate) fn all_made(resources: &[Resource]) -> Vec<Observed> {
         let made = resources.iter().enumerate();

@@ -137,6 +137,17 @@ pub struct Field {
     pub forces_replacement: bool,
 }
 
+/// Where a change comes from, in a plan made from a diff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The diff causes it: the head declares something the base did not.
+    Change,
+    /// Live AWS differs from what the base commit declares: a change by hand, or a
+    /// merged change never applied. Applying the head undoes it.
+    Drift,
+}
+
 /// One field's change in a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldChange {
@@ -148,6 +159,9 @@ pub struct FieldChange {
     /// New value (`None` when removed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// In a plan made from a diff: this diff's change, or drift.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
 }
 
 /// What an action does.
@@ -185,6 +199,16 @@ impl ActionKind {
         }
     }
 
+    /// The verb as a sentence with a subject uses it: `the network replaces …`.
+    pub fn third_person(self) -> &'static str {
+        match self {
+            ActionKind::Create => "creates",
+            ActionKind::Update => "updates",
+            ActionKind::Replace => "replaces",
+            ActionKind::Delete => "deletes",
+        }
+    }
+
     /// True when the action destroys something.
     pub fn is_destructive(self) -> bool {
         matches!(self, ActionKind::Replace | ActionKind::Delete)
@@ -198,7 +222,7 @@ impl fmt::Display for ActionKind {
 }
 
 /// One step of a plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Action {
     /// Create, update, replace or delete.
     pub action: ActionKind,
@@ -207,23 +231,59 @@ pub struct Action {
     /// Logical id (`subnet/private/0`).
     pub id: super::LogicalId,
     /// The AWS id of the existing resource, for update, replace and delete.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub aws_id: Option<String>,
     /// Field-level changes.
     pub changes: Vec<FieldChange>,
-    /// For a replace: the field (or dependency) that forces it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// For a replace, or a change no field of its own asks for: the field or other
+    /// resource that forces it.
     pub forced_by: Option<String>,
     /// Diff-style lines showing what the change does in detail (a node change: the
     /// unit lines that change on the machines). Never holds a secret.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub detail: Vec<String>,
+    /// An auto-scaling group's update that ends in an instance refresh: how many
+    /// running machines it replaces.
+    pub refresh: Option<u16>,
+    /// In a plan made from a diff: the diff's own action, or one drift alone asks for.
+    pub origin: Option<Origin>,
     /// The desired resource (absent for deletes); what execution creates or converges to.
-    #[serde(skip)]
     pub desired: Option<super::Resource>,
     /// The observed resource (absent for creates).
-    #[serde(skip)]
     pub observed: Option<super::Observed>,
+}
+
+/// The JSON plan's action: its fields, with what it needs (consent) and how many
+/// running machines it rolls.
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("Action", 11)?;
+        s.serialize_field("action", &self.action)?;
+        s.serialize_field("kind", &self.kind)?;
+        s.serialize_field("id", &self.id)?;
+        match &self.aws_id {
+            Some(id) => s.serialize_field("aws_id", id)?,
+            None => s.skip_field("aws_id")?,
+        }
+        s.serialize_field("consent", &self.needs_consent())?;
+        match self.rollout() {
+            0 => s.skip_field("rollout")?,
+            n => s.serialize_field("rollout", &n)?,
+        }
+        match &self.origin {
+            Some(origin) => s.serialize_field("origin", origin)?,
+            None => s.skip_field("origin")?,
+        }
+        s.serialize_field("changes", &self.changes)?;
+        match &self.forced_by {
+            Some(why) => s.serialize_field("forced_by", why)?,
+            None => s.skip_field("forced_by")?,
+        }
+        match self.detail.is_empty() {
+            true => s.skip_field("detail")?,
+            false => s.serialize_field("detail", &self.detail)?,
+        }
+        s.end()
+    }
 }
 
 impl Action {
@@ -235,6 +295,17 @@ impl Action {
             ActionKind::Delete => true,
             ActionKind::Replace => self.kind != Kind::Instance,
             ActionKind::Create | ActionKind::Update => false,
+        }
+    }
+
+    /// The running machines it replaces by a rollout (no consent needed): one for a
+    /// fixed-size cluster's instance replaced, the group's instances for an instance
+    /// refresh.
+    pub fn rollout(&self) -> usize {
+        match (self.kind, self.action) {
+            (Kind::Instance, ActionKind::Replace) => 1,
+            (Kind::AutoScalingGroup, ActionKind::Update) => self.refresh.map_or(0, usize::from),
+            _ => 0,
         }
     }
 
@@ -340,10 +411,14 @@ pub struct Summary {
     pub create: usize,
     /// In-place updates.
     pub update: usize,
-    /// Replacements.
+    /// Replacements that need consent (an instance replaced by a rollout is counted
+    /// in `rollout`).
     pub replace: usize,
     /// Deletions.
     pub delete: usize,
+    /// Running machines a rollout replaces: a group's instances for an instance
+    /// refresh, each fixed-size cluster node replaced one at a time.
+    pub rollout: usize,
 }
 
 impl Summary {
@@ -351,10 +426,12 @@ impl Summary {
     pub fn of<'a>(actions: impl IntoIterator<Item = &'a Action>) -> Summary {
         let mut s = Summary::default();
         for a in actions {
+            s.rollout += a.rollout();
             match a.action {
                 ActionKind::Create => s.create += 1,
                 ActionKind::Update => s.update += 1,
-                ActionKind::Replace => s.replace += 1,
+                ActionKind::Replace if a.needs_consent() => s.replace += 1,
+                ActionKind::Replace => {}
                 ActionKind::Delete => s.delete += 1,
             }
         }
@@ -367,11 +444,12 @@ impl Summary {
         self.update += other.update;
         self.replace += other.replace;
         self.delete += other.delete;
+        self.rollout += other.rollout;
     }
 
-    /// Total actions.
+    /// Total actions and machines rolled: zero when there is nothing to do.
     pub fn total(&self) -> usize {
-        self.create + self.update + self.replace + self.delete
+        self.create + self.update + self.replace + self.delete + self.rollout
     }
 }
 

@@ -2,12 +2,11 @@
 //! the desired state at the base, for a run that has no AWS credentials (a fork's
 //! pull request). It shows what the change means, not what apply would do.
 
-use super::{
-    Action, ActionKind, EnvironmentPlan, Kind, LayerPlan, Observed, Plan, Summary, cluster,
-    network, node_diff, plan_resources,
-};
-use crate::config::{Environment, ImageSource, Layer, Zones};
-use crate::ignition::{self, RenderRequest};
+use super::cluster::Image;
+use super::desired::{DesiredState, Parts};
+use super::environment::{Inputs, plan as plan_environment};
+use super::{EnvironmentPlan, Origin, Plan};
+use crate::config::{Environment, ImageSource, Layer, Zone, Zones};
 use crate::units::UnitSet;
 
 /// One environment's two sides.
@@ -19,191 +18,127 @@ pub struct Sides<'a> {
     pub head: Option<&'a Environment>,
 }
 
-/// The model-only plan of `environments`, each with the layers to compare.
+/// The model-only plan of `environments`, each with the layers to compare: the one
+/// planner, with the base's desired state standing in for live AWS.
 pub fn plan(
     environments: &[(String, Sides<'_>, Vec<Layer>)],
     base_units: &UnitSet,
     head_units: &UnitSet,
     commit: Option<String>,
 ) -> Plan {
-    let mut out = Vec::new();
-    for (name, sides, layers) in environments {
-        let Some(either) = sides.head.or(sides.base) else {
-            continue;
-        };
-        let has = |part: fn(&Environment) -> bool| {
-            sides.base.is_some_and(part) || sides.head.is_some_and(part)
-        };
-        let mut layer_plans = Vec::new();
-        for layer in layers {
-            // A layer neither side has (a network-only environment's cluster) is not shown.
-            let present = match layer {
-                Layer::Network => true,
-                Layer::Cluster => has(|e| e.spec.cluster.is_some()),
-                Layer::Node => has(|e| e.spec.node.is_some()),
-            };
-            if !present {
-                continue;
-            }
-            let (actions, notes) = match layer {
-                Layer::Network => (network_actions(*sides), Vec::new()),
-                Layer::Node => node_actions(*sides, base_units, head_units),
-                Layer::Cluster => (
-                    cluster_actions(*sides),
-                    vec![
-                        "the image is looked up on AWS, and running instances are compared there: \
-                         this shows the cluster as the files describe it"
-                            .to_owned(),
-                    ],
-                ),
-            };
-            layer_plans.push(LayerPlan {
-                layer: *layer,
-                forced_by: None,
-                summary: Summary::of(&actions),
-                actions,
-                notes,
-            });
-        }
-        out.push(EnvironmentPlan {
-            name: name.clone(),
-            region: either.spec.region.to_string(),
-            removed: sides.head.is_none(),
-            summary: layer_plans.iter().map(|l| l.summary).sum(),
-            layers: layer_plans,
-        });
-    }
+    let out = environments
+        .iter()
+        .filter_map(|(name, sides, layers)| {
+            let either = sides.head.or(sides.base)?;
+            Some(environment(
+                name, either, *sides, layers, base_units, head_units,
+            ))
+        })
+        .collect();
     Plan::new(commit, out)
+}
+
+fn environment(
+    name: &str,
+    either: &Environment,
+    sides: Sides<'_>,
+    layers: &[Layer],
+    base_units: &UnitSet,
+    head_units: &UnitSet,
+) -> EnvironmentPlan {
+    let state = |env: Option<&Environment>, units: &UnitSet| {
+        let Some(env) = env else {
+            return (DesiredState::default(), Vec::new());
+        };
+        let zones = model_zones(env);
+        let parts = Parts {
+            units,
+            zones: &zones,
+            image: &model_image(env),
+            secrets: Default::default(),
+            live_machines: &[],
+        };
+        // A config that cannot be rendered offline compares as no config.
+        (DesiredState::of(env, parts).unwrap_or_default(), zones)
+    };
+    let (base, _) = state(sides.base, base_units);
+    let (head, zones) = state(sides.head, head_units);
+    let (network, machines) = base.as_live();
+    let layers = layers.iter().copied().collect();
+    let mut plan = plan_environment(&Inputs {
+        name,
+        region: either.spec.region.as_str(),
+        environment: sides.head,
+        layers: &layers,
+        changed: &layers,
+        zones: &zones,
+        network: &network,
+        machines: &machines,
+        image: None,
+        config: head.config.as_deref(),
+        desired: Some(&head.machines),
+    });
+    for l in &mut plan.layers {
+        for a in &mut l.actions {
+            // What the model stands in for has no AWS ids.
+            a.aws_id = None;
+            a.origin = Some(Origin::Change);
+            for c in &mut a.changes {
+                c.origin = Some(Origin::Change);
+            }
+        }
+        match l.layer {
+            Layer::Network => {}
+            Layer::Cluster => l.notes.push(
+                "the image is looked up on AWS, and running instances are compared there: \
+                 this shows the cluster as the files describe it"
+                    .to_owned(),
+            ),
+            Layer::Node => l.notes.push(
+                "rendered without the SSH key and etcd discovery token, which are read from AWS"
+                    .to_owned(),
+            ),
+        }
+    }
+    plan
 }
 
 /// Zone names as the region would most likely give them (`<region>a`, `b`, ...):
 /// only their count and order matter to a model-only diff.
-fn model_zones(env: &Environment) -> Vec<crate::config::Zone> {
+pub(crate) fn model_zones(env: &Environment) -> Vec<Zone> {
     match &env.spec.network.zones {
         Zones::Count(n) => (0..*n)
             .filter_map(|i| {
                 let name = format!("{}{}", env.spec.region, char::from(b'a' + i));
-                crate::config::Zone::try_from(name).ok()
+                Zone::try_from(name).ok()
             })
             .collect(),
         Zones::Names(names) => names.clone(),
     }
 }
 
-fn network_actions(sides: Sides<'_>) -> Vec<Action> {
-    compare(sides, |e| network::desired(e, &model_zones(e)))
-}
-
 /// The image as the file names it: a pinned id, or the OS and channel to look up.
-fn model_image(env: &Environment) -> String {
-    match env.cluster.as_ref().map(|c| &c.image) {
-        Some(ImageSource::Pinned(ami)) => ami.to_string(),
+fn model_image(env: &Environment) -> Image {
+    let (id, source) = match env.cluster.as_ref().map(|c| &c.image) {
+        Some(ImageSource::Pinned(ami)) => (ami.to_string(), "pinned".to_owned()),
         Some(ImageSource::Feed(os)) => {
-            format!("{} {} (looked up on AWS)", os.name.as_str(), os.channel)
+            let source = format!("{} {}", os.name.as_str(), os.channel);
+            (format!("{source} (looked up on AWS)"), source)
         }
-        None => String::new(),
-    }
-}
-
-/// The cluster layer's resources: template, group, data volumes and a fixed-size
-/// cluster's instances (their configs are the node layer's).
-fn cluster_actions(sides: Sides<'_>) -> Vec<Action> {
-    compare(sides, |e| {
-        let (image, tgs) = (model_image(e), cluster::target_groups(e));
-        let mut resources = cluster::desired(e, &image, "", &tgs);
-        resources.extend(cluster::volumes(e, &model_zones(e)));
-        let size = e.cluster.as_ref().and_then(|c| c.size.fixed()).unwrap_or(0);
-        let nodes = vec![cluster::NodeLaunch::default(); usize::from(size)];
-        resources.extend(cluster::instances(e, &image, &tgs, &nodes));
-        resources
-    })
-}
-
-/// The head's resources of a layer against the base's, as if the base were live.
-fn compare(
-    sides: Sides<'_>,
-    resources: impl Fn(&Environment) -> Vec<super::Resource>,
-) -> Vec<Action> {
-    let desired = sides.head.map(&resources).unwrap_or_default();
-    let base: Vec<Observed> = sides
-        .base
-        .map(&resources)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| Observed {
-            kind: r.kind,
-            id: r.id,
-            aws_id: String::new(),
-            spec: r.spec,
-            tags: Default::default(),
-            live: Default::default(),
-        })
-        .collect();
-    let mut actions = plan_resources(&desired, &base);
-    for a in &mut actions {
-        a.aws_id = None;
-    }
-    actions
-}
-
-/// The node config rendered offline (no key, no discovery token), node 0 for a
-/// fixed cluster.
-fn offline_config(env: &Environment, units: &UnitSet) -> Option<String> {
-    let shape = env.cluster.as_ref()?;
-    env.spec.node.as_ref()?;
-    let request = RenderRequest {
-        environment: env,
-        units,
-        node: shape.size.fixed().map(|_| 0),
-        ssh_public_key: None,
-        etcd_discovery: None,
+        None => (String::new(), String::new()),
     };
-    ignition::build(&request)
-        .ok()
-        .map(|c| ignition::to_json(&c))
-}
-
-fn node_actions(
-    sides: Sides<'_>,
-    base_units: &UnitSet,
-    head_units: &UnitSet,
-) -> (Vec<Action>, Vec<String>) {
-    let old = sides.base.and_then(|e| offline_config(e, base_units));
-    let new = sides.head.and_then(|e| offline_config(e, head_units));
-    let action = match (&old, &new) {
-        (Some(o), Some(n)) if o == n => return (Vec::new(), Vec::new()),
-        (Some(_), Some(_)) => ActionKind::Update,
-        (None, Some(_)) => ActionKind::Create,
-        (Some(_), None) => ActionKind::Delete,
-        (None, None) => return (Vec::new(), Vec::new()),
-    };
-    let detail = node_diff::diff(
-        old.as_deref().unwrap_or("{}"),
-        new.as_deref().unwrap_or("{}"),
-    );
-    (
-        vec![Action {
-            action,
-            kind: Kind::NodeConfig,
-            id: super::LogicalId::NodeConfig,
-            aws_id: None,
-            changes: Vec::new(),
-            forced_by: None,
-            detail,
-            desired: None,
-            observed: None,
-        }],
-        vec![
-            "rendered without the SSH key and etcd discovery token, which are read from AWS"
-                .to_owned(),
-        ],
-    )
+    Image {
+        id,
+        name: String::new(),
+        release: None,
+        source,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::FieldChange;
+    use crate::plan::{Action, ActionKind, FieldChange};
 
     const WEB: &str = "region: eu-west-1\nnetwork:\n  cidr: 10.9.0.0/16\n  zones: 2\n  private_subnets: 2\n  public_subnets: 0\n  nat: none\n  security_groups:\n    web:\n      ingress: [ssh]\ncluster:\n  mode: fixed\n  size: 2\n  instance_type: t3.small\n  os: { name: flatcar, channel: stable }\n  subnets: private\n  security_groups: [web]\nnode:\n  units: [web.service]\n  ssh: { public_key_secret: strata/web/ssh-public-key }\n";
 
@@ -226,13 +161,17 @@ mod tests {
                 let changes: Vec<String> = a
                     .changes
                     .iter()
-                    .map(|FieldChange { field, from, to }| {
-                        format!(
-                            "{field} {} → {}",
-                            from.as_deref().unwrap_or("-"),
-                            to.as_deref().unwrap_or("-")
-                        )
-                    })
+                    .map(
+                        |FieldChange {
+                             field, from, to, ..
+                         }| {
+                            format!(
+                                "{field} {} → {}",
+                                from.as_deref().unwrap_or("-"),
+                                to.as_deref().unwrap_or("-")
+                            )
+                        },
+                    )
                     .collect();
                 format!("{} {}: {}", a.action, a.id, changes.join("; "))
             })
@@ -270,9 +209,15 @@ mod tests {
     }
 
     #[test]
-    fn a_unit_change_is_a_node_config_update_with_its_unit_lines() {
+    fn a_unit_change_is_a_node_config_update_with_its_unit_lines_and_rolls_the_nodes() {
         let plan = model_plan(WEB, WEB, &units("/usr/bin/true"), &units("/usr/bin/false"));
-        assert_eq!(summary(&plan, Layer::Cluster), Vec::<String>::new());
+        // A fixed-size cluster's nodes boot with the config: each is replaced, in the
+        // cluster layer, as a plan of every layer has it.
+        let cluster = summary(&plan, Layer::Cluster);
+        assert_eq!(cluster.len(), 2, "{cluster:?}");
+        assert!(cluster.iter().all(|a| a.starts_with("replace instance/")));
+        assert_eq!(plan.summary.rollout, 2);
+        assert_eq!(plan.summary.replace, 0, "a rollout needs no consent");
         let node: Vec<&Action> = plan
             .actions()
             .filter(|(_, l, _)| l.layer == Layer::Node)

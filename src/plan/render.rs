@@ -120,12 +120,17 @@ pub fn action_line(a: &super::Action) -> String {
     format!("{} {} {}{aws}{why}", a.action, a.kind.describe(), a.id)
 }
 
-/// One field change as a line of a `diff` block (`None` for a change of nothing).
+/// One field change as a line of a `diff` block (`None` for a change of nothing);
+/// drift says so.
 pub fn change_line(c: &FieldChange) -> Option<String> {
+    let drift = match c.origin {
+        Some(super::Origin::Drift) => "   (drift: live differs from the base)",
+        _ => "",
+    };
     match (&c.from, &c.to) {
-        (Some(f), Some(t)) => Some(format!("    {}: {f} → {t}", c.field)),
-        (None, Some(t)) => Some(format!("+   {}: {t}", c.field)),
-        (Some(f), None) => Some(format!("-   {}: {f}", c.field)),
+        (Some(f), Some(t)) => Some(format!("    {}: {f} → {t}{drift}", c.field)),
+        (None, Some(t)) => Some(format!("+   {}: {t}{drift}", c.field)),
+        (Some(f), None) => Some(format!("-   {}: {f}{drift}", c.field)),
         (None, None) => None,
     }
 }
@@ -135,7 +140,7 @@ pub fn change_line(c: &FieldChange) -> Option<String> {
 pub fn summary_table(out: &mut String, plan: &Plan, mark_removed: bool) {
     let _ = writeln!(
         out,
-        "\n| environment | layer | create | update | replace | delete |\n|---|---|---:|---:|---:|---:|"
+        "\n| environment | layer | create | update | replace | delete | rollout |\n|---|---|---:|---:|---:|---:|---:|"
     );
     for env in &plan.environments {
         let removed = if mark_removed && env.removed {
@@ -147,8 +152,8 @@ pub fn summary_table(out: &mut String, plan: &Plan, mark_removed: bool) {
             let s = layer.summary;
             let _ = writeln!(
                 out,
-                "| {}{removed} | {} | {} | {} | {} | {} |",
-                env.name, layer.layer, s.create, s.update, s.replace, s.delete
+                "| {}{removed} | {} | {} | {} | {} | {} | {} |",
+                env.name, layer.layer, s.create, s.update, s.replace, s.delete, s.rollout
             );
         }
     }
@@ -163,8 +168,15 @@ fn summary_line(s: Summary) -> String {
     if s.total() == 0 {
         "No changes.".to_owned()
     } else {
+        let rollout = match s.rollout {
+            0 => String::new(),
+            n => format!(
+                " {n} running machine{} rolled out one at a time.",
+                plural(n)
+            ),
+        };
         format!(
-            "{} to create, {} to update, {} to replace, {} to delete.",
+            "{} to create, {} to update, {} to replace, {} to delete.{rollout}",
             s.create, s.update, s.replace, s.delete
         )
     }

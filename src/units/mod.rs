@@ -70,19 +70,6 @@ impl UnitFile {
     pub fn is_template(&self) -> bool {
         self.name.contains("@.")
     }
-
-    /// Same meaning: equal parsed sections and drop-ins, whatever comments or layout.
-    pub fn same_meaning(&self, other: &UnitFile) -> bool {
-        self.name == other.name
-            && self.contents.is_some() == other.contents.is_some()
-            && self.sections == other.sections
-            && self.dropins.len() == other.dropins.len()
-            && self
-                .dropins
-                .iter()
-                .zip(&other.dropins)
-                .all(|(a, b)| a.name == b.name && a.sections == b.sections)
-    }
 }
 
 /// Every unit of a repository, by name.
@@ -419,27 +406,6 @@ mod tests {
                 ("ExecStart".into(), "/bin/a --flag".into())
             ]
         );
-    }
-
-    #[test]
-    fn comment_and_layout_edits_keep_meaning() {
-        let a = one(
-            "a.service",
-            "[Unit]\nDescription=a\n[Service]\nExecStart=/bin/true\n",
-        )
-        .unwrap();
-        let b = one(
-            "a.service",
-            "# new comment\n[Unit]\nDescription = a\n\n[Service]\nExecStart=/bin/true\n",
-        )
-        .unwrap();
-        let c = one(
-            "a.service",
-            "[Unit]\nDescription=a\n[Service]\nExecStart=/bin/false\n",
-        )
-        .unwrap();
-        assert!(a.units["a.service"].same_meaning(&b.units["a.service"]));
-        assert!(!a.units["a.service"].same_meaning(&c.units["a.service"]));
     }
 
     #[test]

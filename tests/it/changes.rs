@@ -64,13 +64,6 @@ fn comments_key_order_and_formatting_are_no_change() {
     let edited = format!("{head_part}# a new comment\nnetwork:{rest}")
         .replace("tags: { team: web }", "tags:\n  team: web   # owner\n");
     repo.write("environments/web-prod.yaml", edited);
-    repo.write(
-        "units/web.service",
-        format!(
-            "# another comment\n{}\n\n",
-            std::fs::read_to_string(project_root().join("units/web.service")).unwrap()
-        ),
-    );
     let head = repo.commit("cosmetic");
     let json = changes_json(&repo, &base, &head);
     assert_eq!(summary(&json), Vec::<String>::new());
@@ -79,6 +72,23 @@ fn comments_key_order_and_formatting_are_no_change() {
         text.stdout.starts_with("no environment changed"),
         "{}",
         text.stdout
+    );
+}
+
+#[test]
+fn a_comment_in_a_unit_is_a_node_change_since_units_are_installed_verbatim() {
+    let (repo, base) = examples();
+    repo.write(
+        "units/web.service",
+        format!(
+            "# another comment\n{}",
+            std::fs::read_to_string(project_root().join("units/web.service")).unwrap()
+        ),
+    );
+    let head = repo.commit("a comment in a unit");
+    assert_eq!(
+        summary(&changes_json(&repo, &base, &head)),
+        ["web-prod modified [node]"]
     );
 }
 
@@ -312,8 +322,9 @@ fn a_unit_change_reads_only_environments_that_mention_it() {
     };
     let set = strata::changes::detect(&diff, &mut source).unwrap();
     assert_eq!(set.environments.len(), 3);
-    // Two unit versions, 20 pre-filter reads, then the 3 environments that mention etcd.service.
-    assert_eq!(source.reads.get(), 2 + 20 + 3);
+    // The unit's new version (checked; units are installed verbatim, so the old one is
+    // not compared), 20 pre-filter reads, then the 3 environments that mention etcd.service.
+    assert_eq!(source.reads.get(), 1 + 20 + 3);
 }
 
 /// A source that counts blob reads.

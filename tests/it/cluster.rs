@@ -396,16 +396,27 @@ async fn a_change_driven_node_only_plan_rolls_the_group() {
         .await
         .unwrap()
         .plan;
-    let layers: Vec<String> = plan.environments[0]
+    // Every layer is planned (what a plan of every layer holds); only the node has
+    // actions, and the group's instance refresh counts its machines as a rollout.
+    let layers: Vec<(String, usize)> = plan.environments[0]
         .layers
         .iter()
-        .map(|l| l.layer.to_string())
+        .map(|l| (l.layer.to_string(), l.actions.len()))
         .collect();
-    assert_eq!(layers, ["node"]);
+    assert_eq!(
+        layers,
+        [
+            ("network".into(), 0),
+            ("cluster".into(), 0),
+            ("node".into(), 2)
+        ]
+    );
     assert_eq!(
         actions(&plan, Layer::Node),
         ["update node/config", "update asg"]
     );
+    let summary = plan.environments[0].summary;
+    assert_eq!((summary.update, summary.rollout), (2, 2));
 }
 
 #[tokio::test]

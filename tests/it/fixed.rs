@@ -238,17 +238,24 @@ async fn a_fixed_cluster_runs_one_instance_per_node_and_rolls_node_changes() {
     let planned = Planned::of(&connector, &targets, &etcd_3518).await.unwrap();
     let node_change = &planned.plan;
     let markdown = render::markdown(node_change);
+    // The config is the node layer's; the instances are the cluster's, as a plan of
+    // every layer has them, counted as a rollout of 3 machines, not as replacements.
     assert_eq!(
         actions(node_change, Layer::Node),
+        ["update node/config"],
+        "{markdown}"
+    );
+    assert_eq!(
+        actions(node_change, Layer::Cluster),
         [
-            "update node/config",
             "replace instance/0",
             "replace instance/1",
             "replace instance/2"
         ],
         "{markdown}"
     );
-    assert_eq!(actions(node_change, Layer::Cluster), Vec::<String>::new());
+    let summary = node_change.summary;
+    assert_eq!((summary.replace, summary.rollout), (0, 3));
     assert!(
         markdown.contains("+     Environment=ETCD_IMAGE=quay.io/coreos/etcd:v3.5.18"),
         "{markdown}"
@@ -1101,7 +1108,7 @@ async fn nodes_leave_a_subnet_before_the_network_replaces_it() {
     for n in 0..3 {
         assert!(
             position(&format!(
-                "terminated before its subnet subnet/private/{n} is replaced"
+                "terminated before its subnet subnet/private/{n} goes"
             )) < position(&format!("replace subnet subnet/private/{n}")),
             "{lines:#?}"
         );

@@ -112,7 +112,7 @@ impl Planned {
         units: &UnitSet,
         commit: Option<&str>,
     ) -> Result<Planned, EngineError> {
-        let (plan, observed) = engine::plan(connector, &targets, units, commit).await?;
+        let (plan, observed) = engine::plan(connector, &targets, units, None, commit).await?;
         Ok(Planned {
             plan,
             observed,

@@ -184,7 +184,7 @@ async fn the_shipped_policies_hold_every_action_strata_calls() {
     let layers = BTreeSet::from([Layer::Network, Layer::Cluster, Layer::Node]);
     let teardown: Vec<Target> = changed
         .iter()
-        .map(|e| Target::new(e.name.to_string(), None, e, layers.clone(), false))
+        .map(|e| Target::new(e.name.to_string(), None, e, layers.clone(), layers.clone()))
         .collect();
     let gone = Planned::of(&connector, &teardown, &units).await.unwrap();
     gone.apply(&connector, true).await.unwrap();

@@ -703,7 +703,7 @@ fn the_command_line_plans_applies_and_reports_changes_in_its_exit_code() {
     assert_eq!(json["commit"], commit.as_str());
     assert_eq!(
         json["summary"],
-        serde_json::json!({"create": 0, "update": 0, "replace": 0, "delete": 0})
+        serde_json::json!({"create": 0, "update": 0, "replace": 0, "delete": 0, "rollout": 0})
     );
 
     let unknown = run(&["plan", "--env", "nope"]);
@@ -720,7 +720,8 @@ async fn a_network_change_pulls_in_the_cluster_layer_with_its_reason() {
     let cloud = Cloud::new();
     let connector = cloud.connector().await;
     let with_cluster = format!(
-        "{BASE}cluster:\n  mode: autoscaling\n  min: 1\n  max: 2\n  instance_type: t3.small\n  ami: ami-0123456789abcdef0\n  security_groups: [app]\n"
+        "{BASE}cluster:\n  mode: autoscaling\n  min: 1\n  max: 2\n  instance_type: t3.small\n  ami: {}\n  security_groups: [app]\n",
+        crate::feed::FLATCAR_AMI
     );
     let e = env("forced", &with_cluster);
     let set = strata::changes::ChangeSet {
@@ -748,7 +749,7 @@ async fn a_network_change_pulls_in_the_cluster_layer_with_its_reason() {
         layers,
         [
             "network None",
-            "cluster Some(\"the network layer will create subnet subnet/private/0, which the cluster uses\")"
+            "cluster Some(\"the network creates subnet/private/0, which the cluster uses\")"
         ]
     );
 }
