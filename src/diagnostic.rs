@@ -39,6 +39,67 @@ pub fn too_large(path: &str, text: &str, what: &str) -> Option<Diagnostic> {
     })
 }
 
+/// How many lines with control characters a file reports one by one; past these, one
+/// more problem says how many lines are left.
+const CONTROL_LINES_SHOWN: usize = 10;
+
+/// True for a character no text file of strata's should hold: the C0 controls but
+/// tab, line feed and carriage return, DEL, the C1 controls but NEL, and the two
+/// noncharacters U+FFFE and U+FFFF (YAML's "non-printable" set). Invisible in a
+/// pull request's diff, so a reviewer could not see them.
+pub fn is_control(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}')
+        || matches!(c, '\u{80}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}')
+}
+
+/// One problem per line of `text` holding a control character ([`is_control`]), at the
+/// first one on the line; `why` is the hint's reason, after "remove it; ".
+pub fn control_characters(path: &str, text: &str, why: &str) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    let mut more = 0usize;
+    for (ix, line) in text.split('\n').enumerate() {
+        let Some((column, c)) = line.chars().enumerate().find(|(_, c)| is_control(*c)) else {
+            continue;
+        };
+        if problems.len() == CONTROL_LINES_SHOWN {
+            more += 1;
+            continue;
+        }
+        let what = match c {
+            '\0' => "a NUL byte".to_owned(),
+            c => format!("the control character U+{:04X}", u32::from(c)),
+        };
+        problems.push(
+            Diagnostic::at(
+                path,
+                ix + 1,
+                Some(column + 1),
+                format!("the file holds {what}"),
+            )
+            .with_hint(format!("remove it; {why}")),
+        );
+    }
+    if more > 0 {
+        problems.push(
+            Diagnostic::file(
+                path,
+                format!(
+                    "{more} more {} hold control characters",
+                    if more == 1 { "line" } else { "lines" }
+                ),
+            )
+            .with_hint("save the file as plain text"),
+        );
+    }
+    problems
+}
+
+/// The problem of a file that starts with a UTF-8 byte-order mark.
+pub fn byte_order_mark(path: &str) -> Diagnostic {
+    Diagnostic::at(path, 1, Some(1), "the file starts with a byte-order mark")
+        .with_hint("save it as UTF-8 without a byte-order mark (BOM)")
+}
+
 impl Diagnostic {
     /// A problem with the whole file (no position).
     pub fn file(path: impl Into<String>, message: impl Into<String>) -> Self {

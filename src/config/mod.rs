@@ -5,13 +5,12 @@ pub mod addressing;
 pub mod catalogue;
 mod locate;
 pub mod model;
+mod read;
 pub mod shape;
 pub mod types;
 mod validate;
 
 use std::collections::BTreeSet;
-
-use marked_yaml::{LoadError, LoaderOptions, Node as YamlNode};
 
 use crate::diagnostic::Diagnostic;
 pub use locate::PathSeg;
@@ -41,49 +40,58 @@ impl Environment {
     }
 }
 
-/// A parsed file together with its YAML tree, kept for positions of later checks.
+/// A parsed file (its semantic checks not run).
 pub struct ParsedEnvironment {
     /// What the file says.
     pub spec: EnvironmentSpec,
-    tree: YamlNode,
 }
 
-/// Parses one environment file. Syntax and type errors stop at the first one (YAML
-/// cannot be read past them); each names `path:line:col`.
+/// Parses one environment file, reporting every problem of its text, syntax and types
+/// at once (every unknown key and every bad value), each at `path:line:col`.
 pub fn parse(path: &str, text: &str) -> Result<ParsedEnvironment, Vec<Diagnostic>> {
-    if let Some(problem) = crate::diagnostic::too_large(path, text, "an environment file") {
-        return Err(vec![problem]);
+    match read::read(path, text).finish(Vec::new()) {
+        (Some(spec), problems) if problems.is_empty() => Ok(ParsedEnvironment { spec }),
+        (_, problems) => Err(problems),
     }
-    let options = LoaderOptions::default().error_on_duplicate_keys(true);
-    let tree = marked_yaml::parse_yaml_with_options(0, text, options)
-        .map_err(|e| vec![load_error(path, e)])?;
-    let spec = marked_yaml::from_node::<EnvironmentSpec>(&tree)
-        .map_err(|e| vec![serde_error(path, &tree, e.into_inner())])?;
-    Ok(ParsedEnvironment { spec, tree })
 }
 
 /// Parses and checks one environment file. `units` is the set of unit names present in
 /// `units/`, so that references are checked without reading the units themselves.
+///
+/// Reports every problem at once: those of the file's name, text, syntax and types,
+/// and the semantic ones of the sections that parsed whole (with the sections they
+/// depend on), since checking the others would raise false alarms.
 pub fn load(
     path: &str,
     text: &str,
     units: &BTreeSet<String>,
 ) -> Result<Environment, Vec<Diagnostic>> {
-    let name = env_name_from_path(path)?;
-    let parsed = parse(path, text)?;
-    let (problems, cluster) = validate::check(&name, &parsed.spec, units);
-    if problems.is_empty() {
-        return Ok(Environment {
+    let name = env_name_from_path(path);
+    let reading = read::read(path, text);
+    let mut semantic = Vec::new();
+    let mut cluster = None;
+    if let (Ok(name), Some(spec), Some(tree)) = (&name, &reading.spec, &reading.tree) {
+        let (problems, shape) = validate::check(name, spec, units);
+        cluster = shape;
+        semantic = problems
+            .into_iter()
+            .filter(|p| reading.trusts(&p.path))
+            .map(|p| p.locate(path, tree))
+            .collect();
+    }
+    let (spec, mut problems) = reading.finish(semantic);
+    match (name, spec) {
+        (Ok(name), Some(spec)) if problems.is_empty() => Ok(Environment {
             name,
             path: path.to_owned(),
-            spec: parsed.spec,
+            spec,
             cluster,
-        });
+        }),
+        (name, _) => {
+            problems.extend(name.err().into_iter().flatten());
+            Err(problems)
+        }
     }
-    Err(problems
-        .into_iter()
-        .map(|p| p.locate(path, &parsed.tree))
-        .collect())
 }
 
 /// The environment name for `environments/<name>.yaml`.
@@ -104,106 +112,6 @@ fn split_hint(message: &str) -> (String, Option<String>) {
         Some((m, h)) => (m.to_owned(), Some(h.to_owned())),
         None => (message.to_owned(), None),
     }
-}
-
-fn load_error(path: &str, error: LoadError) -> Diagnostic {
-    match error {
-        LoadError::TopLevelMustBeMapping(m) => Diagnostic::at(
-            path,
-            m.line(),
-            Some(m.column()),
-            "the file must be a mapping of keys",
-        )
-        .with_hint("start with `region:`, `network:` ...; see schema/environment.schema.json"),
-        LoadError::TopLevelMustBeSequence(m) => {
-            Diagnostic::at(path, m.line(), Some(m.column()), "unexpected sequence")
-        }
-        LoadError::UnexpectedAnchor(m) => Diagnostic::at(
-            path,
-            m.line(),
-            Some(m.column()),
-            "YAML anchors are not supported",
-        )
-        .with_hint("write the value out; environment files stay flat so a diff shows every change"),
-        LoadError::MappingKeyMustBeScalar(m) => Diagnostic::at(
-            path,
-            m.line(),
-            Some(m.column()),
-            "mapping keys must be plain words",
-        ),
-        LoadError::UnexpectedTag(m) => Diagnostic::at(
-            path,
-            m.line(),
-            Some(m.column()),
-            "YAML tags (`!tag`) are not supported",
-        )
-        .with_hint("remove the tag"),
-        LoadError::ScanError(m, e) => Diagnostic::at(
-            path,
-            m.line(),
-            Some(m.column()),
-            format!("YAML syntax error: {}", e.info()),
-        )
-        .with_hint("check indentation, colons and brackets around this position"),
-        LoadError::DuplicateKey(inner) => {
-            let at = inner.key.span().start().copied();
-            let first = inner.prev_key.span().start().map(|m| m.line()).unwrap_or(0);
-            Diagnostic::at(
-                path,
-                at.map_or(0, |m| m.line()),
-                at.map(|m| m.column()),
-                format!("duplicate key `{}`", inner.key.as_str()),
-            )
-            .with_hint(format!("it is already set on line {first}; keep one"))
-        }
-    }
-}
-
-fn serde_error(path: &str, tree: &YamlNode, error: marked_yaml::Error) -> Diagnostic {
-    use marked_yaml::Error;
-    let mark = error
-        .start_mark()
-        .map(|m| locate::refine(tree, m))
-        .or_else(|| locate::start_of(tree));
-    let (line, column) = mark.map_or((1, Some(1)), |m| (m.line(), Some(m.column())));
-    let (message, hint) = match &error {
-        Error::UnknownFieldError(field, expected, _) => (
-            format!("unknown key `{field}`"),
-            Some(match expected.len() {
-                0 => "this mapping takes no keys".to_owned(),
-                _ => format!(
-                    "expected one of {}",
-                    expected
-                        .iter()
-                        .map(|e| format!("`{e}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }),
-        ),
-        Error::NotBoolean(_) => ("expected true or false".to_owned(), None),
-        Error::IntegerParseFailure(_, _) => ("expected a whole number in range".to_owned(), None),
-        Error::FloatParseFailure(_, _) => ("expected a number".to_owned(), None),
-        Error::Other(message, _) => split_hint(&humanise_serde(message)),
-    };
-    let diagnostic = Diagnostic::at(path, line, column, message);
-    match hint {
-        Some(h) => diagnostic.with_hint(h),
-        None => diagnostic,
-    }
-}
-
-/// serde's messages are precise but terse; reword the common ones for people.
-fn humanise_serde(message: &str) -> String {
-    if let Some(rest) = message.strip_prefix("missing field ") {
-        return format!(
-            "missing required key {rest}{HINT_SEPARATOR}add it here; schema/environment.schema.json lists every key"
-        );
-    }
-    if let Some(rest) = message.strip_prefix("unknown variant ") {
-        return format!("unknown value {rest}");
-    }
-    message.to_owned()
 }
 
 /// Logical ids and AWS names derived from an environment, shared by validation and

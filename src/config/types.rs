@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 use ipnet::Ipv4Net;
@@ -294,12 +295,34 @@ impl From<Ipv4Net> for Cidr {
 impl TryFrom<String> for Cidr {
     type Error = String;
     fn try_from(value: String) -> Result<Self, String> {
-        let net: Ipv4Net = value.parse().map_err(|_| {
+        let not_a_block = || {
             invalid(
                 format!("`{value}` is not an IPv4 CIDR block"),
                 "write address/prefix, e.g. 10.66.0.0/16",
             )
-        })?;
+        };
+        let (address, prefix) = value.split_once('/').ok_or_else(not_a_block)?;
+        if let Some(octet) = address.split('.').find(|o| leading_zero(o)) {
+            let written: Vec<&str> = address
+                .split('.')
+                .map(|o| match o.trim_start_matches('0') {
+                    "" => "0",
+                    trimmed => trimmed,
+                })
+                .collect();
+            return Err(invalid(
+                format!("`{value}` has an octet with a leading zero (`{octet}`)"),
+                &format!(
+                    "write {}/{prefix}; other tools read a leading zero as octal",
+                    written.join(".")
+                ),
+            ));
+        }
+        let address = parse_ipv4(address).ok_or_else(not_a_block)?;
+        let prefix = decimal(prefix)
+            .and_then(|p| u8::try_from(p).ok())
+            .ok_or_else(not_a_block)?;
+        let net = Ipv4Net::new(address, prefix).map_err(|_| not_a_block())?;
         if net.network() != net.addr() {
             return Err(invalid(
                 format!("`{value}` has host bits set"),
@@ -312,6 +335,29 @@ impl TryFrom<String> for Cidr {
         }
         Ok(Cidr(net))
     }
+}
+
+/// A decimal number as addresses and prefixes write it: 1 to 3 ASCII digits, no
+/// sign, space or leading zero.
+fn decimal(text: &str) -> Option<u32> {
+    let digits = !text.is_empty() && text.len() <= 3 && text.bytes().all(|b| b.is_ascii_digit());
+    (digits && !leading_zero(text)).then(|| text.parse().ok())?
+}
+
+/// `010`: a zero before other digits, which other tools read as octal.
+fn leading_zero(octet: &str) -> bool {
+    octet.len() > 1 && octet.starts_with('0') && octet.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// An IPv4 address read strictly: four decimal octets of 0 to 255, each without a
+/// sign, space or leading zero, so that it means what every other tool reads.
+pub fn parse_ipv4(text: &str) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split('.');
+    for octet in &mut octets {
+        *octet = u8::try_from(decimal(parts.next()?)?).ok()?;
+    }
+    parts.next().is_none().then_some(Ipv4Addr::from(octets))
 }
 
 impl From<Cidr> for String {
@@ -336,5 +382,94 @@ impl JsonSchema for Cidr {
             "pattern": "^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$",
             "description": "An IPv4 CIDR block, e.g. 10.66.0.0/16"
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_blocks_are_read_strictly() {
+        let good = [
+            ("10.66.0.0/16", "10.66.0.0/16"),
+            ("0.0.0.0/0", "0.0.0.0/0"),
+            ("192.168.1.0/24", "192.168.1.0/24"),
+            ("10.0.0.7/32", "10.0.0.7/32"),
+            ("100.64.0.0/10", "100.64.0.0/10"),
+        ];
+        for (text, shown) in good {
+            let cidr = Cidr::try_from(text.to_owned());
+            assert_eq!(cidr.map(|c| c.to_string()), Ok(shown.to_owned()), "{text}");
+        }
+        let bad = [
+            ("010.066.0.0/16", "has an octet with a leading zero (`010`)"),
+            ("10.66.00.0/16", "has an octet with a leading zero (`00`)"),
+            ("10.66.0.0/33", "is not an IPv4 CIDR block"),
+            ("10.66.0.0/016", "is not an IPv4 CIDR block"),
+            ("10.66.0.0/+16", "is not an IPv4 CIDR block"),
+            ("+10.66.0.0/16", "is not an IPv4 CIDR block"),
+            (" 10.66.0.0/16", "is not an IPv4 CIDR block"),
+            ("10.66.0.0 /16", "is not an IPv4 CIDR block"),
+            ("10.66.0.0/ 16", "is not an IPv4 CIDR block"),
+            ("10.66.0/16", "is not an IPv4 CIDR block"),
+            ("10.66.0.0.0/16", "is not an IPv4 CIDR block"),
+            ("10.256.0.0/16", "is not an IPv4 CIDR block"),
+            ("10.66.0.0", "is not an IPv4 CIDR block"),
+            ("10.66.0.0/", "is not an IPv4 CIDR block"),
+            ("10..0.0/16", "is not an IPv4 CIDR block"),
+            ("0x0a.66.0.0/16", "is not an IPv4 CIDR block"),
+            ("10.66.0.0/16/16", "is not an IPv4 CIDR block"),
+            ("١٠.66.0.0/16", "is not an IPv4 CIDR block"),
+            ("10.66.1.0/16", "has host bits set"),
+        ];
+        for (text, message) in bad {
+            let error = Cidr::try_from(text.to_owned()).expect_err(text);
+            assert!(
+                error.starts_with(&format!("`{text}` {message}")),
+                "{text}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_leading_zero_is_refused_with_the_block_meant() {
+        let error = Cidr::try_from("010.066.0.0/16".to_owned()).unwrap_err();
+        let (_, hint) = error.split_once(HINT_SEPARATOR).unwrap();
+        assert_eq!(
+            hint,
+            "write 10.66.0.0/16; other tools read a leading zero as octal"
+        );
+    }
+
+    #[test]
+    fn addresses_are_read_strictly() {
+        let good = ["0.0.0.0", "10.66.0.1", "255.255.255.255", "1.2.3.4"];
+        for text in good {
+            assert_eq!(
+                parse_ipv4(text).map(|a| a.to_string()),
+                Some(text.to_owned()),
+                "{text}"
+            );
+        }
+        let bad = [
+            "",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1.2.3.256",
+            "1.2.3.-4",
+            "+1.2.3.4",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "1. 2.3.4",
+            "1.2.3.",
+            "1.2.3.0x4",
+            "1000.2.3.4",
+        ];
+        for text in bad {
+            assert_eq!(parse_ipv4(text), None, "{text}");
+        }
     }
 }

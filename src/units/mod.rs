@@ -314,6 +314,19 @@ pub fn load<'a>(
             );
             continue;
         };
+        if text.starts_with('\u{feff}') {
+            problems.push(crate::diagnostic::byte_order_mark(&path));
+            continue;
+        }
+        let controls = crate::diagnostic::control_characters(
+            &path,
+            text,
+            "a unit file is text, systemd does not read control characters as written, and a review cannot see them",
+        );
+        if !controls.is_empty() {
+            problems.extend(controls);
+            continue;
+        }
         let (unit_name, dropin) = match class {
             UnitPath::Unit(name) => (name, None),
             UnitPath::DropIn(unit, file) => (unit, Some(file)),

@@ -100,6 +100,11 @@ fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
     }
 }
 
+/// True when `written` is close enough to `meant` to be a typo of it.
+pub(super) fn is_typo(written: &str, meant: &str) -> bool {
+    edit_distance(written, meant) <= 2.max(meant.len() / 4)
+}
+
 /// The candidate closest to `name` by edit distance, if it is close enough to be a typo.
 fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     candidates
