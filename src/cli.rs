@@ -519,5 +519,11 @@ async fn plan_and_apply(
         applied.actions,
         render::plural(applied.actions)
     )?;
+    // Nothing lost silently: the volumes the plan said go or stay, said again.
+    for env in &plan.environments {
+        for v in &env.data_volumes {
+            writeln!(out, "{}: {}", env.name, render::data_volume(v))?;
+        }
+    }
     Ok(Outcome::Success)
 }

@@ -211,6 +211,8 @@ impl Run<'_> {
                 let single = Plan::new(
                     plan.commit.clone(),
                     vec![crate::plan::EnvironmentPlan {
+                        resources: Vec::new(),
+                        data_volumes: Vec::new(),
                         name: env.name.clone(),
                         region: env.region.clone(),
                         removed: env.removed,
@@ -288,15 +290,36 @@ impl Run<'_> {
 
     /// Reports a plan: the outputs, a log group per environment and layer, the JSON
     /// plan and the job summary; returns its document for a comment.
-    fn report_plan(&mut self, plan: &Plan, model_only: bool) -> Document {
-        self.outputs.has_changes = !plan.is_empty();
-        self.log_plan(plan);
-        self.write_plan_json(plan);
-        let context = comment::Context {
+    /// What a plan's document links to; `base` is the commit a pull request's changes
+    /// are told from drift against.
+    fn plan_context(&self, model_only: bool, base: Option<&str>) -> comment::Context {
+        comment::Context {
             run_url: self.runner.run_url(),
             model_only,
             consent_hint: Some(CONSENT_HINT.to_owned()),
-        };
+            repository_url: Some(self.runner.repository_url()),
+            base: base.map(str::to_owned),
+        }
+    }
+
+    /// Where an apply record is written from.
+    fn record_origin(&self) -> record::Origin {
+        record::Origin {
+            run: match (&self.runner.run_id, self.runner.run_url()) {
+                (Some(id), Some(url)) => format!("[run {id}]({url})"),
+                _ => "this run".to_owned(),
+            },
+            workflow: self.runner.workflow.clone(),
+            context: self.plan_context(false, None),
+        }
+    }
+
+    /// `base` is the commit a pull request's changes are told from drift against.
+    fn report_plan(&mut self, plan: &Plan, model_only: bool, base: Option<&str>) -> Document {
+        self.outputs.has_changes = !plan.is_empty();
+        self.log_plan(plan);
+        self.write_plan_json(plan);
+        let context = self.plan_context(model_only, base);
         let document = comment::plan_document(plan, &context);
         self.summary(&document);
         document
@@ -390,28 +413,37 @@ impl Run<'_> {
 /// The document saying why no plan could be made: configuration problems, all of
 /// them, each at its file and line.
 fn problems_document(diagnostics: &Diagnostics, commit: &str) -> Document {
-    let mut intro = String::from("### strata plan could not be made\n");
+    let n = diagnostics.0.len();
+    let files: std::collections::BTreeSet<&str> =
+        diagnostics.0.iter().map(|d| d.path.as_str()).collect();
+    let mut intro = format!(
+        "### ❌ No plan: {n} problem{} in {} file{}\n",
+        render::plural(n),
+        files.len(),
+        render::plural(files.len())
+    );
     intro.push_str(&format!(
-        "\nThe repository at `{}` has {} problem{}; nothing was planned. Fix {} and push again.\n",
+        "\nThe repository at `{}` has {n} problem{}; nothing was planned and nothing in AWS was read. Fix {} and push again (`strata validate` shows the same, locally).\n",
         &commit[..12.min(commit.len())],
-        diagnostics.0.len(),
-        render::plural(diagnostics.0.len()),
-        if diagnostics.0.len() == 1 {
-            "it"
-        } else {
-            "them"
-        },
+        render::plural(n),
+        if n == 1 { "it" } else { "them" },
     ));
+    // One block per file, its problems in order.
+    let items = files
+        .iter()
+        .map(|file| {
+            let lines: Vec<String> = diagnostics
+                .0
+                .iter()
+                .filter(|d| d.path == *file)
+                .map(ToString::to_string)
+                .collect();
+            format!("`{file}`\n```\n{}\n```", lines.join("\n"))
+        })
+        .collect();
     Document {
         header: None,
         intro,
-        sections: vec![comment::Section {
-            heading: "#### Problems".to_owned(),
-            items: diagnostics
-                .0
-                .iter()
-                .map(|d| format!("```\n{d}\n```"))
-                .collect(),
-        }],
+        sections: vec![comment::Section::new("#### Problems", items)],
     }
 }

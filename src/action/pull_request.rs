@@ -124,7 +124,7 @@ pub(super) async fn run(run: &mut Run<'_>, pr: &PullRequest) -> Result<(), Strin
             }
         }
     };
-    let document = run.report_plan(&plan, model_only);
+    let document = run.report_plan(&plan, model_only, Some(&base));
     run.keep_comment(pr.number, &document, false).await;
     Ok(())
 }

@@ -280,7 +280,7 @@ async fn execute_unlocked(
             return Err(e.to_string());
         }
     };
-    run.report_plan(&plan, false);
+    run.report_plan(&plan, false, None);
     if !apply {
         return Ok(());
     }
@@ -342,7 +342,7 @@ async fn execute_unlocked(
         && !approved.is_empty()
     {
         let starting = record_document(
-            run,
+            &run.record_origin(),
             &plan,
             &outcomes,
             &approved,
@@ -398,7 +398,15 @@ async fn execute_unlocked(
         None
     };
     run.outputs.failure_reason = reason;
-    let finished = record_document(run, &plan, &outcomes, &[], &notes, header, false);
+    let finished = record_document(
+        &run.record_origin(),
+        &plan,
+        &outcomes,
+        &[],
+        &notes,
+        header,
+        false,
+    );
     run.summary(&finished);
     if let Some((number, _)) = record {
         run.keep_comment(number, &finished, false).await;

@@ -1,10 +1,10 @@
-//! The pull request's comment as a merge's apply record, and what became of each
-//! environment.
+//! The pull request's comment as a merge's apply record: a heading that says what
+//! became of the merge, a status line per environment, advice a person can follow
+//! after the merge, and the plan that was reviewed, folded.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::Run;
 use super::push::ALLOW_DESTROY_LABEL;
 use crate::plan::comment::{self, Document, Header, Section};
 use crate::plan::render::plural;
@@ -24,10 +24,25 @@ pub(super) enum Outcome {
     NotReached,
 }
 
+/// Where the record is written from: the run, the workflow a person runs by hand, and
+/// what the plan's document links to.
+pub(super) struct Origin {
+    /// `[run 42](…)`, or `this run`.
+    pub run: String,
+    /// The workflow's name (`GITHUB_WORKFLOW`), when known.
+    pub workflow: Option<String>,
+    /// Links and hints for the plan's document.
+    pub context: comment::Context,
+}
+
+/// The most the folded plan may take of the comment, in bytes: the status lines
+/// and advice come first.
+const PLAN_ROOM: usize = 40_000;
+
 /// The pull request's comment as the apply's record: applying (with `starting`), or
-/// what was applied, what was not and why.
+/// what became of each environment, and the plan, folded.
 pub(super) fn record_document(
-    run: &Run<'_>,
+    origin: &Origin,
     plan: &Plan,
     outcomes: &BTreeMap<String, Outcome>,
     applying: &[String],
@@ -35,106 +50,230 @@ pub(super) fn record_document(
     header: Option<Header>,
     starting: bool,
 ) -> Document {
-    let mut intro = String::new();
-    let run_link = match (&run.runner.run_id, run.runner.run_url()) {
-        (Some(id), Some(url)) => format!("[run {id}]({url})"),
-        _ => "this run".to_owned(),
-    };
     let commit = plan.commit.as_deref().unwrap_or_default();
-    let _ = writeln!(
-        intro,
-        "### strata apply\n\n{} `{}` in {run_link}.",
-        if starting { "Applying" } else { "Applied" },
-        &commit[..12.min(commit.len())]
+    let commit = &commit[..12.min(commit.len())];
+    let mut intro = format!(
+        "### {} · `{commit}` in {}\n",
+        heading(plan, outcomes, applying, starting),
+        origin.run
     );
     for note in notes {
         let _ = writeln!(intro, "\n_{note}_");
     }
-    let mut sections = Vec::new();
-    let list = |refs: &[ActionRef]| refs.iter().map(|r| format!("- {r}")).collect::<Vec<_>>();
-    for env in &plan.environments {
-        let name = &env.name;
-        let (heading, items) = if starting && applying.contains(name) {
-            (
-                format!(
-                    "#### ⏳ `{name}`: applying {} change{}",
-                    env.summary.total(),
-                    plural(env.summary.total())
-                ),
-                Vec::new(),
+    let status: Vec<String> = plan
+        .environments
+        .iter()
+        .map(|env| {
+            status_line(
+                env,
+                outcomes.get(&env.name),
+                starting && applying.contains(&env.name),
             )
-        } else {
-            match outcomes.get(name) {
-                Some(Outcome::NoChanges) | None => {
-                    (format!("#### `{name}`: no changes"), Vec::new())
-                }
-                Some(Outcome::Applied(done)) => (
-                    format!(
-                        "#### ✅ `{name}`: applied {} change{}",
-                        done.len(),
-                        plural(done.len())
-                    ),
-                    list(done),
-                ),
-                Some(Outcome::PlanChanged(why)) => (
-                    format!(
-                        "#### ⏸️ `{name}`: not applied: {why}\n\nThe plan now is below. Run the pull request's plan again to review it, or rebuild this environment with a manual run of the apply workflow (`workflow_dispatch`)."
-                    ),
-                    env.layers
-                        .iter()
-                        .flat_map(|l| {
-                            l.actions
-                                .iter()
-                                .map(move |a| comment::action_block(name, l.layer.as_str(), a))
-                        })
-                        .collect(),
-                ),
-                Some(Outcome::NeedsConsent(what)) => (
-                    format!(
-                        "#### ⛔ `{name}`: not applied: it deletes or replaces {} resource{} and consent was not given; nothing was changed\n\nTo consent, add the label `{ALLOW_DESTROY_LABEL}` to the pull request and re-run this job, or run the apply workflow by hand with `allow_destroy: true`.",
-                        what.len(),
-                        plural(what.len())
-                    ),
-                    list(what),
-                ),
-                Some(Outcome::Failed {
-                    error,
-                    done,
-                    not_done,
-                }) => {
-                    let mut items = vec![format!("```\n{error}\n```")];
-                    items.push(format!("Applied before the failure ({}):", done.len()));
-                    items.extend(list(done));
-                    items.push(format!("Not applied ({}):", not_done.len()));
-                    items.extend(list(not_done));
-                    (
-                        format!(
-                            "#### ❌ `{name}`: failed; the next run continues from what exists"
-                        ),
-                        items,
-                    )
-                }
-                Some(Outcome::NotReached) => (
-                    format!("#### `{name}`: not applied: an earlier environment failed"),
-                    Vec::new(),
-                ),
-            }
-        };
-        // Each environment's line always shows; its list may be cut.
-        sections.push(Section {
-            heading: String::new(),
-            items: vec![heading],
-        });
-        if !items.is_empty() {
-            sections.push(Section {
-                heading: String::new(),
-                items,
-            });
-        }
+        })
+        .collect();
+    let _ = writeln!(intro, "\n{}", status.join("\n"));
+    let advice: Vec<String> = plan
+        .environments
+        .iter()
+        .filter_map(|env| advice(origin, &env.name, outcomes.get(&env.name)?))
+        .collect();
+    let failures: Vec<String> = plan
+        .environments
+        .iter()
+        .filter_map(|env| match outcomes.get(&env.name)? {
+            Outcome::Failed {
+                error,
+                done,
+                not_done,
+            } => Some(failure(&env.name, error, done, not_done)),
+            _ => None,
+        })
+        .collect();
+    let changed: Vec<String> = plan
+        .environments
+        .iter()
+        .filter_map(|env| match outcomes.get(&env.name)? {
+            Outcome::PlanChanged(_) => Some(
+                env.layers
+                    .iter()
+                    .flat_map(|l| comment::layer_block(&env.name, l))
+                    .collect::<Vec<_>>()
+                    .join("\n\n"),
+            ),
+            _ => None,
+        })
+        .collect();
+    let folded = comment::plan_document(plan, &origin.context);
+    let folded = Document {
+        header: None,
+        ..folded
     }
+    .render(PLAN_ROOM, "the job summary");
+    let what = if outcomes
+        .values()
+        .any(|o| matches!(o, Outcome::PlanChanged(_)))
+    {
+        "The plan as it is now"
+    } else {
+        "The plan reviewed and applied"
+    };
     Document {
         header,
         intro,
-        sections,
+        sections: vec![
+            Section::new("#### What to do", advice),
+            Section::new("", failures).priority(1).named("the failures"),
+            Section::new(
+                "#### The plan now, which differs from the one reviewed",
+                changed,
+            )
+            .priority(2),
+            Section::new(
+                "",
+                vec![format!(
+                    "<details><summary>{what}</summary>\n\n{folded}\n</details>"
+                )],
+            )
+            .priority(3)
+            .named("the plan"),
+        ],
     }
 }
+
+/// The record's heading: what became of the merge as a whole.
+fn heading(
+    plan: &Plan,
+    outcomes: &BTreeMap<String, Outcome>,
+    applying: &[String],
+    starting: bool,
+) -> String {
+    if starting {
+        let n = applying.len();
+        return format!("⏳ Applying {n} environment{}", plural(n));
+    }
+    let count = |pick: fn(&Outcome) -> bool| outcomes.values().filter(|o| pick(o)).count();
+    let applied = count(|o| matches!(o, Outcome::Applied(_)));
+    let failed = count(|o| matches!(o, Outcome::Failed { .. }));
+    let stopped = count(|o| {
+        matches!(
+            o,
+            Outcome::PlanChanged(_) | Outcome::NeedsConsent(_) | Outcome::NotReached
+        )
+    });
+    let changes: usize = outcomes
+        .values()
+        .map(|o| match o {
+            Outcome::Applied(done) => done.len(),
+            _ => 0,
+        })
+        .sum();
+    match (applied, failed, stopped) {
+        (0, 0, 0) if plan.is_empty() || outcomes.is_empty() => {
+            "✅ Nothing to apply: AWS already matches".to_owned()
+        }
+        (0, 0, 0) => "✅ Nothing to apply".to_owned(),
+        (a, 0, 0) => format!(
+            "✅ Applied {changes} change{} in {a} environment{}",
+            plural(changes),
+            plural(a)
+        ),
+        (_, f, _) if f > 0 => format!(
+            "❌ Apply failed in {f} environment{}; {applied} applied",
+            plural(f)
+        ),
+        (0, _, s) => format!("⏸️ Not applied: {s} environment{} stopped", plural(s)),
+        (a, _, s) => format!("⚠️ Partly applied: {a} applied, {s} not"),
+    }
+}
+
+/// One environment's line of the record.
+fn status_line(
+    env: &crate::plan::EnvironmentPlan,
+    outcome: Option<&Outcome>,
+    applying: bool,
+) -> String {
+    let name = &env.name;
+    if applying {
+        let n = env.summary.total();
+        return format!("- ⏳ `{name}`: applying {n} change{}", plural(n));
+    }
+    match outcome {
+        Some(Outcome::NoChanges) | None => format!("- `{name}`: no changes"),
+        Some(Outcome::Applied(done)) => {
+            let rolled = match env.summary.rollout {
+                0 => String::new(),
+                n => format!(", {n} machine{} rolled", plural(n)),
+            };
+            format!(
+                "- ✅ `{name}`: applied {} change{}{rolled}",
+                done.len(),
+                plural(done.len())
+            )
+        }
+        Some(Outcome::PlanChanged(why)) => format!("- ⏸️ `{name}`: not applied: {why}"),
+        Some(Outcome::NeedsConsent(what)) => format!(
+            "- ⛔ `{name}`: not applied: it deletes or replaces {} resource{} and consent was not given; nothing was changed",
+            what.len(),
+            plural(what.len())
+        ),
+        Some(Outcome::Failed { done, not_done, .. }) => format!(
+            "- ❌ `{name}`: failed after {} of {} changes; the next run continues from what exists",
+            done.len(),
+            done.len() + not_done.len()
+        ),
+        Some(Outcome::NotReached) => {
+            format!("- ⏭️ `{name}`: not applied: an earlier environment failed")
+        }
+    }
+}
+
+/// What a person does next about one environment, after the merge: which workflow to
+/// run by hand, with which inputs.
+fn advice(origin: &Origin, name: &str, outcome: &Outcome) -> Option<String> {
+    let workflow = match &origin.workflow {
+        Some(w) => format!("the workflow **{w}** (Actions → {w} → Run workflow)"),
+        None => "the apply workflow by hand (Actions → Run workflow)".to_owned(),
+    };
+    let by_hand = |inputs: &str| format!("run {workflow} with {inputs}");
+    Some(match outcome {
+        Outcome::PlanChanged(_) => format!(
+            "- `{name}`: review the plan now (below), then {}; or push a change that makes the plan what you meant",
+            by_hand(&format!("`environment: {name}`, `mode: apply`"))
+        ),
+        Outcome::NeedsConsent(_) => format!(
+            "- `{name}`: to consent, add the label `{ALLOW_DESTROY_LABEL}` to this pull request and re-run this job, or {}",
+            by_hand(&format!(
+                "`environment: {name}`, `mode: apply`, `allow_destroy: true`"
+            ))
+        ),
+        Outcome::Failed { .. } => format!(
+            "- `{name}`: fix the cause, then re-run this job or {}: it continues from what exists",
+            by_hand(&format!("`environment: {name}`, `mode: apply`"))
+        ),
+        Outcome::NotReached => format!(
+            "- `{name}`: once the failure is fixed, re-run this job or {}",
+            by_hand(&format!("`environment: {name}`, `mode: apply`"))
+        ),
+        Outcome::NoChanges | Outcome::Applied(_) => return None,
+    })
+}
+
+/// A failed environment: the error, what was and was not applied, folded.
+fn failure(name: &str, error: &str, done: &[ActionRef], not_done: &[ActionRef]) -> String {
+    let list = |refs: &[ActionRef]| {
+        refs.iter()
+            .map(|r| format!("- {r}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    format!(
+        "`{name}` failed:\n```\n{error}\n```\n<details><summary>What was applied ({}) and what was not ({})</summary>\n\nApplied before the failure:\n\n{}\n\nNot applied:\n\n{}\n\n</details>",
+        done.len(),
+        not_done.len(),
+        list(done),
+        list(not_done)
+    )
+}
+
+#[cfg(test)]
+mod tests;

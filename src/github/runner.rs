@@ -61,6 +61,8 @@ pub struct Runner {
     pub server_url: String,
     /// `GITHUB_RUN_ID`.
     pub run_id: Option<String>,
+    /// `GITHUB_WORKFLOW`: the running workflow's name, what a person picks to run it by hand.
+    pub workflow: Option<String>,
 }
 
 impl Runner {
@@ -111,10 +113,21 @@ impl Runner {
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| "https://github.com".to_owned()),
             run_id: var("GITHUB_RUN_ID").filter(|v| !v.is_empty()),
+            workflow: var("GITHUB_WORKFLOW").filter(|v| !v.is_empty()),
         })
     }
 
-    /// The link to this workflow run, when the run id is known.
+    /// The repository's web address, `https://github.com/owner/repo`.
+    pub fn repository_url(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.server_url.trim_end_matches('/'),
+            self.owner,
+            self.repo
+        )
+    }
+
+    /// The workflow run's web address, when the run id is known.
     pub fn run_url(&self) -> Option<String> {
         self.run_id.as_ref().map(|id| {
             format!(

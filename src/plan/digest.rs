@@ -123,6 +123,8 @@ mod tests {
 
     fn env(actions: Vec<Action>, notes: Vec<String>) -> EnvironmentPlan {
         EnvironmentPlan {
+            resources: Vec::new(),
+            data_volumes: Vec::new(),
             name: "web".to_owned(),
             region: "eu-west-1".to_owned(),
             removed: false,

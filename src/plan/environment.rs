@@ -48,6 +48,7 @@ pub struct Inputs<'a> {
 /// group's move to a new template version, and the notes.
 pub fn plan(inputs: &Inputs<'_>) -> EnvironmentPlan {
     let mut layers = Vec::new();
+    let mut resources = Vec::new();
     let network_actions = match inputs.layers.contains(&Layer::Network) {
         true => {
             let desired = match inputs.environment {
@@ -56,6 +57,7 @@ pub fn plan(inputs: &Inputs<'_>) -> EnvironmentPlan {
             };
             let actions = super::plan_resources(&desired, inputs.network);
             layers.push(layer(Layer::Network, None, actions.clone(), Vec::new()));
+            resources = desired;
             actions
         }
         false => Vec::new(),
@@ -111,7 +113,14 @@ pub fn plan(inputs: &Inputs<'_>) -> EnvironmentPlan {
         inputs.machines,
         inputs.desired.map(|d| d.cluster.as_slice()),
     );
+    if let Some(desired) = inputs.desired {
+        let planned = |r: &&super::Resource| layers.iter().any(|l| l.layer == r.kind.layer());
+        resources.extend(desired.cluster.iter().filter(planned).cloned());
+        resources.extend(desired.instances.iter().filter(planned).cloned());
+    }
     EnvironmentPlan {
+        data_volumes: data_volumes(&layers, inputs.machines),
+        resources,
         name: inputs.name.to_owned(),
         region: inputs.region.to_owned(),
         removed: inputs.environment.is_none(),
@@ -403,6 +412,74 @@ fn follow_new_template_version(
         observed: Some(group.clone()),
     });
     layer.summary = Summary::of(&layer.actions);
+}
+
+/// The data volumes the plan's actions delete or leave behind: a fixed-size cluster
+/// node's volume deleted (a teardown, a shrink) or replaced; a group's instances'
+/// volumes, kept when an instance goes (`DeleteOnTermination` off), left behind by a
+/// group deleted or refreshed.
+fn data_volumes(layers: &[LayerPlan], observed: &[Observed]) -> Vec<super::DataVolumes> {
+    use super::spec::{DataDisk, LaunchTemplate, Volume};
+    use super::{DataVolumes, Spec, VolumeFate};
+    let group_disk = observed.iter().find_map(|o| match &o.spec {
+        Spec::LaunchTemplate(LaunchTemplate {
+            data_volume: Some(DataDisk { disk, .. }),
+            ..
+        }) => Some(disk.to_string()),
+        _ => None,
+    });
+    let mut out = Vec::new();
+    for a in layers.iter().flat_map(|l| &l.actions) {
+        match (a.kind, a.action, a.observed.as_ref().map(|o| &o.spec)) {
+            (Kind::Volume, ActionKind::Delete | ActionKind::Replace, Some(Spec::Volume(v))) => {
+                let Volume {
+                    size_gb,
+                    volume_type,
+                    ..
+                } = v;
+                out.push(DataVolumes {
+                    id: a.id.clone(),
+                    aws_id: a.aws_id.clone(),
+                    count: 1,
+                    disk: format!("{size_gb} GiB {volume_type}"),
+                    fate: VolumeFate::Deleted,
+                    because: match a.action {
+                        ActionKind::Replace => format!(
+                            "it is replaced ({}): the new one starts empty",
+                            a.forced_by.as_deref().unwrap_or("a field of its own")
+                        ),
+                        _ => "its node goes".to_owned(),
+                    },
+                });
+            }
+            (Kind::AutoScalingGroup, ActionKind::Delete, Some(Spec::AutoScalingGroup(g))) => {
+                if let Some(disk) = &group_disk {
+                    out.push(DataVolumes {
+                        id: a.id.clone(),
+                        aws_id: None,
+                        count: usize::from(g.desired),
+                        disk: disk.clone(),
+                        fate: VolumeFate::LeftBehind,
+                        because: "the group's instances are terminated".to_owned(),
+                    });
+                }
+            }
+            (Kind::AutoScalingGroup, ActionKind::Update, _) if a.rollout() > 0 => {
+                if let Some(disk) = &group_disk {
+                    out.push(DataVolumes {
+                        id: a.id.clone(),
+                        aws_id: None,
+                        count: a.rollout(),
+                        disk: disk.clone(),
+                        fate: VolumeFate::LeftBehind,
+                        because: "the instance refresh replaces the machines, and each new one starts with an empty volume".to_owned(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A network change the cluster must follow: its subnets, groups or target groups.

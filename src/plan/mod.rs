@@ -18,6 +18,8 @@ pub mod render;
 pub mod schedule;
 pub mod spec;
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod truth_tests;
 
 use std::collections::BTreeMap;

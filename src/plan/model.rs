@@ -480,6 +480,35 @@ pub struct LayerPlan {
     pub notes: Vec<String>,
 }
 
+/// What an apply does to data volumes, which hold what the machines wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumeFate {
+    /// Deleted, with its data.
+    Deleted,
+    /// Left unattached (tagged, for recovery); its machine's successor starts empty.
+    LeftBehind,
+}
+
+/// Data volumes an apply deletes or leaves behind: nothing is lost silently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DataVolumes {
+    /// A fixed-size cluster node's volume (`volume/0`), or `asg` for the group's
+    /// instances' volumes.
+    pub id: super::LogicalId,
+    /// The volume's AWS id, when it is one known volume.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_id: Option<String>,
+    /// How many volumes.
+    pub count: usize,
+    /// Each one's size and type, `200 GiB gp3`.
+    pub disk: String,
+    /// What happens to them.
+    pub fate: VolumeFate,
+    /// Why.
+    pub because: String,
+}
+
 /// One environment's plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EnvironmentPlan {
@@ -493,6 +522,13 @@ pub struct EnvironmentPlan {
     pub summary: Summary,
     /// Layers in apply order.
     pub layers: Vec<LayerPlan>,
+    /// Data volumes the apply deletes or leaves behind.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub data_volumes: Vec<DataVolumes>,
+    /// What the environment is made of as the plan leaves it (the desired resources
+    /// of the planned layers), for pictures; deleted ones are in their actions.
+    #[serde(skip)]
+    pub resources: Vec<super::Resource>,
 }
 
 /// A whole plan: the JSON schema of `strata plan --format json` (see README).

@@ -52,6 +52,18 @@ pub fn markdown(plan: &Plan) -> String {
             let _ = writeln!(out, "- {w}");
         }
     }
+    let volumes: Vec<String> = plan
+        .environments
+        .iter()
+        .flat_map(|e| {
+            e.data_volumes
+                .iter()
+                .map(move |v| format!("- {}: {}", e.name, data_volume(v)))
+        })
+        .collect();
+    if !volumes.is_empty() {
+        let _ = writeln!(out, "\n### 💾 Data volumes\n\n{}", volumes.join("\n"));
+    }
     for env in &plan.environments {
         let _ = writeln!(
             out,
@@ -92,6 +104,23 @@ pub fn markdown(plan: &Plan) -> String {
         }
     }
     out
+}
+
+/// What happens to data volumes, in a sentence: which, how big, their fate and why.
+pub fn data_volume(v: &super::DataVolumes) -> String {
+    let what = match (&v.aws_id, v.count) {
+        (Some(aws), _) => format!("`{}` ({aws}, {})", v.id, v.disk),
+        (None, 1) => format!("the data volume of the group's machine ({})", v.disk),
+        (None, n) => format!(
+            "the data volumes of the group's {n} machines ({} each)",
+            v.disk
+        ),
+    };
+    let fate = match v.fate {
+        super::VolumeFate::Deleted => "deleted with its data",
+        super::VolumeFate::LeftBehind => "left behind, unattached and tagged, for recovery",
+    };
+    format!("{what} {fate}: {}", v.because)
 }
 
 /// The first column of an action's line in a `diff` block: `+` creates, `-` deletes,

@@ -8,28 +8,19 @@
 //! it; change detection reads an in-memory commit pair.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::cluster::Image;
-use super::desired::{DesiredState, Parts};
-use super::environment::{Inputs, plan};
+use super::desired::DesiredState;
+use super::testing::{Side, examples};
 use crate::changes::{self, CommitDiff, CommitRef, FileChange, ObjectId, Source};
-use crate::config::{Environment, Layer, Zone};
+use crate::config::Layer;
 use crate::engine;
-use crate::repo::{self, RepoFiles};
-use crate::units::UnitSet;
+use crate::repo::RepoFiles;
 
 /// One action as the property compares it: where, what, and each field change.
 type Line = (Layer, String, String, String, Vec<String>);
-
-fn examples() -> RepoFiles {
-    let mut files = repo::read_dir(Path::new(env!("CARGO_MANIFEST_DIR"))).expect("the examples");
-    files.links.clear();
-    files
-}
 
 fn blob(bytes: &[u8]) -> ObjectId {
     ObjectId::from_bytes_or_panic(&Sha256::digest(bytes)[..20])
@@ -96,44 +87,6 @@ impl Commits<'_> {
     }
 }
 
-/// One commit's environments and units, with each environment's desired state.
-struct Side {
-    environments: BTreeMap<String, Environment>,
-    units: UnitSet,
-}
-
-impl Side {
-    fn load(files: &RepoFiles) -> Option<Side> {
-        let repository = repo::load(files).ok()?;
-        Some(Side {
-            environments: crate::selection::by_name(repository.environments),
-            units: repository.units,
-        })
-    }
-
-    fn state(&self, name: &str) -> (DesiredState, Vec<Zone>) {
-        let Some(env) = self.environments.get(name) else {
-            return (DesiredState::default(), Vec::new());
-        };
-        let zones = super::model_only::model_zones(env);
-        let image = Image {
-            id: "ami-0123456789abcdef0".into(),
-            name: "flatcar-stable".into(),
-            release: None,
-            source: "flatcar stable".into(),
-        };
-        let parts = Parts {
-            units: &self.units,
-            zones: &zones,
-            image: &image,
-            secrets: Default::default(),
-            live_machines: &[],
-        };
-        let state = DesiredState::of(env, parts).expect("the examples render");
-        (state, zones)
-    }
-}
-
 /// The plan of environment `name` with `layers` planned (of which `changed` changed),
 /// live AWS holding `live`, as comparable lines.
 fn lines(
@@ -143,21 +96,7 @@ fn lines(
     layers: &BTreeSet<Layer>,
     changed: &BTreeSet<Layer>,
 ) -> Vec<Line> {
-    let (wanted, zones) = head.state(name);
-    let (network, machines) = live.as_live();
-    let planned = plan(&Inputs {
-        name,
-        region: "eu-west-1",
-        environment: head.environments.get(name),
-        layers,
-        changed,
-        zones: &zones,
-        network: &network,
-        machines: &machines,
-        image: None,
-        config: wanted.config.as_deref(),
-        desired: Some(&wanted.machines),
-    });
+    let planned = head.plan(name, live, layers, changed);
     planned
         .layers
         .iter()

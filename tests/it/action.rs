@@ -84,7 +84,7 @@ async fn a_pull_request_gets_one_comment_edited_in_place_on_the_next_push() {
     assert_eq!(verb, "POST");
     assert!(creates(body), "{body}");
     assert!(
-        body.contains("| action-pr | network | 4 | 0 | 0 | 0 |"),
+        body.contains("| `action-pr` | 4 | 0 | 0 | 0 | 0 |"),
         "{body}"
     );
     let header = Header::parse(body).expect("a hidden header");
@@ -206,7 +206,7 @@ async fn configuration_errors_become_annotations_and_a_comment() {
     let written = github.written().await;
     assert_eq!(written.len(), 1);
     assert!(
-        written[0].1.contains("strata plan could not be made"),
+        written[0].1.contains("### ❌ No plan: 1 problem in 1 file"),
         "{}",
         written[0].1
     );
@@ -233,7 +233,7 @@ async fn without_aws_credentials_a_model_only_plan_is_posted() {
         "{body}"
     );
     assert!(
-        body.contains("| action-fork | network | 4 | 0 | 0 | 0 |"),
+        body.contains("| `action-fork` | 4 | 0 | 0 | 0 | 0 |"),
         "{body}"
     );
     assert!(Header::parse(body).unwrap().model_only);
@@ -401,7 +401,7 @@ async fn a_plan_that_changed_since_review_is_not_applied() {
         last.contains("not applied: the plan differs from the one reviewed"),
         "{last}"
     );
-    assert!(last.contains("Run the pull request's plan again"), "{last}");
+    assert!(last.contains("review the plan now (below)"), "{last}");
     assert!(
         last.contains("+   ingress: tcp 2222 from 10.0.0.0/8"),
         "the plan now: {last}"
@@ -489,7 +489,7 @@ async fn a_manual_run_plans_exactly_the_asked_environment_and_layer() {
     assert_eq!(run.outputs["changed_environments"], "[\"action-manual\"]");
     assert!(
         run.summary
-            .contains("| action-manual | network | 4 | 0 | 0 | 0 |"),
+            .contains("| `action-manual` | 4 | 0 | 0 | 0 | 0 |"),
         "{}",
         run.summary
     );

@@ -54,19 +54,16 @@ async fn a_plan_too_large_for_a_comment_is_cut_and_the_summary_has_it_whole() {
         body.chars().count()
     );
     assert!(
-        body.contains("| action-large | network | 63 | 0 | 0 | 0 |"),
+        body.contains("| `action-large` | 63 | 0 | 0 | 0 | 0 |"),
         "{body}"
     );
     assert!(
-        body.contains("more in “New resources”: see the job summary._"),
+        body.contains("more in “the details of `action-large`”: see the job summary._"),
         "{}",
         &body[body.len().saturating_sub(400)..]
     );
     assert!(run.summary.len() > COMMENT_BUDGET && run.summary.len() <= SUMMARY_BUDGET);
-    assert!(
-        run.summary
-            .contains("+ action-large · network: create security group sg/g59")
-    );
+    assert!(run.summary.contains("+ create  sg/g59"));
     assert!(
         run.summary
             .contains("+   ingress: tcp 1049 from 10.0.0.0/8")
@@ -163,9 +160,7 @@ async fn the_ssh_key_reaches_no_comment_summary_output_or_file() {
     assert_eq!(run.out.code, 0, "{}", run.out.stdout);
     let written = github.written().await;
     assert!(
-        written[0]
-            .1
-            .contains("| action-key | node | 1 | 0 | 0 | 0 |"),
+        written[0].1.contains("**node** · 1 created"),
         "{}",
         written[0].1
     );
@@ -337,7 +332,7 @@ async fn the_etcd_discovery_token_reaches_no_comment_summary_output_or_file() {
     assert_eq!(run.out.code, 0, "{}", run.out.stdout);
     let written = github.written().await;
     assert!(
-        written[0].1.contains("| action-etcd | node |"),
+        written[0].1.contains("**node** · 1 created"),
         "{}",
         written[0].1
     );
