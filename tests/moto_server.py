@@ -4,7 +4,7 @@ strata's integration tests start this once per test run (one server, every test 
 its own moto account through the `x-moto-account-id` header). It prints the port on
 stdout, then serves until its stdin closes, which happens when the test process ends,
 so no server outlives the tests. Pinned to the moto version scripts/setup installs
-(5.2.5), whose known gaps it patches below (five of them); strata itself never fakes AWS behaviour.
+(5.2.5), whose known gaps it patches below (six of them); strata itself never fakes AWS behaviour.
 """
 
 import datetime
@@ -12,6 +12,7 @@ import logging
 import sys
 import uuid
 
+from moto.autoscaling.models import FakeAutoScalingGroup, InstanceState
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.responses import ActionResult
 from moto.ec2.models.instances import Instance
@@ -34,15 +35,70 @@ def _create_version_parsed(self, data, description):
 
 LaunchTemplate.create_version = _create_version_parsed
 
+# moto 5.2.5 gap: a group's instances report the template's *default* version as the
+# one they were launched from (InstanceState.launch_template), whatever they run. AWS
+# reports the version each instance was launched with: the group's version, resolved
+# at launch. Record it on the instance when the group launches it, and report it.
+_replace_instances = FakeAutoScalingGroup.replace_autoscaling_group_instances
+
+
+def _replace_instances_recording_version(self, count_needed, propagated_tags):
+    template = self.ec2_launch_template
+    version = template.get_version(self.launch_template_version).number if template else None
+    _replace_instances(self, count_needed, propagated_tags)
+    for state in self.instance_states:
+        if not hasattr(state.instance, "launched_template_version"):
+            state.instance.launched_template_version = version
+
+
+def _launch_template_as_launched(self):
+    template = self.auto_scaling_group.ec2_launch_template
+    if template is None:
+        return None
+    version = getattr(self.instance, "launched_template_version", None)
+    return {
+        "LaunchTemplateId": template.id,
+        "LaunchTemplateName": template.name,
+        "Version": str(version if version is not None else template.default_version_number),
+    }
+
+
+FakeAutoScalingGroup.replace_autoscaling_group_instances = _replace_instances_recording_version
+InstanceState.launch_template = property(_launch_template_as_launched)
+
 # moto 5.2.5 gap: StartInstanceRefresh, DescribeInstanceRefreshes and
-# CancelInstanceRefresh are not implemented (HTTP 500). A minimal model: a refresh is
+# CancelInstanceRefresh are not implemented (HTTP 500). A minimal model: a refresh
+# replaces the group's instances (with SkipMatching, only those launched from another
+# version than the group's, as AWS does) with new ones on the group's version, is
 # recorded with the preferences it was given and completes at once.
 _REFRESHES = {}
+
+
+def _refresh(group, skip_matching):
+    if group.ec2_launch_template is None:
+        return
+    wanted = group.ec2_launch_template.get_version(group.launch_template_version).number
+    stale = [
+        state
+        for state in group.instance_states
+        if not skip_matching
+        or getattr(state.instance, "launched_template_version", None) != wanted
+    ]
+    group.instance_states = [s for s in group.instance_states if s not in stale]
+    if stale:
+        group.autoscaling_backend.ec2_backend.terminate_instances(
+            [s.instance.id for s in stale]
+        )
+    # Launches the replacements (on the group's version) and registers them in the
+    # group's target groups.
+    group.set_desired_capacity(group.desired_capacity)
 
 
 def _start_instance_refresh(self):
     group = self._get_param("AutoScalingGroupName")
     preferences = self._get_param("Preferences") or {}
+    skip_matching = str(preferences.get("SkipMatching", False)).lower() == "true"
+    _refresh(self.autoscaling_backend.autoscaling_groups[group], skip_matching)
     now = datetime.datetime.now(datetime.timezone.utc)
     refresh = {
         "InstanceRefreshId": str(uuid.uuid4()),

@@ -192,11 +192,12 @@ async fn apply_environment(
         std::time::Duration::from_secs(u64::from(warmup)),
     )
     .await?;
-    // A new template version reaches running instances through an instance refresh.
-    if exec.template_renewed
-        && let Some(group) = machine_actions
-            .iter()
-            .find(|a| a.kind == Kind::AutoScalingGroup && a.action == ActionKind::Update)
+    // A new template version reaches running instances through an instance refresh, as
+    // do machines the plan found on an older one (the refresh skips those that match).
+    if let Some(group) = machine_actions
+        .iter()
+        .find(|a| a.kind == Kind::AutoScalingGroup && a.action == ActionKind::Update)
+        && (exec.template_renewed || group.refresh.is_some_and(|n| n > 0))
         && let Some(plan::Resource {
             spec: plan::Spec::AutoScalingGroup(desired),
             ..
@@ -204,7 +205,7 @@ async fn apply_environment(
     {
         exec.refresh_instances(desired).await?;
         exec.say(&format!(
-            "{name}: ~ rolled out the new template version to {}",
+            "{name}: ~ rolled out the template's latest version to {}",
             group.id
         ));
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::cluster::{self, DesiredMachines, Image};
 use super::machine::{self, Secrets};
-use super::{InstanceState, Kind, Live, Observed, Resource};
+use super::{InstanceState, Kind, Live, Observed, Resource, Spec};
 use crate::config::{Environment, Zone};
 use crate::ignition::RenderError;
 use crate::units::UnitSet;
@@ -58,8 +58,8 @@ impl DesiredState {
     }
 
     /// What AWS holds when it matches this state exactly: the network, and the
-    /// machines (template at version 1 holding this config, the group on it, every
-    /// instance running), with made-up AWS ids.
+    /// machines (template at version 1 holding this config, the group on it with its
+    /// machines launched from it, every instance running), with made-up AWS ids.
     pub fn as_live(&self) -> (Vec<Observed>, Vec<Observed>) {
         let network = made(&self.network, "net");
         let mut machines = made(&self.machines.cluster, "machine");
@@ -72,6 +72,10 @@ impl DesiredState {
                 },
                 Kind::AutoScalingGroup => Live::AutoScalingGroup {
                     template_version: "1".to_owned(),
+                    running: match &o.spec {
+                        Spec::AutoScalingGroup(g) => BTreeMap::from([(1, g.desired)]),
+                        _ => BTreeMap::new(),
+                    },
                 },
                 _ => Live::Nothing,
             };

@@ -5,10 +5,8 @@
 use std::collections::BTreeSet;
 
 use super::cluster::{DesiredMachines, Image};
-use super::spec::AutoScalingGroup;
 use super::{
-    Action, ActionKind, EnvironmentPlan, FieldChange, Kind, LayerPlan, Live, LogicalId, Observed,
-    Summary,
+    Action, ActionKind, EnvironmentPlan, Kind, LayerPlan, Live, LogicalId, Observed, Summary,
 };
 use crate::config::{Environment, EtcdBootstrap, Layer, Zone};
 
@@ -108,7 +106,7 @@ pub fn plan(inputs: &Inputs<'_>) -> EnvironmentPlan {
             layers.push(machines.layer(l, forced_by));
         }
     }
-    follow_new_template_version(
+    super::rollout::follow_new_template_version(
         &mut layers,
         inputs.machines,
         inputs.desired.map(|d| d.cluster.as_slice()),
@@ -323,97 +321,6 @@ fn instance_notes(env: &Environment, actions: &[Action], observed: &[Observed]) 
     notes
 }
 
-/// A changed launch template (cluster) or node config (node) makes a new template
-/// version; the auto-scaling group must move to it. When the group has no change of
-/// its own, the layer that made the version gets an update of the group, saying so.
-fn follow_new_template_version(
-    layers: &mut [LayerPlan],
-    observed: &[Observed],
-    desired_cluster: Option<&[super::Resource]>,
-) {
-    let Some(group) = observed.iter().find(|o| o.kind == Kind::AutoScalingGroup) else {
-        return;
-    };
-    let Some(desired) =
-        desired_cluster.and_then(|d| d.iter().find(|r| r.kind == Kind::AutoScalingGroup))
-    else {
-        return;
-    };
-    let touched = |l: &LayerPlan| {
-        l.actions.iter().any(|a| {
-            matches!(a.kind, Kind::LaunchTemplate | Kind::NodeConfig)
-                && a.action == ActionKind::Update
-        })
-    };
-    if !layers.iter().any(touched) {
-        return;
-    }
-    let rollout = match &desired.spec {
-        super::Spec::AutoScalingGroup(AutoScalingGroup {
-            min_healthy_percent,
-            warmup_seconds,
-            ..
-        }) => FieldChange {
-            origin: None,
-            field: "rollout".into(),
-            from: None,
-            to: Some(format!(
-                "instance refresh, {min_healthy_percent}% kept in service, {warmup_seconds}s warm-up"
-            )),
-        },
-        _ => return,
-    };
-    // An instance refresh replaces every machine the group runs.
-    let running = match &group.spec {
-        super::Spec::AutoScalingGroup(AutoScalingGroup { desired, .. }) => *desired,
-        _ => 0,
-    };
-    if let Some(layer) = layers
-        .iter_mut()
-        .find(|l| l.actions.iter().any(|a| a.kind == Kind::AutoScalingGroup))
-    {
-        if let Some(existing) = layer
-            .actions
-            .iter_mut()
-            .find(|a| a.kind == Kind::AutoScalingGroup && a.action == ActionKind::Update)
-        {
-            existing.changes.push(rollout);
-            existing.refresh = Some(running);
-            layer.summary = Summary::of(&layer.actions);
-        }
-        return;
-    }
-    let Some(layer) = layers.iter_mut().find(|l| touched(l)) else {
-        return;
-    };
-    let version = match &group.live {
-        Live::AutoScalingGroup { template_version } => template_version.clone(),
-        _ => "$Default".to_owned(),
-    };
-    layer.actions.push(Action {
-        refresh: Some(running),
-        origin: None,
-        detail: Vec::new(),
-        action: ActionKind::Update,
-        kind: Kind::AutoScalingGroup,
-        id: group.id.clone(),
-        aws_id: Some(group.aws_id.clone()),
-        changes: vec![
-            FieldChange {
-                origin: None,
-                field: "launch_template_version".into(),
-                from: Some(version),
-                to: Some("the new version".into()),
-            },
-            rollout,
-        ],
-        forced_by: None,
-        desired: Some(desired.clone()),
-        observed: Some(group.clone()),
-    });
-    layer.summary = Summary::of(&layer.actions);
-}
-
 /// The data volumes the plan's actions delete or leave behind: a fixed-size cluster
 /// node's volume deleted (a teardown, a shrink) or replaced; a group's instances'
 /// volumes, kept when an instance goes (`DeleteOnTermination` off), left behind by a
@@ -503,8 +410,6 @@ mod tests {
 
     const FIXED: &str = "region: eu-west-1\nnetwork: { cidr: 10.8.0.0/16, zones: 2, private_subnets: 2, public_subnets: 0, nat: none }\n\
         cluster:\n  mode: fixed\n  size: 2\n  instance_type: t3.small\n  os: { name: flatcar, channel: stable }\n";
-    const GROUP: &str = "region: eu-west-1\nnetwork: { cidr: 10.8.0.0/16, zones: 2, private_subnets: 2, public_subnets: 0, nat: none }\n\
-        cluster:\n  mode: autoscaling\n  min: 1\n  max: 3\n  instance_type: t3.small\n  os: { name: flatcar, channel: stable }\n";
 
     fn env(text: &str) -> Environment {
         crate::config::load("environments/web.yaml", text, &BTreeSet::new()).unwrap()
@@ -625,60 +530,5 @@ mod tests {
                 "instance/0 (aws-0) is stopped: strata leaves it so; start it, or terminate it and apply to replace it"
             ]
         );
-    }
-
-    #[test]
-    fn a_new_template_version_moves_the_group_and_says_how() {
-        let e = env(GROUP);
-        let desired = machines(&e);
-        let mut live = held(&desired.cluster);
-        for o in &mut live {
-            if o.kind == Kind::AutoScalingGroup {
-                o.live = Live::AutoScalingGroup {
-                    template_version: "3".into(),
-                };
-            }
-        }
-        let update = Action {
-            refresh: None,
-            origin: None,
-            action: ActionKind::Update,
-            kind: Kind::LaunchTemplate,
-            id: LogicalId::LaunchTemplate,
-            aws_id: Some("aws-0".into()),
-            changes: Vec::new(),
-            forced_by: None,
-            detail: Vec::new(),
-            desired: None,
-            observed: None,
-        };
-        let mut layers = vec![layer(Layer::Cluster, None, vec![update], Vec::new())];
-        follow_new_template_version(&mut layers, &live, Some(&desired.cluster));
-        let group = &layers[0].actions[1];
-        assert_eq!(
-            (group.kind, group.action),
-            (Kind::AutoScalingGroup, ActionKind::Update)
-        );
-        let changes: Vec<(&str, Option<&str>, Option<&str>)> = group
-            .changes
-            .iter()
-            .map(|c| (c.field.as_str(), c.from.as_deref(), c.to.as_deref()))
-            .collect();
-        assert_eq!(
-            changes,
-            [
-                (
-                    "launch_template_version",
-                    Some("3"),
-                    Some("the new version")
-                ),
-                (
-                    "rollout",
-                    None,
-                    Some("instance refresh, 90% kept in service, 60s warm-up")
-                ),
-            ]
-        );
-        assert_eq!(layers[0].summary.update, 2);
     }
 }

@@ -15,6 +15,7 @@ pub mod network;
 pub mod node_diff;
 pub mod origin;
 pub mod render;
+mod rollout;
 pub mod schedule;
 pub mod spec;
 #[cfg(test)]
@@ -112,10 +113,14 @@ pub enum Live {
         /// The full config JSON.
         config: String,
     },
-    /// An auto-scaling group: the template version it launches from.
+    /// An auto-scaling group: the template version it launches from, and the ones its
+    /// machines were launched from (read from the same `DescribeAutoScalingGroups`).
     AutoScalingGroup {
         /// As the group names it (a number, `$Latest` or `$Default`).
         template_version: String,
+        /// Its in-service instances by the template version each was launched from:
+        /// how many run each version.
+        running: BTreeMap<i64, u16>,
     },
     /// An instance of a fixed-size cluster.
     Instance {

@@ -370,3 +370,42 @@ async fn balancers(aws: &Aws, inv: &mut Inventory) {
         inv.add(kind, Some(&arn), &tags, detail);
     }
 }
+
+/// The instances (not terminated, in a group or not) whose subnet no longer exists, as
+/// `instance-id in subnet-id`: what a network change that moves machines must not
+/// leave behind.
+pub async fn instances_in_missing_subnets(aws: &Aws) -> Vec<String> {
+    let ec2 = &aws.ec2;
+    let subnets = ec2
+        .describe_subnets()
+        .send()
+        .await
+        .expect("DescribeSubnets");
+    let existing: Vec<&str> = subnets
+        .subnets()
+        .iter()
+        .filter_map(|s| s.subnet_id())
+        .collect();
+    let instances = ec2
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .values("pending")
+                .values("running")
+                .values("stopping")
+                .values("stopped")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeInstances");
+    instances
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| Some((i.instance_id()?, i.subnet_id()?)))
+        .filter(|(_, subnet)| !existing.contains(subnet))
+        .map(|(id, subnet)| format!("{id} in {subnet}"))
+        .collect()
+}

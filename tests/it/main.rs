@@ -9,6 +9,7 @@ mod changes;
 mod cli;
 mod cloud;
 mod cluster;
+mod converge;
 mod crash;
 mod examples;
 mod faults;

@@ -2,8 +2,10 @@
 //! and the SSH key in Secrets Manager: an example environment ready for the `strata`
 //! binary to plan and apply, as a user's terminal or workflow would.
 
+use std::collections::BTreeMap;
 use std::process::Child;
 
+use aws_sdk_autoscaling::types::LifecycleState;
 use wiremock::MockServer;
 
 use crate::cloud::Cloud;
@@ -34,7 +36,7 @@ pub fn example_text(name: &str, feed: &str, cloud: &Cloud) -> String {
         )
 }
 
-/// One example environment in a repository of its own, with its own account.
+/// Example environments in a repository of their own, with their own account.
 pub struct Scenario {
     pub cloud: Cloud,
     pub proxy: Proxy,
@@ -48,21 +50,30 @@ pub struct Scenario {
 impl Scenario {
     /// Example `name` committed in a new repository, its key stored in a new account.
     pub async fn new(name: &str) -> Scenario {
+        Scenario::of(&[name]).await
+    }
+
+    /// Examples `names` committed together in a new repository, the key each names
+    /// stored in a new account.
+    pub async fn of(names: &[&str]) -> Scenario {
         let cloud = Cloud::new();
         let feed = flatcar_feed(FLATCAR_AMI).await;
-        let text = example_text(name, &feed.uri(), &cloud);
-        let key = unique_key(&format!("{name}-{}", cloud.account));
-        let secret = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("ssh: { public_key_secret: "))
-            .and_then(|rest| rest.strip_suffix(" }"))
-            .expect("the example names its key's secret")
-            .to_owned();
-        cloud.put_secret("eu-west-1", &secret, &key).await;
+        let key = unique_key(&format!("{}-{}", names.join("-"), cloud.account));
         let repo = GitRepo::new();
         repo.copy_dir(&project_root().join("units"), "units");
-        repo.write(&format!("environments/{name}.yaml"), text);
-        repo.commit(name);
+        for name in names {
+            let text = example_text(name, &feed.uri(), &cloud);
+            let secret = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("ssh: {"))
+                .and_then(|rest| rest.split("public_key_secret: ").nth(1))
+                .and_then(|rest| rest.strip_suffix(" }"))
+                .expect("the example names its key's secret")
+                .to_owned();
+            cloud.put_secret("eu-west-1", &secret, &key).await;
+            repo.write(&format!("environments/{name}.yaml"), text);
+        }
+        repo.commit(&names.join(", "));
         let proxy = Proxy::new(&cloud.account);
         Scenario {
             cloud,
@@ -128,6 +139,33 @@ impl Scenario {
     pub fn set_lease(&mut self, seconds: u64) {
         self.lease = Some(seconds);
         self.proxy.uncount(&RENEWALS);
+    }
+
+    /// The in-service machines of auto-scaling group `name`: each instance's id and
+    /// the template version AWS says it was launched from.
+    pub async fn group_machines(&self, name: &str) -> BTreeMap<String, String> {
+        let aws = self.cloud.connector().await.connect("eu-west-1");
+        let out = aws
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name)
+            .send()
+            .await
+            .expect("DescribeAutoScalingGroups");
+        out.auto_scaling_groups()
+            .iter()
+            .flat_map(|g| g.instances())
+            .filter(|i| i.lifecycle_state() == Some(&LifecycleState::InService))
+            .map(|i| {
+                let version = i.launch_template().and_then(|t| t.version());
+                (
+                    i.instance_id().expect("an instance id").to_owned(),
+                    version
+                        .expect("the version it was launched from")
+                        .to_owned(),
+                )
+            })
+            .collect()
     }
 
     /// What the account holds now.

@@ -31,7 +31,9 @@ impl Executor<'_> {
         observed: Option<(&Observed, &AutoScalingGroup)>,
     ) -> Result<String> {
         let named = observed.and_then(|(o, _)| match &o.live {
-            Live::AutoScalingGroup { template_version } => Some(template_version.as_str()),
+            Live::AutoScalingGroup {
+                template_version, ..
+            } => Some(template_version.as_str()),
             _ => None,
         });
         let template = asg::LaunchTemplateSpecification::builder()

@@ -251,8 +251,30 @@ fn group(
         aws_id: name.to_owned(),
         spec,
         tags,
-        live: Live::AutoScalingGroup { template_version },
+        live: Live::AutoScalingGroup {
+            template_version,
+            running: running_versions(g.instances()),
+        },
     })
+}
+
+/// How many of a group's in-service instances run each template version, as AWS
+/// reports the version each was launched from. An instance not launched from a
+/// template version by number (attached by hand) is left out: the plan cannot tell
+/// what it runs.
+fn running_versions(instances: &[asg::Instance]) -> BTreeMap<i64, u16> {
+    let mut running = BTreeMap::new();
+    for i in instances {
+        if i.lifecycle_state() != Some(&asg::LifecycleState::InService) {
+            continue;
+        }
+        let version = i.launch_template().and_then(|t| t.version());
+        if let Some(version) = version.and_then(|v| v.parse::<i64>().ok()) {
+            let count: &mut u16 = running.entry(version).or_default();
+            *count = count.saturating_add(1);
+        }
+    }
+    running
 }
 
 /// The full config JSON inside base64 user data (a gzip wrapper is unwrapped).
