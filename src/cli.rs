@@ -15,6 +15,7 @@ use crate::changes;
 use crate::config::{EnvironmentSpec, Layer};
 use crate::diagnostic::Diagnostics;
 use crate::engine;
+use crate::exit::Outcome;
 use crate::git::{GitRepo, GitSource};
 use crate::ignition::{self, RenderRequest};
 use crate::plan::render;
@@ -175,17 +176,6 @@ pub struct RenderArgs {
     /// Render without fetching the SSH public key from Secrets Manager (no AWS access).
     #[arg(long)]
     pub offline: bool,
-}
-
-/// How a command ended, for the exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Exit 0.
-    Success,
-    /// Exit 1: problems were reported on stderr.
-    Failed,
-    /// Exit 2: `plan --detailed-exitcode` found changes.
-    Changes,
 }
 
 /// Runs one command.

@@ -11,6 +11,7 @@ pub mod cli; // command-line definitions and the commands behind them (adapter)
 pub mod config; // environment model, validation, the cluster shape, subnet carving (pure)
 pub mod diagnostic; // file:line:col problems reported to the user (pure)
 pub mod engine; // plan and apply: selects environments and layers, drives the AWS adapter
+pub mod exit; // how a command ended, for the exit code (shared by the command line and the Action)
 pub mod git; // read two commits' trees with gix (adapter)
 pub mod github; // the runner's contract, event payloads and the GitHub API (adapter)
 pub mod ignition; // Ignition 3.3.0 rendering and the user-data size budget (pure)

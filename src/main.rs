@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use strata::cli::{self, Cli, Outcome};
+use strata::cli::{self, Cli};
+use strata::exit::Outcome;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -10,7 +10,7 @@ mod record;
 
 use std::io::Write;
 
-use crate::cli::Outcome;
+use crate::exit::Outcome;
 use crate::diagnostic::Diagnostics;
 use crate::github::client::Upserted;
 use crate::github::event::{self, Event};
@@ -73,6 +73,9 @@ pub(crate) struct Run<'a> {
 }
 
 /// What a reviewer does to consent to deletions and replacements on merge.
+/// The label that consents, on the merged pull request, to deletions and replacements.
+pub const ALLOW_DESTROY_LABEL: &str = "strata:allow-destroy";
+
 const CONSENT_HINT: &str = "Applying it on merge needs the label `strata:allow-destroy` on this pull request \
      (or `allow_destroy: true` in the workflow).";
 

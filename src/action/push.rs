@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::record::{Outcome, record_document};
-use super::{FailureReason, Run};
+use super::{ALLOW_DESTROY_LABEL, FailureReason, Run};
 use crate::aws::{self, Connector};
 use crate::engine::{self, EngineError, Observations, Target};
 use crate::git::GitRepo;
@@ -16,8 +16,6 @@ use crate::plan::comment::{self, Header};
 use crate::plan::{ActionRef, Plan, digest};
 use crate::selection::{self, SelectError, Selection, Work};
 
-/// The label that consents, on the merged pull request, to deletions and replacements.
-pub const ALLOW_DESTROY_LABEL: &str = "strata:allow-destroy";
 
 /// A merge to the default branch (or, in `plan` mode, only its plan).
 pub(super) async fn run_push(run: &mut Run<'_>, push: &Push) -> Result<(), String> {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::push::ALLOW_DESTROY_LABEL;
+use super::ALLOW_DESTROY_LABEL;
 use crate::plan::comment::{self, Document, Header, Section};
 use crate::plan::render::plural;
 use crate::plan::{ActionRef, Plan};
