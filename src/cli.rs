@@ -47,8 +47,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Make the live AWS state match the repository.
     Apply(ApplyArgs),
-    /// Print the JSON Schema of environment files.
-    Schema,
+    /// Print the JSON Schema of environment files (with `--plan`: of `plan --format json`).
+    Schema(SchemaArgs),
     /// The GitHub Action: plan a pull request, apply a merge, or do a manual run, as
     /// the runner's GITHUB_* variables and INPUT_* inputs say.
     Action,
@@ -178,6 +178,14 @@ pub struct RenderArgs {
     pub offline: bool,
 }
 
+/// `strata schema`.
+#[derive(Debug, clap::Args)]
+pub struct SchemaArgs {
+    /// The schema of `strata plan --format json` instead of environment files.
+    #[arg(long)]
+    pub plan: bool,
+}
+
 /// Runs one command.
 pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     match &cli.command {
@@ -187,11 +195,22 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         Command::Plan(args) => runtime()?.block_on(plan(cli, args, out, err)),
         Command::Apply(args) => runtime()?.block_on(apply(cli, args, out, err)),
         Command::Action => crate::action::run(out),
-        Command::Schema => {
-            out.write_all(schema().as_bytes())?;
+        Command::Schema(args) => {
+            let text = match args.plan {
+                true => plan_schema(),
+                false => schema(),
+            };
+            out.write_all(text.as_bytes())?;
             Ok(Outcome::Success)
         }
     }
+}
+
+/// The JSON Schema of `strata plan --format json`, as committed in `schema/`.
+pub fn plan_schema() -> String {
+    let mut schema = schemars::schema_for!(crate::plan::Plan);
+    schema.insert("title".into(), "strata plan".into());
+    serde_json::to_string_pretty(&schema).expect("schema serialises") + "\n"
 }
 
 /// The JSON Schema of `environments/<name>.yaml`, as committed in `schema/`.

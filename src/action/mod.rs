@@ -10,8 +10,8 @@ mod record;
 
 use std::io::Write;
 
-use crate::exit::Outcome;
 use crate::diagnostic::Diagnostics;
+use crate::exit::Outcome;
 use crate::github::client::Upserted;
 use crate::github::event::{self, Event};
 use crate::github::runner::{self, command};
@@ -216,6 +216,7 @@ impl Run<'_> {
                     vec![crate::plan::EnvironmentPlan {
                         resources: Vec::new(),
                         data_volumes: Vec::new(),
+                        trust: Vec::new(),
                         name: env.name.clone(),
                         region: env.region.clone(),
                         removed: env.removed,

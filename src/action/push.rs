@@ -16,7 +16,6 @@ use crate::plan::comment::{self, Header};
 use crate::plan::{ActionRef, Plan, digest};
 use crate::selection::{self, SelectError, Selection, Work};
 
-
 /// A merge to the default branch (or, in `plan` mode, only its plan).
 pub(super) async fn run_push(run: &mut Run<'_>, push: &Push) -> Result<(), String> {
     let default = format!("refs/heads/{}", push.default_branch);

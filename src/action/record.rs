@@ -204,8 +204,14 @@ fn status_line(
                 0 => String::new(),
                 n => format!(", {n} machine{} rolled", plural(n)),
             };
+            // Nothing lost silently: the data volumes the plan said go or stay.
+            let volumes: String = env
+                .data_volumes
+                .iter()
+                .map(|v| format!("\n  - 💾 {}", crate::plan::render::data_volume(v)))
+                .collect();
             format!(
-                "- ✅ `{name}`: applied {} change{}{rolled}",
+                "- ✅ `{name}`: applied {} change{}{rolled}{volumes}",
                 done.len(),
                 plural(done.len())
             )

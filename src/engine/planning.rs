@@ -199,6 +199,8 @@ pub async fn plan(
                     ..inputs
                 });
                 plan::origin::mark(&mut planned, &own);
+                planned.trust =
+                    plan::trust::changes(base.environments.get(&t.name), t.environment.as_ref());
             }
             if let (Some(env), Some(token)) = (&t.environment, tokens.get(&t.name))
                 && let Some(layer) = planned

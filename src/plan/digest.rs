@@ -125,6 +125,7 @@ mod tests {
         EnvironmentPlan {
             resources: Vec::new(),
             data_volumes: Vec::new(),
+            trust: Vec::new(),
             name: "web".to_owned(),
             region: "eu-west-1".to_owned(),
             removed: false,

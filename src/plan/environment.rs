@@ -118,6 +118,7 @@ pub fn plan(inputs: &Inputs<'_>) -> EnvironmentPlan {
     }
     EnvironmentPlan {
         data_volumes: data_volumes(&layers, inputs.machines),
+        trust: Vec::new(),
         resources,
         name: inputs.name.to_owned(),
         region: inputs.region.to_owned(),

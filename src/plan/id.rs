@@ -189,6 +189,18 @@ impl Hash for LogicalId {
     }
 }
 
+impl schemars::JsonSchema for LogicalId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LogicalId".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A resource's logical id, as its `strata:id` tag holds it: `vpc`, `subnet/private/0`, `sg/web`, `lb/web`, `tg/web/80`, `listener/web/443`, `launch-template`, `asg`, `node/config`, `instance/2`, `volume/2`",
+            "type": "string"
+        })
+    }
+}
+
 impl Serialize for LogicalId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)

@@ -20,6 +20,7 @@ pub mod schedule;
 pub mod spec;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod trust;
 #[cfg(test)]
 mod truth_tests;
 

@@ -12,7 +12,9 @@ use serde::Serialize;
 use crate::config::Layer;
 
 /// Resource types strata manages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// VPC.
@@ -138,7 +140,9 @@ pub struct Field {
 }
 
 /// Where a change comes from, in a plan made from a diff.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// The diff causes it: the head declares something the base did not.
@@ -149,7 +153,7 @@ pub enum Origin {
 }
 
 /// One field's change in a plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FieldChange {
     /// The field.
     pub field: String,
@@ -165,7 +169,9 @@ pub struct FieldChange {
 }
 
 /// What an action does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     /// Create a resource.
@@ -249,6 +255,47 @@ pub struct Action {
     pub desired: Option<super::Resource>,
     /// The observed resource (absent for creates).
     pub observed: Option<super::Observed>,
+}
+
+/// The JSON plan's action as `strata plan --format json` writes it (the schema of
+/// [`Action`]'s serialisation).
+#[derive(schemars::JsonSchema)]
+#[schemars(rename = "Action")]
+#[allow(dead_code)] // Only its schema is used.
+struct ActionJson {
+    /// Create, update, replace or delete.
+    action: ActionKind,
+    /// Resource type.
+    kind: Kind,
+    /// Logical id (`subnet/private/0`).
+    id: super::LogicalId,
+    /// The AWS id of the existing resource, for update, replace and delete.
+    aws_id: Option<String>,
+    /// True when applying it needs consent (`--allow-destroy`, the PR label
+    /// `strata:allow-destroy`): every delete and every replace but an instance's.
+    consent: bool,
+    /// Running machines it replaces by a rollout, one at a time and without consent
+    /// (absent when none): 1 for a fixed-size cluster's instance, the group's machines
+    /// for an instance refresh.
+    rollout: Option<usize>,
+    /// In a plan made from a diff: `change` (the diff asks for it) or `drift` (only
+    /// drift does).
+    origin: Option<Origin>,
+    /// Field-level changes.
+    changes: Vec<FieldChange>,
+    /// For a replace, or a change no field of its own asks for: what forces it.
+    forced_by: Option<String>,
+    /// Diff-style lines of what the change does in detail (a node change's unit lines).
+    detail: Option<Vec<String>>,
+}
+
+impl schemars::JsonSchema for Action {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Action".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        ActionJson::json_schema(generator)
+    }
 }
 
 /// The JSON plan's action: its fields, with what it needs (consent) and how many
@@ -405,7 +452,7 @@ impl fmt::Display for ActionRef {
 }
 
 /// Counts of actions, per layer and overall.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Summary {
     /// Creations.
     pub create: usize,
@@ -464,7 +511,7 @@ impl std::iter::Sum for Summary {
 }
 
 /// One layer of one environment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LayerPlan {
     /// The layer.
     pub layer: Layer,
@@ -476,12 +523,12 @@ pub struct LayerPlan {
     /// Ordered actions.
     pub actions: Vec<Action>,
     /// Things the reader should know (e.g. a layer this version cannot plan yet).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
 
 /// What an apply does to data volumes, which hold what the machines wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VolumeFate {
     /// Deleted, with its data.
@@ -491,7 +538,7 @@ pub enum VolumeFate {
 }
 
 /// Data volumes an apply deletes or leaves behind: nothing is lost silently.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DataVolumes {
     /// A fixed-size cluster node's volume (`volume/0`), or `asg` for the group's
     /// instances' volumes.
@@ -510,7 +557,7 @@ pub struct DataVolumes {
 }
 
 /// One environment's plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct EnvironmentPlan {
     /// Environment name.
     pub name: String,
@@ -523,8 +570,12 @@ pub struct EnvironmentPlan {
     /// Layers in apply order.
     pub layers: Vec<LayerPlan>,
     /// Data volumes the apply deletes or leaves behind.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_volumes: Vec<DataVolumes>,
+    /// In a plan made from a diff: what it changes about whom the machines' image is
+    /// trusted from (`plan::trust`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust: Vec<String>,
     /// What the environment is made of as the plan leaves it (the desired resources
     /// of the planned layers), for pictures; deleted ones are in their actions.
     #[serde(skip)]
@@ -532,7 +583,7 @@ pub struct EnvironmentPlan {
 }
 
 /// A whole plan: the JSON schema of `strata plan --format json` (see README).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Plan {
     /// Schema version of this JSON.
     pub version: u32,

@@ -78,6 +78,7 @@ fn environment(
         config: head.config.as_deref(),
         desired: Some(&head.machines),
     });
+    plan.trust = super::trust::changes(sides.base, sides.head);
     for l in &mut plan.layers {
         for a in &mut l.actions {
             // What the model stands in for has no AWS ids.

@@ -21,6 +21,25 @@ fn committed_schema_matches_the_model() {
 }
 
 #[test]
+fn committed_plan_schema_matches_the_json_plan() {
+    let committed =
+        std::fs::read_to_string(project_root().join("schema/plan.schema.json")).unwrap_or_default();
+    assert!(
+        committed == strata::cli::plan_schema(),
+        "schema/plan.schema.json is stale: run `cargo run -- schema --plan > schema/plan.schema.json`"
+    );
+    // What the README promises of the JSON plan is in it.
+    for field in [
+        "\"consent\"",
+        "\"rollout\"",
+        "\"origin\"",
+        "\"data_volumes\"",
+    ] {
+        assert!(committed.contains(field), "{field}");
+    }
+}
+
+#[test]
 fn every_example_names_the_schema_for_editors() {
     for file in harness::walk(&project_root().join("environments")) {
         let text = std::fs::read_to_string(&file).unwrap();

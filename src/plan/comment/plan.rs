@@ -205,6 +205,10 @@ fn data(plan: &Plan) -> Section {
 /// What opens to the internet, and what changes whom the machines trust or what they
 /// may do.
 fn security(plan: &Plan) -> Section {
+    let trust = plan
+        .environments
+        .iter()
+        .flat_map(|e| e.trust.iter().map(move |t| format!("- `{}`: {t}", e.name)));
     let items = plan
         .actions()
         .flat_map(|(e, _, a)| {
@@ -228,6 +232,7 @@ fn security(plan: &Plan) -> Section {
             );
             lines
         })
+        .chain(trust)
         .collect();
     Section::new("#### 🔓 Security and trust", items)
 }

@@ -41,6 +41,7 @@ fn plan(actions: Vec<Action>) -> Plan {
         environments: vec![EnvironmentPlan {
             resources: Vec::new(),
             data_volumes: Vec::new(),
+            trust: Vec::new(),
             name: "big".to_owned(),
             region: "eu-west-1".to_owned(),
             removed: false,
