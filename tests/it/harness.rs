@@ -184,6 +184,11 @@ pub fn files_containing(dir: &std::path::Path, needle: &str, depth: usize) -> Ve
         if [".cargo", ".rustup", ".pyenv", ".cache", ".npm", "target"].contains(&name.as_str()) {
             continue;
         }
+        // The project's own checkout holds the tests' sources, not what a run wrote: a
+        // clone under the temporary directory must not find a test's own literal.
+        if path == project_root() {
+            continue;
+        }
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };

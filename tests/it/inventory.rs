@@ -202,20 +202,7 @@ pub async fn inventory(aws: &Aws) -> Inventory {
             inv.add("sg", group.group_id(), group.tags(), detail);
         }
     }
-    let instances = ec2
-        .describe_instances()
-        .filters(
-            Filter::builder()
-                .name("instance-state-name")
-                .values("pending")
-                .values("running")
-                .values("stopping")
-                .values("stopped")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("DescribeInstances");
+    let instances = not_terminated(ec2).await;
     for instance in instances.reservations().iter().flat_map(|r| r.instances()) {
         // An auto-scaling group's instances carry the group's tags, not an id.
         let in_group = instance
@@ -372,6 +359,25 @@ async fn balancers(aws: &Aws, inv: &mut Inventory) {
 }
 
 /// The instances (not terminated, in a group or not) whose subnet no longer exists, as
+/// The account's instances that are not gone (pending, running, stopping or stopped).
+async fn not_terminated(
+    ec2: &aws_sdk_ec2::Client,
+) -> aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput {
+    ec2.describe_instances()
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .values("pending")
+                .values("running")
+                .values("stopping")
+                .values("stopped")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeInstances")
+}
+
 /// `instance-id in subnet-id`: what a network change that moves machines must not
 /// leave behind.
 pub async fn instances_in_missing_subnets(aws: &Aws) -> Vec<String> {
@@ -386,20 +392,7 @@ pub async fn instances_in_missing_subnets(aws: &Aws) -> Vec<String> {
         .iter()
         .filter_map(|s| s.subnet_id())
         .collect();
-    let instances = ec2
-        .describe_instances()
-        .filters(
-            Filter::builder()
-                .name("instance-state-name")
-                .values("pending")
-                .values("running")
-                .values("stopping")
-                .values("stopped")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("DescribeInstances");
+    let instances = not_terminated(ec2).await;
     instances
         .reservations()
         .iter()
