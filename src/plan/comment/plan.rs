@@ -289,9 +289,11 @@ fn environment(env: &EnvironmentPlan, fold_picture: bool) -> Vec<Section> {
         .iter()
         .flat_map(|l| layer_list(l, Some(Origin::Change)))
         .collect();
+    // Notes of the layers that change: a quiet layer's notes are not this plan's news.
     let notes: Vec<String> = env
         .layers
         .iter()
+        .filter(|l| !l.actions.is_empty())
         .flat_map(|l| l.notes.iter().map(move |n| format!("- {}: {n}", l.layer)))
         .collect();
     if !notes.is_empty() {
