@@ -47,6 +47,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Make the live AWS state match the repository.
     Apply(ApplyArgs),
+    /// Compare live AWS with the checkout, every environment and layer, and find
+    /// orphans; writes nothing. Exit 2 on drift or orphans.
+    Drift(DriftArgs),
     /// Print the JSON Schema of environment files (with `--plan`: of `plan --format json`).
     Schema(SchemaArgs),
     /// The GitHub Action: plan a pull request, apply a merge, or do a manual run, as
@@ -55,7 +58,7 @@ pub enum Command {
 }
 
 /// Which environments and layers to work on.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Selection {
     /// An environment to work on (repeatable; default: all, or what changed).
     #[arg(long = "env", value_name = "NAME")]
@@ -155,7 +158,19 @@ pub struct ChangesArgs {
     pub format: Format,
 }
 
-/// Output formats of `strata changes`.
+/// `strata drift`.
+#[derive(Debug, clap::Args)]
+pub struct DriftArgs {
+    /// An environment to check (repeatable; default: all, and the orphans of
+    /// environments without a file).
+    #[arg(long = "env", value_name = "NAME")]
+    pub envs: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Output formats of `strata changes` and `strata drift`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// For people.
@@ -194,6 +209,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         Command::Render(args) => render(cli, args, out, err),
         Command::Plan(args) => runtime()?.block_on(plan(cli, args, out, err)),
         Command::Apply(args) => runtime()?.block_on(apply(cli, args, out, err)),
+        Command::Drift(args) => runtime()?.block_on(drift(cli, args, out, err)),
         Command::Action => crate::action::run(out),
         Command::Schema(args) => {
             let text = match args.plan {
@@ -407,6 +423,52 @@ async fn selected(
         Err(e) => return Err(e.into()),
     };
     Ok(Ok((work, Connector::from_env().await)))
+}
+
+/// `strata drift`: the checkout's environments (those asked for) against live AWS,
+/// with the orphans; exit 2 when anything drifted.
+async fn drift(
+    cli: &Cli,
+    args: &DriftArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    let asked = Selection {
+        envs: args.envs.clone(),
+        ..Default::default()
+    };
+    let (work, connector) = match selected(cli, &asked, err).await? {
+        Ok(selected) => selected,
+        Err(outcome) => return Ok(outcome),
+    };
+    // Environments without a file are looked for where the repository's history had
+    // environments, and in the default region.
+    let mut regions: Vec<String> = connector.default_region().into_iter().collect();
+    if args.envs.is_empty()
+        && let Ok(git) = GitRepo::open(&cli.repo)
+    {
+        regions.extend(selection::history_regions(&git)?);
+    }
+    let report = engine::drift(
+        &connector,
+        &work.targets,
+        &work.units,
+        work.commit.as_deref(),
+        &regions,
+        args.envs.is_empty(),
+    )
+    .await?;
+    match args.format {
+        Format::Text => out.write_all(crate::plan::drift::text(&report).as_bytes())?,
+        Format::Json => {
+            let json = serde_json::to_string_pretty(&report).expect("a report serialises");
+            writeln!(out, "{json}")?;
+        }
+    }
+    Ok(match report.has_drift() {
+        true => Outcome::Changes,
+        false => Outcome::Success,
+    })
 }
 
 async fn planned(

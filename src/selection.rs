@@ -351,3 +351,38 @@ pub fn since_applied(
     }
     Ok(targets)
 }
+
+/// How many commits back [`history_regions`] looks.
+const HISTORY_DEPTH: usize = 500;
+
+/// The regions of every environment file in the first-parent history of `HEAD` (up to
+/// [`HISTORY_DEPTH`] commits): where environments whose file is gone may have been
+/// applied. Each blob is read once; a file that does not parse is passed over, and a
+/// shallow clone's history ends where it does.
+pub fn history_regions(git: &GitRepo) -> Result<std::collections::BTreeSet<String>, GitError> {
+    let mut regions = std::collections::BTreeSet::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut commit = git.commit("HEAD")?;
+    for _ in 0..HISTORY_DEPTH {
+        for (path, blob) in git.environments(&commit)? {
+            if !seen.insert(blob) {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&git.read(blob)?).into_owned();
+            if let Ok(parsed) = config::parse(&path, &text) {
+                regions.insert(parsed.spec.region.to_string());
+            }
+        }
+        // A shallow clone ends where its history does.
+        match git
+            .first_parent(&commit)
+            .ok()
+            .flatten()
+            .map(|p| git.commit(&p))
+        {
+            Some(Ok(parent)) => commit = parent,
+            _ => break,
+        }
+    }
+    Ok(regions)
+}

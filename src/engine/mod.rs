@@ -9,6 +9,7 @@
 //! - `apply`: executes a plan in dependency order and reports where it stopped.
 
 mod apply;
+mod drift;
 mod machines;
 mod planning;
 
@@ -20,6 +21,7 @@ use crate::config::{Environment, Layer};
 use crate::plan::{self, ActionRef, Observed};
 
 pub use apply::{Applied, apply};
+pub use drift::drift;
 use machines::PendingDiscovery;
 pub use planning::plan;
 

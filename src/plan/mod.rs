@@ -6,6 +6,7 @@ pub mod comment;
 pub mod desired;
 mod diff;
 pub mod digest;
+pub mod drift;
 pub mod environment;
 pub mod id;
 pub mod machine;

@@ -312,7 +312,8 @@ async fn the_etcd_discovery_token_reaches_no_comment_summary_output_or_file() {
     let key = harness::unique_key("action-etcd");
     crate::cloud::put_secret("eu-west-1", "strata/action-etcd/ssh-public-key", &key).await;
     // A token of its own, stored as the first apply that launched the cluster left it.
-    let secret = "e0c7d51b9a4f3c2e8d6b1a0f9e8d7c6b";
+    let secret = harness::unique_token("action-etcd");
+    let secret = secret.as_str();
     let token = format!("https://discovery.etcd.io/{secret}");
     crate::cloud::put_secret("eu-west-1", "strata/action-etcd/etcd-discovery", &token).await;
     let repo = GitRepo::new();

@@ -218,6 +218,14 @@ pub fn unique_key(label: &str) -> String {
     .expect("an ed25519 key encodes")
 }
 
+/// A secret token of its own for `label` (32 hex digits): derived, never written in a
+/// test's source, so a scan for it finds only what a run wrote.
+pub fn unique_token(label: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes: [u8; 32] = Sha256::digest(format!("strata test token {label}")).into();
+    bytes[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The key is in none of `outputs` and in no file under home or the temporary
 /// directory (where every test's repositories and scratch files live).
 pub fn assert_key_nowhere(key: &str, outputs: &[&str]) {

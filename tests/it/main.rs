@@ -11,6 +11,7 @@ mod cloud;
 mod cluster;
 mod converge;
 mod crash;
+mod drift;
 mod examples;
 mod faults;
 mod feed;

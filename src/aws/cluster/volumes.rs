@@ -28,7 +28,10 @@ pub(super) fn observed(
             continue;
         };
         let id = LogicalId::parse(id);
-        if !matches!(id, LogicalId::Volume(_)) {
+        // A node's volume, or one a group's instance left behind (unattached, kept for
+        // recovery): plans never touch the latter, drift reports it.
+        let left_behind = id == LogicalId::Launched && v.attachments().is_empty();
+        if !matches!(id, LogicalId::Volume(_)) && !left_behind {
             continue;
         }
         let aws_id = required(v.volume_id(), "a volume", "id")?;

@@ -1,0 +1,83 @@
+//! Drift: every layer of every environment planned against the checkout, environments
+//! strata applied whose file is gone planned as teardowns, and what the machines show
+//! that no plan acts on. Writes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{EngineError, Target};
+use crate::aws::Connector;
+use crate::config::Layer;
+use crate::plan::drift::{Machines, Report};
+use crate::plan::{InstanceState, Kind, Live, LogicalId, Spec};
+use crate::units::UnitSet;
+
+/// The drift of `targets` (every environment of the checkout, or those asked for) in
+/// live AWS. With `orphans_of_removed`, environments strata manages in the targets'
+/// regions and in `extra_regions` that have no file are reported too, whole.
+pub async fn drift(
+    connector: &Connector,
+    targets: &[Target],
+    units: &UnitSet,
+    commit: Option<&str>,
+    extra_regions: &[String],
+    orphans_of_removed: bool,
+) -> Result<Report, EngineError> {
+    let mut all = targets.to_vec();
+    if orphans_of_removed {
+        let mut regions: BTreeSet<String> = targets.iter().map(|t| t.region.clone()).collect();
+        regions.extend(extra_regions.iter().cloned());
+        let known: BTreeSet<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+        let mut removed = Vec::new();
+        for region in regions {
+            let found = crate::aws::applied::read(&connector.connect(&region)).await?;
+            removed.extend(
+                found
+                    .into_keys()
+                    .filter(|name| !known.contains(name.as_str()))
+                    .map(|name| Target {
+                        name,
+                        environment: None,
+                        region: region.clone(),
+                        tags: BTreeMap::new(),
+                        layers: Layer::ALL.into_iter().collect(),
+                        changed: Layer::ALL.into_iter().collect(),
+                    }),
+            );
+        }
+        all.extend(removed);
+    }
+    let (plan, observations) = super::plan(connector, &all, units, None, commit).await?;
+    let machines = |name: &str| {
+        let observed = observations
+            .cluster
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        Machines {
+            stopped: observed
+                .iter()
+                .filter(|o| {
+                    matches!(
+                        o.live,
+                        Live::Instance {
+                            state: InstanceState::Stopped | InstanceState::Stopping
+                        }
+                    )
+                })
+                .map(|o| (o.id.clone(), o.aws_id.clone()))
+                .collect(),
+            left_behind: observed
+                .iter()
+                .filter(|o| o.kind == Kind::Volume && o.id == LogicalId::Launched)
+                .map(|o| {
+                    let disk = match &o.spec {
+                        Spec::Volume(v) => format!("{} GiB {}", v.size_gb, v.volume_type),
+                        _ => String::new(),
+                    };
+                    (o.aws_id.clone(), disk)
+                })
+                .collect(),
+        }
+    };
+    Ok(Report::of(&plan, &machines))
+}

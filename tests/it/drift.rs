@@ -1,0 +1,211 @@
+//! `strata drift`: changes made by hand in AWS (with the SDK, not through strata) are
+//! found field by field, stopped machines and orphans are named, the exit code says
+//! so, and nothing is written.
+
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, Tag, TagSpecification};
+
+use crate::scenario::Scenario;
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// `<found> <id>` of each item of environment `name`.
+fn items(report: &serde_json::Value, name: &str) -> Vec<String> {
+    let env = report["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no {name}: {report}"));
+    env["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {}",
+                i["found"].as_str().unwrap(),
+                i["id"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// `<environment> <id>` of each orphan.
+fn orphans(report: &serde_json::Value) -> Vec<String> {
+    report["orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {}",
+                o["environment"].as_str().unwrap(),
+                o["id"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_by_hand_stopped_machines_and_orphans_are_found_and_nothing_is_written() {
+    let s = Scenario::new("etcd-prod").await;
+    let applied = s.run(&["apply"], Some(1)).await;
+    assert_eq!(applied.code, 0, "{}{}", applied.stdout, applied.stderr);
+    let writes = s.proxy.writes().len();
+
+    // Just applied: nothing drifted.
+    let calls = s.proxy.calls().len();
+    let clean = s.run(&["drift"], Some(1)).await;
+    let reads: Vec<String> = s.proxy.calls()[calls..]
+        .iter()
+        .map(|c| c.operation.clone())
+        .collect();
+    // Reads as flat as a plan's: one request per resource type for the region (the
+    // VPCs and templates twice: once to find environments without a file). 19 today.
+    for op in &reads {
+        let times = reads.iter().filter(|r| *r == op).count();
+        assert!(times <= 2, "{op} sent {times} times: {reads:?}");
+    }
+    assert_eq!(clean.code, 0, "{}{}", clean.stdout, clean.stderr);
+    assert!(
+        clean
+            .stdout
+            .contains("etcd-prod (eu-west-1): matches its file"),
+        "{}",
+        clean.stdout
+    );
+    assert!(clean.stdout.contains("no drift"), "{}", clean.stdout);
+
+    // By hand, in AWS: a rule opened on the etcd group, a node stopped, a group the
+    // file does not declare.
+    let aws = s.cloud.connector().await.connect("eu-west-1");
+    let tagged = |id: &str| Filter::builder().name("tag:strata:id").values(id).build();
+    let groups = aws
+        .ec2
+        .describe_security_groups()
+        .filters(tagged("sg/etcd"))
+        .send()
+        .await
+        .unwrap();
+    let group = &groups.security_groups()[0];
+    aws.ec2
+        .authorize_security_group_ingress()
+        .group_id(group.group_id().unwrap())
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(9100)
+                .to_port(9100)
+                .ip_ranges(IpRange::builder().cidr_ip("10.0.0.0/8").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let instances = aws
+        .ec2
+        .describe_instances()
+        .filters(tagged("instance/0"))
+        .send()
+        .await
+        .unwrap();
+    let node = instances.reservations()[0].instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_owned();
+    aws.ec2
+        .stop_instances()
+        .instance_ids(&node)
+        .send()
+        .await
+        .unwrap();
+    let tags = [
+        ("strata:environment", "etcd-prod"),
+        ("strata:layer", "network"),
+        ("strata:id", "sg/left-over"),
+    ];
+    aws.ec2
+        .create_security_group()
+        .group_name("etcd-prod-left-over")
+        .description("made by hand")
+        .vpc_id(group.vpc_id().unwrap())
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::SecurityGroup)
+                .set_tags(Some(
+                    tags.iter()
+                        .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+                        .collect(),
+                ))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let before = s.proxy.writes().len();
+    assert_eq!(
+        before, writes,
+        "the changes by hand did not go through the proxy"
+    );
+
+    let found = s.run(&["drift", "--format", "json"], Some(1)).await;
+    assert_eq!(found.code, 2, "{}{}", found.stdout, found.stderr);
+    let report = json(&found.stdout);
+    assert_eq!(
+        items(&report, "etcd-prod"),
+        ["changed sg/etcd", "stopped instance/0"],
+        "{report}"
+    );
+    let rule = &report["environments"][0]["items"][0]["changes"][0];
+    assert_eq!(rule["field"], "ingress");
+    assert_eq!(rule["from"], "tcp 9100 from 10.0.0.0/8", "{report}");
+    assert_eq!(orphans(&report), ["etcd-prod sg/left-over"], "{report}");
+    // The text says the same.
+    let text = s.run(&["drift", "--env", "etcd-prod"], Some(1)).await;
+    assert_eq!(text.code, 2, "{}", text.stderr);
+    assert!(
+        text.stdout.contains("changed: security group sg/etcd"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout
+            .contains(&format!("stopped: instance instance/0 ({node})")),
+        "{}",
+        text.stdout
+    );
+    // An environment that does not exist is an error, before any AWS call.
+    let unknown = s.run(&["drift", "--env", "nope"], Some(1)).await;
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.stderr.contains("no environment `nope`"),
+        "{}",
+        unknown.stderr
+    );
+
+    // The file is removed: everything strata made for it is an orphan.
+    s.repo.git(&["rm", "-q", "environments/etcd-prod.yaml"]);
+    s.repo.commit("etcd-prod goes");
+    let gone = s.run(&["drift", "--format", "json"], Some(1)).await;
+    assert_eq!(gone.code, 2, "{}{}", gone.stdout, gone.stderr);
+    let report = json(&gone.stdout);
+    let all = orphans(&report);
+    assert!(all.contains(&"etcd-prod vpc".to_owned()), "{all:?}");
+    assert!(all.contains(&"etcd-prod instance/2".to_owned()), "{all:?}");
+    assert!(
+        report["orphans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["environment_removed"] == true),
+        "{report}"
+    );
+    assert_eq!(
+        s.proxy.writes().len(),
+        writes,
+        "drift wrote: {:?}",
+        &s.proxy.writes()[writes..]
+    );
+}
