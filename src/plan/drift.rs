@@ -149,11 +149,18 @@ impl Report {
         !self.orphans.is_empty() || self.environments.iter().any(|e| !e.items.is_empty())
     }
 
-    /// The names of the environments that drifted.
+    /// The names of the environments that drifted: something differs, or something
+    /// tagged for them is declared by no file.
     pub fn drifted(&self) -> Vec<&str> {
         self.environments
             .iter()
-            .filter(|e| !e.items.is_empty())
+            .filter(|e| {
+                !e.items.is_empty()
+                    || self
+                        .orphans
+                        .iter()
+                        .any(|o| o.environment == e.name && !o.environment_removed)
+            })
             .map(|e| e.name.as_str())
             .collect()
     }
@@ -192,7 +199,8 @@ fn deleted(env: &EnvironmentPlan) -> Vec<Orphan> {
     env.layers
         .iter()
         .flat_map(|l| &l.actions)
-        .filter(|a| a.action == ActionKind::Delete)
+        // The node config is the template's user data, not a resource of its own.
+        .filter(|a| a.action == ActionKind::Delete && a.kind != Kind::NodeConfig)
         .map(|a| Orphan {
             environment: env.name.clone(),
             region: env.region.clone(),

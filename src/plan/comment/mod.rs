@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Plan;
 
+pub mod drift;
 mod picture;
 mod plan;
 mod words;

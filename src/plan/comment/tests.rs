@@ -262,3 +262,79 @@ fn three_environments_at_once() {
     );
     insta::assert_snapshot!(comment(&plan));
 }
+
+/// The drift report of the examples with changes made by hand to web-prod, a volume a
+/// replaced machine of jenkins left behind, and etcd-prod's file gone.
+fn drift_report() -> crate::plan::drift::Report {
+    use crate::plan::drift::{Machines, Report};
+    let checkout = edited(|f| {
+        f.environments.remove("environments/etcd-prod.yaml");
+    });
+    let examples = edited(|_| {});
+    let by_hand = edited(|f| {
+        replace(
+            "environments/web-prod.yaml",
+            "ingress: [http, https]",
+            "ingress: [http, https, ssh]",
+        )(f);
+        replace("environments/web-prod.yaml", "desired: 3", "desired: 5")(f);
+        replace("environments/web-prod.yaml", "nat: per_zone", "nat: single")(f);
+    });
+    let all: BTreeSet<Layer> = Layer::ALL.into_iter().collect();
+    let environments = ["etcd-prod", "jenkins", "web-prod"]
+        .iter()
+        .map(|name| {
+            let live = match *name {
+                "web-prod" => by_hand.state(name).0,
+                _ => examples.state(name).0,
+            };
+            checkout.plan(name, &live, &all, &all)
+        })
+        .collect();
+    let plan = Plan::new(Some(HEAD.to_owned()), environments);
+    let machines = |name: &str| Machines {
+        stopped: match name {
+            "web-prod" => Vec::new(),
+            _ => Vec::new(),
+        },
+        left_behind: match name {
+            "jenkins" => vec![("vol-0a1b2c3d4e5f60718".to_owned(), "200 GiB gp3".to_owned())],
+            _ => Vec::new(),
+        },
+    };
+    Report::of(&plan, &machines)
+}
+
+fn drift_context() -> drift::Context {
+    drift::Context {
+        branch: "main".to_owned(),
+        commit: Some(HEAD.to_owned()),
+        repository_url: Some("https://github.com/acme/infra".to_owned()),
+        run_url: Some("https://github.com/acme/infra/actions/runs/4244".to_owned()),
+        apply_workflow: Some("strata apply".to_owned()),
+    }
+}
+
+#[test]
+fn a_drift_issue() {
+    let report = drift_report();
+    assert_eq!(report.drifted(), ["jenkins", "web-prod"]);
+    let web = report
+        .environments
+        .iter()
+        .find(|e| e.name == "web-prod")
+        .unwrap();
+    let body = drift::environment_issue(web, &report, &drift_context())
+        .render(COMMENT_BUDGET, "the job summary");
+    assert!(body.starts_with(&drift::marker("web-prod")));
+    insta::assert_snapshot!(body);
+}
+
+#[test]
+fn an_orphans_issue() {
+    let report = drift_report();
+    let body =
+        drift::orphans_issue(&report, &drift_context()).render(COMMENT_BUDGET, "the job summary");
+    assert!(body.starts_with(drift::ORPHANS_MARKER));
+    insta::assert_snapshot!(body);
+}
