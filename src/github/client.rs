@@ -9,6 +9,9 @@
 
 use std::time::Duration;
 
+mod issues;
+pub use issues::Issue;
+
 use http::{HeaderMap, Method, StatusCode};
 use octocrab::Octocrab;
 use serde::Deserialize;

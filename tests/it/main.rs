@@ -24,6 +24,7 @@ mod iam;
 mod images;
 mod invalid;
 mod inventory;
+mod issues;
 mod lock;
 mod network;
 mod proxy;
