@@ -3,6 +3,7 @@
 //! a manual run asks (`workflow_dispatch`, in `push`), and reports through the log,
 //! the step's outputs, the job summary and one comment per pull request.
 
+mod drift;
 mod lock;
 mod pull_request;
 mod push;
@@ -14,7 +15,7 @@ use crate::diagnostic::Diagnostics;
 use crate::exit::Outcome;
 use crate::github::client::Upserted;
 use crate::github::event::{self, Event};
-use crate::github::runner::{self, command};
+use crate::github::runner::{self, Mode, command};
 use crate::github::{GitHub, GitHubError, Inputs, RetryPolicy, Runner};
 use crate::plan::comment::{self, Document};
 use crate::plan::{Plan, render};
@@ -35,6 +36,8 @@ pub enum FailureReason {
     ApplyFailed,
     /// Another apply of the same environment held its lock past `lock_wait`.
     Locked,
+    /// A drift check found drift and `fail_on_drift` is set.
+    Drift,
 }
 
 impl FailureReason {
@@ -47,6 +50,7 @@ impl FailureReason {
             FailureReason::NeedsConsent => "needs-consent",
             FailureReason::ApplyFailed => "apply-failed",
             FailureReason::Locked => "locked",
+            FailureReason::Drift => "drift",
         }
     }
 }
@@ -58,6 +62,8 @@ struct Outputs {
     has_changes: bool,
     plan_json: Option<String>,
     failure_reason: Option<FailureReason>,
+    /// A drift check's findings: whether anything drifted, and which environments.
+    drift: Option<Vec<String>>,
 }
 
 /// One run of the action: the runner's contract, the inputs, the log and GitHub.
@@ -72,10 +78,10 @@ pub(crate) struct Run<'a> {
     masked: usize,
 }
 
-/// What a reviewer does to consent to deletions and replacements on merge.
 /// The label that consents, on the merged pull request, to deletions and replacements.
 pub const ALLOW_DESTROY_LABEL: &str = "strata:allow-destroy";
 
+/// What a reviewer does to consent to deletions and replacements on merge.
 const CONSENT_HINT: &str = "Applying it on merge needs the label `strata:allow-destroy` on this pull request \
      (or `allow_destroy: true` in the workflow).";
 
@@ -125,10 +131,15 @@ pub fn run(log: &mut dyn Write) -> anyhow::Result<Outcome> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(async {
-        match &event {
-            Event::PullRequest(pr) => pull_request::run(&mut run, pr).await,
-            Event::Push(push) => push::run_push(&mut run, push).await,
-            Event::WorkflowDispatch(dispatch) => push::run_dispatch(&mut run, dispatch).await,
+        match (&event, run.inputs.mode) {
+            (_, Mode::Drift) | (Event::Schedule, Mode::Auto) => drift::run(&mut run).await,
+            (Event::PullRequest(pr), _) => pull_request::run(&mut run, pr).await,
+            (Event::Push(push), _) => push::run_push(&mut run, push).await,
+            (Event::WorkflowDispatch(dispatch), _) => push::run_dispatch(&mut run, dispatch).await,
+            (Event::Schedule, _) => Err(
+                "a schedule runs a drift check\n  hint: use mode: drift (or auto) on schedule"
+                    .to_owned(),
+            ),
         }
     });
     if let Err(e) = &result {
@@ -174,6 +185,22 @@ fn write_outputs(runner: &Runner, outputs: &Outputs) -> std::io::Result<()> {
                     .map(FailureReason::as_str)
                     .unwrap_or_default()
                     .to_owned(),
+            ),
+            (
+                "has_drift",
+                outputs
+                    .drift
+                    .as_ref()
+                    .map(|d| (!d.is_empty()).to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "drifted_environments",
+                outputs
+                    .drift
+                    .as_ref()
+                    .map(|d| serde_json::to_string(d).expect("a list of names serialises"))
+                    .unwrap_or_default(),
             ),
         ],
     )

@@ -20,7 +20,7 @@ use crate::selection::{self, SelectError, Selection, Work};
 pub(super) async fn run_push(run: &mut Run<'_>, push: &Push) -> Result<(), String> {
     let default = format!("refs/heads/{}", push.default_branch);
     let apply = match run.inputs.mode {
-        Mode::Plan => false,
+        Mode::Plan | Mode::Drift => false,
         Mode::Auto | Mode::Apply if push.git_ref == default => true,
         Mode::Auto | Mode::Apply => {
             run.say(&format!(
@@ -131,7 +131,7 @@ pub(super) async fn run_dispatch(run: &mut Run<'_>, dispatch: &Dispatch) -> Resu
     let input = |name: &str| dispatch.inputs.get(name).filter(|v| !v.is_empty()).cloned();
     let mode = match (run.inputs.mode, input("mode").as_deref()) {
         (Mode::Apply, _) | (Mode::Auto, Some("apply")) => true,
-        (Mode::Plan, _) | (Mode::Auto, None | Some("plan")) => false,
+        (Mode::Plan | Mode::Drift, _) | (Mode::Auto, None | Some("plan")) => false,
         (Mode::Auto, Some(other)) => {
             run.outputs.failure_reason = Some(FailureReason::ConfigError);
             return Err(format!(

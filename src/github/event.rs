@@ -14,6 +14,8 @@ pub enum Event {
     Push(Push),
     /// `workflow_dispatch`.
     WorkflowDispatch(Dispatch),
+    /// `schedule`: a drift check.
+    Schedule,
 }
 
 /// A `pull_request` event.
@@ -56,7 +58,7 @@ pub struct Dispatch {
 pub enum EventError {
     /// An event strata has nothing to do for.
     #[error(
-        "event `{0}` is not one strata handles\n  hint: run strata on pull_request, push or workflow_dispatch"
+        "event `{0}` is not one strata handles\n  hint: run strata on pull_request, push, workflow_dispatch or schedule"
     )]
     Unsupported(String),
     /// The payload is not what GitHub sends.
@@ -142,6 +144,8 @@ pub fn parse(name: &str, payload: &[u8]) -> Result<Event, EventError> {
                 default_branch: p.repository.default_branch,
             })
         }
+        // The payload names the cron line only: nothing to read.
+        "schedule" => Event::Schedule,
         "workflow_dispatch" => {
             let p: DispatchPayload = serde_json::from_slice(payload).map_err(malformed)?;
             Event::WorkflowDispatch(Dispatch {

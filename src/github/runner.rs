@@ -158,6 +158,9 @@ pub enum Mode {
     Plan,
     /// Apply.
     Apply,
+    /// Compare live AWS with the default branch, keep one issue per drifted
+    /// environment (the default on `schedule`).
+    Drift,
 }
 
 /// The action's inputs, validated (the runner passes any text through).
@@ -179,6 +182,8 @@ pub struct Inputs {
     pub require_approved_plan: bool,
     /// `lock_wait`: seconds an apply waits for another apply of its environments.
     pub lock_wait: u64,
+    /// `fail_on_drift`: a drift check that finds drift fails the job.
+    pub fail_on_drift: bool,
 }
 
 impl Inputs {
@@ -203,11 +208,12 @@ impl Inputs {
             None | Some("auto") => Mode::Auto,
             Some("plan") => Mode::Plan,
             Some("apply") => Mode::Apply,
+            Some("drift") => Mode::Drift,
             Some(other) => {
                 return Err(contract_error(
                     "input `mode`",
                     format!("unknown mode `{other}`"),
-                    "use auto, plan or apply",
+                    "use auto, plan, apply or drift",
                 ));
             }
         };
@@ -231,6 +237,7 @@ impl Inputs {
             comment: flag("comment", true)?,
             require_approved_plan: flag("require_approved_plan", false)?,
             lock_wait,
+            fail_on_drift: flag("fail_on_drift", false)?,
         })
     }
 }
@@ -362,7 +369,7 @@ mod tests {
         let err = Inputs::from_vars(&vars(&[("INPUT_MODE", "destroy")])).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "input `mode`: unknown mode `destroy`\n  hint: use auto, plan or apply"
+            "input `mode`: unknown mode `destroy`\n  hint: use auto, plan, apply or drift"
         );
         let err = Inputs::from_vars(&vars(&[("INPUT_LAYER", "nodes")])).unwrap_err();
         assert!(err.to_string().contains("unknown layer `nodes`"));

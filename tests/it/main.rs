@@ -4,6 +4,7 @@
 //! (`fixtures`).
 
 mod action;
+mod action_drift;
 mod action_guards;
 mod changes;
 mod cli;

@@ -1,0 +1,223 @@
+//! The drift check (`mode: drift`, and `auto` on `schedule`): live AWS against the
+//! default branch as checked out, the whole report in the job summary, and one GitHub
+//! issue per drifted environment kept up to date, closed once it is clean; the
+//! orphans of environments without a file in one issue of their own. Writes nothing
+//! to AWS.
+
+use super::{FailureReason, Run};
+use crate::aws::Connector;
+use crate::engine;
+use crate::git::GitRepo;
+use crate::github::runner::command;
+use crate::plan::comment::{COMMENT_BUDGET, Document, Section, drift};
+use crate::plan::drift::Report;
+use crate::redact;
+use crate::selection::{self, SelectError, Selection};
+
+/// Checks every environment (or the `environment` input's) for drift and keeps the
+/// issues.
+pub(super) async fn run(run: &mut Run<'_>) -> Result<(), String> {
+    let workspace = run.runner.workspace.clone();
+    let selection = Selection {
+        envs: run.inputs.environment.iter().cloned().collect(),
+        head: Some(run.runner.sha.clone()),
+        ..Selection::default()
+    };
+    let work = match selection::select(&workspace, &selection) {
+        Ok(work) => work,
+        Err(SelectError::Invalid(diagnostics)) => {
+            let sha = run.runner.sha.clone();
+            run.report_problems(&diagnostics, &sha, None).await;
+            return Ok(());
+        }
+        Err(e) => {
+            run.outputs.failure_reason = Some(FailureReason::ConfigError);
+            return Err(e.to_string());
+        }
+    };
+    let connector = Connector::from_env().await;
+    if !connector.has_credentials().await {
+        run.outputs.failure_reason = Some(FailureReason::PlanFailed);
+        return Err("no AWS credentials: a drift check reads live AWS\n  hint: give the job a read-only role (aws-actions/configure-aws-credentials)".to_owned());
+    }
+    let everything = run.inputs.environment.is_none();
+    let mut regions: Vec<String> = connector.default_region().into_iter().collect();
+    if everything && let Ok(git) = GitRepo::open(&workspace) {
+        regions.extend(selection::history_regions(&git).map_err(|e| e.to_string())?);
+    }
+    run.say(&format!(
+        "drift: checking {} environment{} against {}",
+        work.targets.len(),
+        crate::plan::render::plural(work.targets.len()),
+        &run.runner.sha[..12.min(run.runner.sha.len())]
+    ));
+    let report = match engine::drift(
+        &connector,
+        &work.targets,
+        &work.units,
+        work.commit.as_deref(),
+        &regions,
+        everything,
+    )
+    .await
+    {
+        Ok(report) => report,
+        Err(e) => {
+            run.outputs.failure_reason = Some(FailureReason::PlanFailed);
+            return Err(e.to_string());
+        }
+    };
+    let drifted: Vec<String> = report.drifted().iter().map(|n| (*n).to_owned()).collect();
+    run.outputs.drift = Some(drifted.clone());
+    let context = drift::Context {
+        branch: run
+            .runner
+            .git_ref
+            .strip_prefix("refs/heads/")
+            .unwrap_or("the default branch")
+            .to_owned(),
+        commit: report.commit.clone(),
+        repository_url: Some(run.runner.repository_url()),
+        run_url: run.runner.run_url(),
+        apply_workflow: None,
+    };
+    run.summary(&summary(&report, &context));
+    keep_issues(run, &report, &context, everything).await;
+    match drifted.is_empty() && !report.has_drift() {
+        true => run.say("drift: AWS matches the repository"),
+        false => run.say(&format!(
+            "drift: {} environment{} drifted; {} orphan{}",
+            drifted.len(),
+            crate::plan::render::plural(drifted.len()),
+            report.orphans.len(),
+            crate::plan::render::plural(report.orphans.len())
+        )),
+    }
+    if run.inputs.fail_on_drift && report.has_drift() {
+        run.outputs.failure_reason = Some(FailureReason::Drift);
+        return Err("drift found, and fail_on_drift is set".to_owned());
+    }
+    Ok(())
+}
+
+/// The job summary: every drifted environment's report, and the orphans of
+/// environments without a file.
+fn summary(report: &Report, context: &drift::Context) -> Document {
+    let mut items: Vec<String> = report
+        .environments
+        .iter()
+        .filter(|e| report.drifted().contains(&e.name.as_str()))
+        .map(|e| drift::environment_issue(e, report, context).render(COMMENT_BUDGET, "the JSON"))
+        .collect();
+    if report.orphans.iter().any(|o| o.environment_removed) {
+        items.push(drift::orphans_issue(report, context).render(COMMENT_BUDGET, "the JSON"));
+    }
+    let intro = match report.has_drift() {
+        true => format!(
+            "### ↩️ strata drift: {} environment{} drifted\n",
+            report.drifted().len(),
+            crate::plan::render::plural(report.drifted().len())
+        ),
+        false => "### ✅ strata drift: AWS matches the repository\n".to_owned(),
+    };
+    Document {
+        header: None,
+        intro,
+        sections: vec![Section::new("", items)],
+    }
+}
+
+/// One open issue per drifted environment, edited in place; a clean environment's
+/// issue closed with a comment; one issue for the orphans of environments without a
+/// file (only when every environment was checked). A token that cannot write issues
+/// leaves the summary as the report, with a notice.
+async fn keep_issues(
+    run: &mut Run<'_>,
+    report: &Report,
+    context: &drift::Context,
+    everything: bool,
+) {
+    let Some((github, login)) = run.github().await else {
+        run.say(&command(
+            "notice",
+            "no github_token: the drift report is in the job summary only",
+        ));
+        return;
+    };
+    let mut failures = Vec::new();
+    let drifted = report.drifted();
+    for env in &report.environments {
+        let marker = drift::marker(&env.name);
+        let result = if drifted.contains(&env.name.as_str()) {
+            let body = drift::environment_issue(env, report, context)
+                .render(COMMENT_BUDGET, "the job summary");
+            github
+                .upsert_issue(
+                    &marker,
+                    &login,
+                    &drift::title(&env.name),
+                    &redact::apply(&body),
+                )
+                .await
+                .map(|_| ())
+        } else {
+            close_if_open(
+                github,
+                &marker,
+                &login,
+                &drift::clean_comment(&env.name, context),
+            )
+            .await
+        };
+        if let Err(e) = result {
+            failures.push(e);
+        }
+    }
+    if everything {
+        let removed = report.orphans.iter().any(|o| o.environment_removed);
+        let result = match removed {
+            true => {
+                let body =
+                    drift::orphans_issue(report, context).render(COMMENT_BUDGET, "the job summary");
+                github
+                    .upsert_issue(
+                        drift::ORPHANS_MARKER,
+                        &login,
+                        drift::ORPHANS_TITLE,
+                        &redact::apply(&body),
+                    )
+                    .await
+                    .map(|_| ())
+            }
+            false => {
+                let why = "✅ No resources of environments without a file are left.";
+                close_if_open(github, drift::ORPHANS_MARKER, &login, why).await
+            }
+        };
+        if let Err(e) = result {
+            failures.push(e);
+        }
+    }
+    for e in failures {
+        let hint = match e.is_forbidden() {
+            true => {
+                "the token cannot write issues (give the job `issues: write`): the drift report is in the job summary"
+            }
+            false => "the drift report is in the job summary",
+        };
+        run.say(&command("warning", &format!("{e}\n{hint}")));
+    }
+}
+
+/// Closes the open issue with `marker` by `login`, saying `why`, when there is one.
+async fn close_if_open(
+    github: &mut crate::github::GitHub,
+    marker: &str,
+    login: &str,
+    why: &str,
+) -> Result<(), crate::github::GitHubError> {
+    if let Some(issue) = github.find_issue(marker, login).await? {
+        github.close_issue(issue.number, why).await?;
+    }
+    Ok(())
+}
