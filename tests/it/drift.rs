@@ -144,6 +144,55 @@ async fn drift_by_hand_stopped_machines_and_orphans_are_found_and_nothing_is_wri
         .send()
         .await
         .unwrap();
+    // A NAT gateway deleted, and node 1 tagged as booted with another config.
+    let nats = aws
+        .ec2
+        .describe_nat_gateways()
+        .filter(tagged("nat/2"))
+        .send()
+        .await
+        .unwrap();
+    // (moto does not filter NAT gateways by tag: pick it by its tags.)
+    let nat = nats
+        .nat_gateways()
+        .iter()
+        .find(|n| {
+            n.tags()
+                .iter()
+                .any(|t| t.key() == Some("strata:id") && t.value() == Some("nat/2"))
+        })
+        .and_then(|n| n.nat_gateway_id())
+        .unwrap()
+        .to_owned();
+    aws.ec2
+        .delete_nat_gateway()
+        .nat_gateway_id(&nat)
+        .send()
+        .await
+        .unwrap();
+    let one = aws
+        .ec2
+        .describe_instances()
+        .filters(tagged("instance/1"))
+        .send()
+        .await
+        .unwrap();
+    let one = one.reservations()[0].instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_owned();
+    aws.ec2
+        .create_tags()
+        .resources(&one)
+        .tags(
+            Tag::builder()
+                .key("strata:config")
+                .value("sha256:0123456789abcdef")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     let before = s.proxy.writes().len();
     assert_eq!(
         before, writes,
@@ -153,12 +202,27 @@ async fn drift_by_hand_stopped_machines_and_orphans_are_found_and_nothing_is_wri
     let found = s.run(&["drift", "--format", "json"], Some(1)).await;
     assert_eq!(found.code, 2, "{}{}", found.stdout, found.stderr);
     let report = json(&found.stdout);
-    assert_eq!(
-        items(&report, "etcd-prod"),
-        ["changed sg/etcd", "stopped instance/0"],
-        "{report}"
-    );
-    let rule = &report["environments"][0]["items"][0]["changes"][0];
+    let found = items(&report, "etcd-prod");
+    for expected in [
+        "changed sg/etcd",
+        "missing nat/2",
+        "changed rtb/private/2",
+        "config instance/1",
+        "stopped instance/0",
+    ] {
+        assert!(
+            found.contains(&expected.to_owned()),
+            "{expected}: {found:?}"
+        );
+    }
+    assert_eq!(found.len(), 5, "{found:?}");
+    let sg = report["environments"][0]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "sg/etcd")
+        .unwrap();
+    let rule = &sg["changes"][0];
     assert_eq!(rule["field"], "ingress");
     assert_eq!(rule["from"], "tcp 9100 from 10.0.0.0/8", "{report}");
     assert_eq!(orphans(&report), ["etcd-prod sg/left-over"], "{report}");
