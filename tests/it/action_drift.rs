@@ -218,3 +218,46 @@ async fn a_change_by_hand_opens_one_issue_and_its_undoing_closes_it() {
     );
     assert_eq!(closing[1].2, "closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_cannot_write_issues_leaves_the_summary_and_a_warning() {
+    let repo = GitRepo::new();
+    repo.write(
+        &format!("environments/{NAME}-ro.yaml"),
+        environment(152, &[22]),
+    );
+    let sha = repo.commit("an environment, never applied");
+    let github = GitHub::start().await;
+    open_issues(&github, Vec::new()).await;
+    // What GitHub answers a token without `issues: write`.
+    Mock::given(method("POST"))
+        .and(path(format!("/repos/{OWNER}/{REPO}/issues")))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "message": "Resource not accessible by integration",
+            "documentation_url": "https://docs.github.com/rest/issues/issues#create-an-issue"
+        })))
+        .mount(&github.server)
+        .await;
+    let run = run_action(
+        repo.path(),
+        &github,
+        Trigger {
+            name: "schedule",
+            payload: &json!({ "schedule": "17 6 * * 1-5" }),
+            sha: &sha,
+            git_ref: "refs/heads/main",
+        },
+        &[("environment", &format!("{NAME}-ro"))],
+        &binary_vars(),
+    );
+    // Never applied: everything is missing, which is drift; the job stays green.
+    assert_eq!(run.out.code, 0, "{}\n{}", run.out.stdout, run.out.stderr);
+    assert_eq!(run.outputs["has_drift"], "true");
+    assert!(run.summary.contains("missing"), "{}", run.summary);
+    assert!(
+        run.out.stdout.contains("::warning::")
+            && run.out.stdout.contains("give the job `issues: write`"),
+        "{}",
+        run.out.stdout
+    );
+}
