@@ -1,9 +1,11 @@
 //! `strata action`: the GitHub Action. Reads the runner's contract and the event,
-//! then plans a pull request (`pull_request`), applies a merge (`push`), or does what
-//! a manual run asks (`workflow_dispatch`, in `push`), and reports through the log,
+//! then plans a pull request (`pull_request`) or a merge queue's entry
+//! (`merge_group`), applies a merge (`push`), or does what a manual run asks
+//! (`workflow_dispatch`, in `push`), and reports through the log,
 //! the step's outputs, the job summary and one comment per pull request.
 
 mod lock;
+mod merge_group;
 mod pull_request;
 mod push;
 mod record;
@@ -127,6 +129,7 @@ pub fn run(log: &mut dyn Write) -> anyhow::Result<Outcome> {
     let result = runtime.block_on(async {
         match &event {
             Event::PullRequest(pr) => pull_request::run(&mut run, pr).await,
+            Event::MergeGroup(group) => merge_group::run(&mut run, group).await,
             Event::Push(push) => push::run_push(&mut run, push).await,
             Event::WorkflowDispatch(dispatch) => push::run_dispatch(&mut run, dispatch).await,
         }
