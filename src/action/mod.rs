@@ -1,10 +1,12 @@
 //! `strata action`: the GitHub Action. Reads the runner's contract and the event,
-//! then plans a pull request (`pull_request`), applies a merge (`push`), or does what
-//! a manual run asks (`workflow_dispatch`, in `push`), and reports through the log,
+//! then plans a pull request (`pull_request`) or a merge queue's entry
+//! (`merge_group`), applies a merge (`push`), or does what a manual run asks
+//! (`workflow_dispatch`, in `push`), and reports through the log,
 //! the step's outputs, the job summary and one comment per pull request.
 
 mod drift;
 mod lock;
+mod merge_group;
 mod pull_request;
 mod push;
 mod record;
@@ -134,6 +136,7 @@ pub fn run(log: &mut dyn Write) -> anyhow::Result<Outcome> {
         match (&event, run.inputs.mode) {
             (_, Mode::Drift) | (Event::Schedule, Mode::Auto) => drift::run(&mut run).await,
             (Event::PullRequest(pr), _) => pull_request::run(&mut run, pr).await,
+            (Event::MergeGroup(group), _) => merge_group::run(&mut run, group).await,
             (Event::Push(push), _) => push::run_push(&mut run, push).await,
             (Event::WorkflowDispatch(dispatch), _) => push::run_dispatch(&mut run, dispatch).await,
             (Event::Schedule, _) => Err(

@@ -1,10 +1,11 @@
 //! `pull_request`: plan what the pull request changes against live AWS (or, without
-//! credentials, against the model at its base) and keep one comment up to date.
+//! credentials, against the model at its base) and keep one comment up to date. The
+//! same plan of a change serves the merge queue (`merge_group`), without a comment.
 
 use super::{FailureReason, Run};
 use crate::aws::Connector;
 use crate::engine;
-use crate::git::GitRepo;
+use crate::git::{Commit, GitRepo};
 use crate::github::event::PullRequest;
 use crate::plan::comment::Document;
 use crate::plan::model_only::{self, Sides};
@@ -30,39 +31,84 @@ pub(super) async fn run(run: &mut Run<'_>, pr: &PullRequest) -> Result<(), Strin
         &head.reference.short,
         &base[..12.min(base.len())]
     ));
+    plan_change(run, &git, &head, &base, Subject::PullRequest(pr.number)).await
+}
+
+/// What a plan is of, for its words and where it is reported.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Subject {
+    /// Pull request N: its comment is kept.
+    PullRequest(u64),
+    /// A merge queue's entry: the job summary and outputs only.
+    MergeQueue,
+}
+
+impl Subject {
+    /// The pull request whose comment the plan goes to.
+    fn pull(self) -> Option<u64> {
+        match self {
+            Subject::PullRequest(n) => Some(n),
+            Subject::MergeQueue => None,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Subject::PullRequest(_) => "pull request",
+            Subject::MergeQueue => "merge queue entry",
+        }
+    }
+}
+
+/// Plans what `head` changes since `base` as its merge will apply it: with AWS
+/// credentials, each changed environment since its last applied commit, the change
+/// told from drift by `base`; without them, the model at `base` against `head`.
+/// Problems and failures set `failure_reason`; a pull request's comment is kept.
+pub(super) async fn plan_change(
+    run: &mut Run<'_>,
+    git: &GitRepo,
+    head: &Commit,
+    base: &str,
+    subject: Subject,
+) -> Result<(), String> {
+    let workspace = run.runner.workspace.clone();
+    let pull = subject.pull();
     let selection = Selection {
         envs: run.inputs.environment.iter().cloned().collect(),
         layers: run.inputs.layers.clone(),
-        base: Some(base.clone()),
+        base: Some(base.to_owned()),
         head: Some(head.reference.id.clone()),
     };
     let work = match selection::select(&workspace, &selection) {
         Ok(work) => work,
         Err(SelectError::Invalid(diagnostics)) => {
-            run.report_problems(&diagnostics, &head.reference.id, Some(pr.number))
+            run.report_problems(&diagnostics, &head.reference.id, pull)
                 .await;
             return Ok(());
         }
         Err(e) => {
-            run.report_failure(FailureReason::ConfigError, &e.to_string(), Some(pr.number))
+            run.report_failure(FailureReason::ConfigError, &e.to_string(), pull)
                 .await;
             return Err(e.to_string());
         }
     };
     run.outputs.changed_environments = work.targets.iter().map(|t| t.name.clone()).collect();
     if work.targets.is_empty() {
-        run.say("this pull request changes nothing strata manages");
+        let noun = subject.noun();
+        run.say(&format!("this {noun} changes nothing strata manages"));
         let document = Document {
             header: None,
             intro: format!(
-                "### strata plan\n\nThis pull request (at `{}`) changes nothing strata manages: no environment file and no unit an environment uses.\n",
+                "### strata plan\n\nThis {noun} (at `{}`) changes nothing strata manages: no environment file and no unit an environment uses.\n",
                 head.reference.short
             ),
             sections: Vec::new(),
         };
         run.summary(&document);
         // An earlier plan comment must not stand; no new comment for nothing.
-        run.keep_comment(pr.number, &document, true).await;
+        if let Some(number) = pull {
+            run.keep_comment(number, &document, true).await;
+        }
         return Ok(());
     }
     let connector = Connector::from_env().await;
@@ -72,9 +118,9 @@ pub(super) async fn run(run: &mut Run<'_>, pr: &PullRequest) -> Result<(), Strin
             "notice",
             "no AWS credentials: planning the model only (the desired state at the base against the head), not compared with live AWS",
         ));
-        let base_commit = git.commit(&base).map_err(|e| e.to_string())?;
+        let base_commit = git.commit(base).map_err(|e| e.to_string())?;
         // A base that does not load (it had problems of its own) compares as empty.
-        let (base_envs, base_units) = match selection::load_commit(&git, &base_commit) {
+        let (base_envs, base_units) = match selection::load_commit(git, &base_commit) {
             Ok(r) => (selection::by_name(r.environments), r.units),
             Err(_) => Default::default(),
         };
@@ -95,13 +141,13 @@ pub(super) async fn run(run: &mut Run<'_>, pr: &PullRequest) -> Result<(), Strin
         model_only::plan(&sides, &base_units, &work.units, work.commit.clone())
     } else {
         // The plan is what the merge will apply: each environment since its last
-        // applied commit (one never applied, whole), this pull request's own changes
-        // told from drift by its base.
-        let targets = match since_applied(run, &connector, &git, &head).await {
+        // applied commit (one never applied, whole), this change told from drift by
+        // its base.
+        let targets = match since_applied(run, &connector, git, head).await {
             Ok(Some(targets)) if run.inputs.layers.is_empty() => targets,
             Ok(_) => work.targets.clone(),
             Err(e) => {
-                run.report_failure(FailureReason::PlanFailed, &e, Some(pr.number))
+                run.report_failure(FailureReason::PlanFailed, &e, pull)
                     .await;
                 return Err(e);
             }
@@ -118,14 +164,16 @@ pub(super) async fn run(run: &mut Run<'_>, pr: &PullRequest) -> Result<(), Strin
         {
             Ok((plan, _)) => plan,
             Err(e) => {
-                run.report_failure(FailureReason::PlanFailed, &e.to_string(), Some(pr.number))
+                run.report_failure(FailureReason::PlanFailed, &e.to_string(), pull)
                     .await;
                 return Err(e.to_string());
             }
         }
     };
-    let document = run.report_plan(&plan, model_only, Some(&base));
-    run.keep_comment(pr.number, &document, false).await;
+    let document = run.report_plan(&plan, model_only, Some(base));
+    if let Some(number) = pull {
+        run.keep_comment(number, &document, false).await;
+    }
     Ok(())
 }
 
@@ -136,7 +184,7 @@ async fn since_applied(
     run: &Run<'_>,
     connector: &Connector,
     git: &GitRepo,
-    head: &crate::git::Commit,
+    head: &Commit,
 ) -> Result<Option<Vec<engine::Target>>, String> {
     let Ok(repository) = selection::load_commit(git, head) else {
         return Ok(None);

@@ -4,8 +4,11 @@
 //! Requests are serial. strata decides retries itself (octocrab's retry layer is not
 //! compiled in): 5xx, 429, and 403s of a rate limit are retried with backoff, waiting
 //! `retry-after` or until `x-ratelimit-reset` when GitHub says so, under a capped total
-//! wait. A comment is never created by a retried POST: [`GitHub::upsert_comment`]
-//! looks for its own comment again before posting anew.
+//! wait. A wait GitHub asks for is the client's, not one request's: it is kept as the
+//! instant before which no request of any kind is sent (a retry, the next call, a
+//! fallback such as REST after GraphQL), and a request that would have to wait past
+//! the capped total fails without being sent. A comment is never created by a retried
+//! POST: [`GitHub::upsert_comment`] looks for its own comment again before posting anew.
 
 use std::time::Duration;
 
@@ -16,6 +19,7 @@ use http::{HeaderMap, Method, StatusCode};
 use octocrab::Octocrab;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use tokio::time::Instant;
 
 /// A comment on an issue or pull request (the fields strata reads).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -118,6 +122,9 @@ pub struct GitHub {
     repo: String,
     policy: RetryPolicy,
     waited: Duration,
+    /// No request is sent before this instant: the end of the last wait GitHub asked
+    /// for (a secondary rate limit, an exhausted primary one) or of a backoff.
+    not_before: Option<Instant>,
 }
 
 /// Where a comment went.
@@ -172,6 +179,7 @@ impl GitHub {
             repo: repo.to_owned(),
             policy,
             waited: Duration::ZERO,
+            not_before: None,
         })
     }
 
@@ -310,7 +318,7 @@ impl GitHub {
             match result {
                 Ok(comment) => return Ok(Upserted::Created(comment.id)),
                 Err(e) if attempt < self.policy.attempts && e.passing => {
-                    self.pause(e.wait, attempt).await.map_err(|_| e)?;
+                    self.pause(e.wait, attempt).map_err(|_| e)?;
                     if let Some(found) = self.find_comment(number, marker, login).await? {
                         return self
                             .update_comment(found.id, body)
@@ -349,6 +357,7 @@ impl GitHub {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.hold(what).await?;
             let client = if method == Method::POST && path == self.graphql_path {
                 &self.graphql
             } else {
@@ -391,21 +400,65 @@ impl GitHub {
                 passing: passing(status, &headers, &text),
                 wait: wait_from_headers(&headers),
             };
+            // A wait GitHub asked for binds every later request, whoever sends it.
+            if error.passing
+                && let Some(wait) = error.wait
+            {
+                self.defer(wait);
+            }
             if once || !error.passing || attempt >= self.policy.attempts {
                 return Err(error);
             }
-            let wait = error.wait;
-            self.pause(wait, attempt).await.map_err(|_| error)?;
+            self.pause(error.wait, attempt).map_err(|_| error)?;
         }
     }
 
-    /// Waits before attempt `attempt + 1`: as GitHub asked, or the backoff; refuses
-    /// when that would pass the total wait.
-    async fn pause(&mut self, asked: Option<Duration>, attempt: u32) -> Result<(), ()> {
-        let backoff = self.policy.backoff * 2u32.saturating_pow(attempt.saturating_sub(1));
-        let wait = asked.unwrap_or(backoff);
-        if self.waited + wait > self.policy.total_wait {
+    /// Sends nothing before `wait` from now (nor before an earlier, longer wait).
+    fn defer(&mut self, wait: Duration) {
+        let until = Instant::now() + wait;
+        self.not_before = Some(self.not_before.map_or(until, |t| t.max(until)));
+    }
+
+    /// How long the next request must wait.
+    fn pending_wait(&self) -> Duration {
+        self.not_before
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
+    }
+
+    /// Prepares attempt `attempt + 1`: GitHub's own wait when it asked for one
+    /// (already the client's), else the backoff; refuses when the wait would pass
+    /// the total. The next request waits it out in [`GitHub::hold`].
+    fn pause(&mut self, asked: Option<Duration>, attempt: u32) -> Result<(), ()> {
+        if asked.is_none() {
+            self.defer(self.policy.backoff * 2u32.saturating_pow(attempt.saturating_sub(1)));
+        }
+        if self.waited + self.pending_wait() > self.policy.total_wait {
             return Err(());
+        }
+        Ok(())
+    }
+
+    /// Waits until a request may be sent; fails without sending when that wait would
+    /// pass the capped total.
+    async fn hold(&mut self, what: &str) -> Result<(), GitHubError> {
+        let wait = self.pending_wait();
+        if wait.is_zero() {
+            return Ok(());
+        }
+        if self.waited + wait > self.policy.total_wait {
+            return Err(GitHubError {
+                what: what.to_owned(),
+                status: None,
+                message: format!(
+                    "not sent: GitHub asked strata to wait {} s more, past the {} s strata waits in all",
+                    wait.as_secs_f64().ceil(),
+                    self.policy.total_wait.as_secs()
+                ),
+                hint: Some("GitHub's rate limit held for longer than strata waits; run the job again later".to_owned()),
+                passing: true,
+                wait: Some(wait),
+            });
         }
         self.waited += wait;
         tokio::time::sleep(wait).await;

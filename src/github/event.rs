@@ -14,6 +14,8 @@ pub enum Event {
     Push(Push),
     /// `workflow_dispatch`.
     WorkflowDispatch(Dispatch),
+    /// `merge_group`: a merge queue's entry to check.
+    MergeGroup(MergeGroup),
     /// `schedule`: a drift check.
     Schedule,
 }
@@ -53,12 +55,24 @@ pub struct Dispatch {
     pub git_ref: String,
 }
 
+/// A `merge_group` event (`checks_requested`): the commit a merge queue made of its
+/// base and the pull requests ahead of and in this entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeGroup {
+    /// `merge_group.base_sha`: the target branch the queue builds on.
+    pub base_sha: String,
+    /// `merge_group.head_sha`: the queue's commit, what the merge makes the branch.
+    pub head_sha: String,
+    /// `merge_group.head_ref`, e.g. `refs/heads/gh-readonly-queue/main/pr-104-…`.
+    pub head_ref: String,
+}
+
 /// Why the event could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
     /// An event strata has nothing to do for.
     #[error(
-        "event `{0}` is not one strata handles\n  hint: run strata on pull_request, push, workflow_dispatch or schedule"
+        "event `{0}` is not one strata handles\n  hint: run strata on pull_request, merge_group, push, workflow_dispatch or schedule"
     )]
     Unsupported(String),
     /// The payload is not what GitHub sends.
@@ -109,6 +123,18 @@ struct PushPayload {
 #[derive(Deserialize)]
 struct Repository {
     default_branch: String,
+}
+
+#[derive(Deserialize)]
+struct MergeGroupPayload {
+    merge_group: MergeGroupBody,
+}
+
+#[derive(Deserialize)]
+struct MergeGroupBody {
+    base_sha: String,
+    head_sha: String,
+    head_ref: String,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +190,14 @@ pub fn parse(name: &str, payload: &[u8]) -> Result<Event, EventError> {
                 git_ref: p.git_ref,
             })
         }
+        "merge_group" => {
+            let p: MergeGroupPayload = serde_json::from_slice(payload).map_err(malformed)?;
+            Event::MergeGroup(MergeGroup {
+                base_sha: p.merge_group.base_sha,
+                head_sha: p.merge_group.head_sha,
+                head_ref: p.merge_group.head_ref,
+            })
+        }
         other => return Err(EventError::Unsupported(other.to_owned())),
     })
 }
@@ -184,6 +218,31 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("reading the pull_request event payload: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_merge_group_names_its_base_and_head() {
+        let event = parse(
+            "merge_group",
+            br#"{"action": "checks_requested", "merge_group": {"head_sha": "2ffea6db", "head_ref": "refs/heads/gh-readonly-queue/main/pr-104-929f8209", "base_sha": "380387fb", "base_ref": "refs/heads/main"}}"#,
+        )
+        .unwrap();
+        let Event::MergeGroup(group) = event else {
+            panic!("a merge group")
+        };
+        assert_eq!(
+            (group.base_sha.as_str(), group.head_sha.as_str()),
+            ("380387fb", "2ffea6db")
+        );
+        let err = parse(
+            "merge_group",
+            br#"{"merge_group": {"head_sha": "2ffea6db"}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("missing field `base_sha`"),
             "{err}"
         );
     }

@@ -122,6 +122,17 @@ pub fn push_event(before: &str, after: &str) -> Value {
     e
 }
 
+/// A merge_group payload (real sample): the queue's commit `head` built on `base`.
+pub fn merge_group_event(base: &str, head: &str) -> Value {
+    let mut e = webhook("merge_group.checks_requested");
+    e["merge_group"]["base_sha"] = json!(base);
+    e["merge_group"]["head_sha"] = json!(head);
+    e["merge_group"]["head_ref"] = json!(format!("refs/heads/gh-readonly-queue/main/pr-2-{base}"));
+    e["merge_group"]["head_commit"]["id"] = json!(head);
+    e["repository"]["full_name"] = json!(format!("{OWNER}/{REPO}"));
+    e
+}
+
 /// A workflow_dispatch payload (real sample) with these inputs.
 pub fn dispatch_event(inputs: Value) -> Value {
     let mut e = webhook("workflow_dispatch");

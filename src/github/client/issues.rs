@@ -94,7 +94,7 @@ impl GitHub {
             match opened {
                 Ok(issue) => return Ok(issue),
                 Err(e) if attempt < self.policy.attempts && e.passing => {
-                    self.pause(e.wait, attempt).await.map_err(|_| e)?;
+                    self.pause(e.wait, attempt).map_err(|_| e)?;
                     if let Some(found) = self.find_issue(marker, login).await? {
                         return self.edit_issue(found.number, title, body).await;
                     }
