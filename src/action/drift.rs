@@ -5,14 +5,13 @@
 //! to AWS.
 
 use super::{FailureReason, Run};
-use crate::aws::Connector;
 use crate::engine;
 use crate::git::GitRepo;
 use crate::github::runner::command;
 use crate::plan::comment::{COMMENT_BUDGET, Document, Section, drift};
 use crate::plan::drift::Report;
 use crate::redact;
-use crate::selection::{self, SelectError, Selection};
+use crate::selection::{self, Selection};
 
 /// Checks every environment (or the `environment` input's) for drift and keeps the
 /// issues.
@@ -23,23 +22,12 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<(), String> {
         head: Some(run.runner.sha.clone()),
         ..Selection::default()
     };
-    let work = match selection::select(&workspace, &selection) {
-        Ok(work) => work,
-        Err(SelectError::Invalid(diagnostics)) => {
-            let sha = run.runner.sha.clone();
-            run.report_problems(&diagnostics, &sha, None).await;
-            return Ok(());
-        }
-        Err(e) => {
-            run.outputs.failure_reason = Some(FailureReason::ConfigError);
-            return Err(e.to_string());
-        }
+    let Some(work) = run.select(&selection).await? else {
+        return Ok(());
     };
-    let connector = Connector::from_env().await;
-    if !connector.has_credentials().await {
-        run.outputs.failure_reason = Some(FailureReason::PlanFailed);
-        return Err("no AWS credentials: a drift check reads live AWS\n  hint: give the job a read-only role (aws-actions/configure-aws-credentials)".to_owned());
-    }
+    let connector = run
+        .credentials("a drift check reads live AWS", "a read-only role")
+        .await?;
     let everything = run.inputs.environment.is_none();
     let mut regions: Vec<String> = connector.default_region().into_iter().collect();
     if everything && let Ok(git) = GitRepo::open(&workspace) {

@@ -210,6 +210,44 @@ fn write_outputs(runner: &Runner, outputs: &Outputs) -> std::io::Result<()> {
 }
 
 impl Run<'_> {
+    /// The work of `selection` in the workspace; `None` when the repository has
+    /// problems, which are reported (annotations and the summary).
+    async fn select(
+        &mut self,
+        selection: &crate::selection::Selection,
+    ) -> Result<Option<crate::selection::Work>, String> {
+        use crate::selection::SelectError;
+        match crate::selection::select(&self.runner.workspace.clone(), selection) {
+            Ok(work) => Ok(Some(work)),
+            Err(SelectError::Invalid(diagnostics)) => {
+                let sha = self.runner.sha.clone();
+                self.report_problems(&diagnostics, &sha, None).await;
+                Ok(None)
+            }
+            Err(e) => {
+                self.outputs.failure_reason = Some(FailureReason::ConfigError);
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// The AWS connector, or the run stops when the job has no credentials: `needs`
+    /// says what needs them (`a drift check reads live AWS`), `role` which role to give.
+    async fn credentials(
+        &mut self,
+        needs: &str,
+        role: &str,
+    ) -> Result<crate::aws::Connector, String> {
+        let connector = crate::aws::Connector::from_env().await;
+        if !connector.has_credentials().await {
+            self.outputs.failure_reason = Some(FailureReason::PlanFailed);
+            return Err(format!(
+                "no AWS credentials: {needs}\n  hint: give the job {role} (aws-actions/configure-aws-credentials)"
+            ));
+        }
+        Ok(connector)
+    }
+
     /// One log line, with every secret read so far hidden; newly read secrets are
     /// registered with the runner first.
     fn say(&mut self, line: &str) {

@@ -163,23 +163,12 @@ pub(super) async fn run_dispatch(run: &mut Run<'_>, dispatch: &Dispatch) -> Resu
         base: None,
         head: Some(run.runner.sha.clone()),
     };
-    let work = match selection::select(&run.runner.workspace.clone(), &selection) {
-        Ok(w) => w,
-        Err(SelectError::Invalid(diagnostics)) => {
-            let sha = run.runner.sha.clone();
-            run.report_problems(&diagnostics, &sha, None).await;
-            return Ok(());
-        }
-        Err(e) => {
-            run.outputs.failure_reason = Some(FailureReason::ConfigError);
-            return Err(e.to_string());
-        }
+    let Some(work) = run.select(&selection).await? else {
+        return Ok(());
     };
-    let connector = Connector::from_env().await;
-    if !connector.has_credentials().await {
-        run.outputs.failure_reason = Some(FailureReason::PlanFailed);
-        return Err("no AWS credentials: a manual run plans against live AWS\n  hint: give the job a role (aws-actions/configure-aws-credentials)".to_owned());
-    }
+    let connector = run
+        .credentials("a manual run plans against live AWS", "a role")
+        .await?;
     let consent = run.inputs.allow_destroy || input("allow_destroy").as_deref() == Some("true");
     execute(run, &connector, work, mode, consent, None, false).await
 }
