@@ -9,6 +9,7 @@ pub mod digest;
 pub mod drift;
 pub mod environment;
 pub mod id;
+mod json;
 pub mod machine;
 pub mod model;
 pub mod model_only;
