@@ -38,6 +38,9 @@ pub struct Work {
     /// For a plan made from a diff: the base commit's side, to tell the diff's own
     /// changes from drift.
     pub base: Option<engine::Base>,
+    /// Every environment of the repository as read, by name (what a merge's
+    /// selection since each last applied commit starts from).
+    pub environments: BTreeMap<String, Environment>,
 }
 
 /// Why no targets could be picked.
@@ -133,6 +136,7 @@ pub fn select(root: &Path, selection: &Selection) -> Result<Work, SelectError> {
             units: repository.units,
             commit,
             base: None,
+            environments,
         });
     };
     let git = git.ok_or_else(|| SelectError::NotGit {
@@ -163,6 +167,7 @@ pub fn select(root: &Path, selection: &Selection) -> Result<Work, SelectError> {
         units: repository.units,
         commit: Some(head.reference.id),
         base,
+        environments,
     })
 }
 

@@ -118,12 +118,10 @@ pub(super) async fn plan_change(
             "notice",
             "no AWS credentials: planning the model only (the desired state at the base against the head), not compared with live AWS",
         ));
-        let base_commit = git.commit(base).map_err(|e| e.to_string())?;
-        // A base that does not load (it had problems of its own) compares as empty.
-        let (base_envs, base_units) = match selection::load_commit(git, &base_commit) {
-            Ok(r) => (selection::by_name(r.environments), r.units),
-            Err(_) => Default::default(),
-        };
+        // The base as the selection read it (one with problems of its own is empty).
+        let empty = engine::Base::default();
+        let base_side = work.base.as_ref().unwrap_or(&empty);
+        let (base_envs, base_units) = (&base_side.environments, &base_side.units);
         let sides: Vec<(String, Sides<'_>, Vec<crate::config::Layer>)> = work
             .targets
             .iter()
@@ -138,13 +136,13 @@ pub(super) async fn plan_change(
                 )
             })
             .collect();
-        model_only::plan(&sides, &base_units, &work.units, work.commit.clone())
+        model_only::plan(&sides, base_units, &work.units, work.commit.clone())
     } else {
         // The plan is what the merge will apply: each environment since its last
         // applied commit (one never applied, whole), this change told from drift by
         // its base.
-        let targets = match since_applied(run, &connector, git, head).await {
-            Ok(Some(targets)) if run.inputs.layers.is_empty() => targets,
+        let targets = match since_applied(run, &connector, git, head, &work).await {
+            Ok(targets) if run.inputs.layers.is_empty() => targets,
             Ok(_) => work.targets.clone(),
             Err(e) => {
                 run.report_failure(FailureReason::PlanFailed, &e, pull)
@@ -177,24 +175,22 @@ pub(super) async fn plan_change(
     Ok(())
 }
 
-/// What the merge of `head` will apply, as a push plans it: the environments changed
-/// since their last applied commit (narrowed by the `environment` input). `None` when
-/// the head's files cannot be read again.
+/// What the merge of `head` will apply, as a push plans it: the environments of
+/// `work` changed since their last applied commit (narrowed by the `environment`
+/// input).
 async fn since_applied(
     run: &Run<'_>,
     connector: &Connector,
     git: &GitRepo,
     head: &Commit,
-) -> Result<Option<Vec<engine::Target>>, String> {
-    let Ok(repository) = selection::load_commit(git, head) else {
-        return Ok(None);
-    };
-    let environments = selection::by_name(repository.environments);
-    let last = super::push::last_applied(connector, git, head, &environments).await?;
+    work: &selection::Work,
+) -> Result<Vec<engine::Target>, String> {
+    let environments = &work.environments;
+    let last = super::push::last_applied(connector, git, head, environments).await?;
     let mut targets =
-        selection::since_applied(git, head, &environments, &last).map_err(|e| e.to_string())?;
+        selection::since_applied(git, head, environments, &last).map_err(|e| e.to_string())?;
     if let Some(only) = &run.inputs.environment {
         targets.retain(|t| &t.name == only);
     }
-    Ok(Some(targets))
+    Ok(targets)
 }

@@ -43,11 +43,9 @@ pub(super) async fn run_push(run: &mut Run<'_>, push: &Push) -> Result<(), Strin
         Err(e) => return Err(e.to_string()),
     };
     let environments = selection::by_name(repository.environments);
-    let connector = Connector::from_env().await;
-    if !connector.has_credentials().await {
-        run.outputs.failure_reason = Some(FailureReason::PlanFailed);
-        return Err("no AWS credentials: a push is planned and applied against live AWS\n  hint: give the job a role (aws-actions/configure-aws-credentials)".to_owned());
-    }
+    let connector = run
+        .credentials("a push is planned and applied against live AWS", "a role")
+        .await?;
     let last = last_applied(&connector, &git, &head, &environments).await?;
     let targets = match selection::since_applied(&git, &head, &environments, &last) {
         // The `environment` input narrows a merge to that environment.
@@ -77,6 +75,7 @@ pub(super) async fn run_push(run: &mut Run<'_>, push: &Push) -> Result<(), Strin
         units: repository.units,
         commit: Some(head.reference.id.clone()),
         base: None,
+        environments,
     };
     let pull = merged_pull(run).await;
     let consent = run.inputs.allow_destroy
