@@ -91,10 +91,11 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<(), String> {
 /// The job summary: every drifted environment's report, and the orphans of
 /// environments without a file.
 fn summary(report: &Report, context: &drift::Context) -> Document {
+    let drifted = report.drifted();
     let mut items: Vec<String> = report
         .environments
         .iter()
-        .filter(|e| report.drifted().contains(&e.name.as_str()))
+        .filter(|e| drifted.contains(&e.name.as_str()))
         .map(|e| drift::environment_issue(e, report, context).render(COMMENT_BUDGET, "the JSON"))
         .collect();
     if report.orphans.iter().any(|o| o.environment_removed) {
@@ -103,8 +104,8 @@ fn summary(report: &Report, context: &drift::Context) -> Document {
     let intro = match report.has_drift() {
         true => format!(
             "### ↩️ strata drift: {} environment{} drifted\n",
-            report.drifted().len(),
-            crate::plan::render::plural(report.drifted().len())
+            drifted.len(),
+            crate::plan::render::plural(drifted.len())
         ),
         false => "### ✅ strata drift: AWS matches the repository\n".to_owned(),
     };
@@ -113,6 +114,13 @@ fn summary(report: &Report, context: &drift::Context) -> Document {
         intro,
         sections: vec![Section::new("", items)],
     }
+}
+
+/// What becomes of one of strata's issues: kept with this title and body while it has
+/// something to say, else closed saying why (when one is open).
+enum Fate {
+    Keep { title: String, body: String },
+    Close(String),
 }
 
 /// One open issue per drifted environment, edited in place; a clean environment's
@@ -133,57 +141,65 @@ async fn keep_issues(
         return;
     };
     let mut failures = Vec::new();
-    let drifted = report.drifted();
-    for env in &report.environments {
-        let marker = drift::marker(&env.name);
-        let result = if drifted.contains(&env.name.as_str()) {
-            let body = drift::environment_issue(env, report, context)
-                .render(COMMENT_BUDGET, "the job summary");
-            github
-                .upsert_issue(
-                    &marker,
-                    &login,
-                    &drift::title(&env.name),
-                    &redact::apply(&body),
-                )
-                .await
-                .map(|_| ())
-        } else {
-            close_if_open(
-                github,
-                &marker,
-                &login,
-                &drift::clean_comment(&env.name, context),
-            )
-            .await
-        };
-        if let Err(e) = result {
+    // Strata's issues, read once for every environment of the run.
+    let open = match github.open_issues().await {
+        Ok(open) => open,
+        Err(e) => {
             failures.push(e);
+            Vec::new()
         }
-    }
+    };
+    let ours = |marker: &str| {
+        open.iter()
+            .find(|i| i.is_ours(marker, &login))
+            .map(|i| i.number)
+    };
+    let drifted = report.drifted();
+    let removed = report.orphans.iter().any(|o| o.environment_removed);
+    let mut kept: Vec<(String, Fate)> = report
+        .environments
+        .iter()
+        .map(|env| {
+            let issue = match drifted.contains(&env.name.as_str()) {
+                true => Fate::Keep {
+                    title: drift::title(&env.name),
+                    body: drift::environment_issue(env, report, context)
+                        .render(COMMENT_BUDGET, "the job summary"),
+                },
+                false => Fate::Close(drift::clean_comment(&env.name, context)),
+            };
+            (drift::marker(&env.name), issue)
+        })
+        .collect();
     if everything {
-        let removed = report.orphans.iter().any(|o| o.environment_removed);
-        let result = match removed {
-            true => {
-                let body =
-                    drift::orphans_issue(report, context).render(COMMENT_BUDGET, "the job summary");
-                github
-                    .upsert_issue(
-                        drift::ORPHANS_MARKER,
-                        &login,
-                        drift::ORPHANS_TITLE,
-                        &redact::apply(&body),
-                    )
-                    .await
-                    .map(|_| ())
-            }
+        let issue = match removed {
+            true => Fate::Keep {
+                title: drift::ORPHANS_TITLE.to_owned(),
+                body: drift::orphans_issue(report, context)
+                    .render(COMMENT_BUDGET, "the job summary"),
+            },
             false => {
-                let why = "✅ No resources of environments without a file are left.";
-                close_if_open(github, drift::ORPHANS_MARKER, &login, why).await
+                Fate::Close("✅ No resources of environments without a file are left.".to_owned())
             }
         };
-        if let Err(e) = result {
-            failures.push(e);
+        kept.push((drift::ORPHANS_MARKER.to_owned(), issue));
+    }
+    if failures.is_empty() {
+        for (marker, issue) in kept {
+            let existing = ours(&marker);
+            let result = match (issue, existing) {
+                (Fate::Keep { title, body }, _) => github
+                    .upsert_issue(&marker, &login, existing, &title, &redact::apply(&body))
+                    .await
+                    .map(|_| ()),
+                (Fate::Close(why), Some(number)) => {
+                    github.close_issue(number, &why).await.map(|_| ())
+                }
+                (Fate::Close(_), None) => Ok(()),
+            };
+            if let Err(e) = result {
+                failures.push(e);
+            }
         }
     }
     for e in failures {
@@ -195,17 +211,4 @@ async fn keep_issues(
         };
         run.say(&command("warning", &format!("{e}\n{hint}")));
     }
-}
-
-/// Closes the open issue with `marker` by `login`, saying `why`, when there is one.
-async fn close_if_open(
-    github: &mut crate::github::GitHub,
-    marker: &str,
-    login: &str,
-    why: &str,
-) -> Result<(), crate::github::GitHubError> {
-    if let Some(issue) = github.find_issue(marker, login).await? {
-        github.close_issue(issue.number, why).await?;
-    }
-    Ok(())
 }

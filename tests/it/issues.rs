@@ -78,10 +78,16 @@ async fn a_drift_issue_is_opened_once_edited_then_closed_and_look_alikes_are_lef
     let mut gh = client(&github);
     let login = gh.viewer_login().await;
     assert_eq!(login, BOT_GRAPHQL);
+    let none = gh.find_issue(MARKER, &login).await.expect("listed");
+    assert_eq!(
+        none, None,
+        "a look-alike by someone else and a pull request are not ours"
+    );
     let first = gh
         .upsert_issue(
             MARKER,
             &login,
+            None,
             "strata: drift in web-prod",
             &format!("{MARKER}\nfirst"),
         )
@@ -109,10 +115,13 @@ async fn a_drift_issue_is_opened_once_edited_then_closed_and_look_alikes_are_lef
         .expect(1)
         .mount(&github.server)
         .await;
+    let existing = gh.find_issue(MARKER, &login).await.expect("listed");
+    assert_eq!(existing.as_ref().map(|i| i.number), Some(13));
     let again = gh
         .upsert_issue(
             MARKER,
             &login,
+            existing.map(|i| i.number),
             "strata: drift in web-prod",
             &format!("{MARKER}\nsecond"),
         )

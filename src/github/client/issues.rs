@@ -30,6 +30,17 @@ pub struct Issue {
     pub html_url: Option<String>,
 }
 
+impl Issue {
+    /// True when `login` opened it and its body starts with `marker`: strata's own.
+    pub fn is_ours(&self, marker: &str, login: &str) -> bool {
+        self.body.as_deref().is_some_and(|b| b.starts_with(marker))
+            && self
+                .user
+                .as_ref()
+                .is_some_and(|u| same_login(&u.login, login))
+    }
+}
+
 impl GitHub {
     /// Every open issue of the repository (pull requests left out), across pages.
     pub async fn open_issues(&mut self) -> Result<Vec<Issue>, GitHubError> {
@@ -58,24 +69,24 @@ impl GitHub {
         marker: &str,
         login: &str,
     ) -> Result<Option<Issue>, GitHubError> {
-        Ok(self.open_issues().await?.into_iter().find(|i| {
-            i.body.as_deref().is_some_and(|b| b.starts_with(marker))
-                && i.user.as_ref().is_some_and(|u| same_login(&u.login, login))
-        }))
+        let open = self.open_issues().await?;
+        Ok(open.into_iter().find(|i| i.is_ours(marker, login)))
     }
 
-    /// Keeps one open issue with `marker` by `login`: edits its title and body when
-    /// there is one, else opens it. An open that fails for a passing reason is not
-    /// retried blindly: the issues are read again first, in case GitHub made it.
+    /// Keeps one open issue with `marker` by `login`: edits it (`existing`, or found
+    /// again) when there is one, else opens it. An open that fails for a passing
+    /// reason is not retried blindly: the issues are read again first, in case GitHub
+    /// made it.
     pub async fn upsert_issue(
         &mut self,
         marker: &str,
         login: &str,
+        existing: Option<u64>,
         title: &str,
         body: &str,
     ) -> Result<Issue, GitHubError> {
-        if let Some(found) = self.find_issue(marker, login).await? {
-            return self.edit_issue(found.number, title, body).await;
+        if let Some(number) = existing {
+            return self.edit_issue(number, title, body).await;
         }
         let path = format!("/repos/{}/{}/issues", self.owner, self.repo);
         let payload = serde_json::json!({ "title": title, "body": body });
