@@ -55,11 +55,8 @@ pub async fn apply(
             observations
                 .cluster
                 .get(&env_plan.name)
-                .into_iter()
-                .flatten()
-                // Volumes a group's instances left behind are not the apply's to touch.
-                .filter(|o| o.id != plan::LogicalId::Launched)
-                .cloned(),
+                .cloned()
+                .unwrap_or_default(),
         );
         let mut say = |line: &str| progress(line);
         let mut exec = Executor::new(&aws, &env_plan.name, &target.tags, &observed, &mut say);

@@ -8,7 +8,7 @@ use super::{EngineError, Target};
 use crate::aws::Connector;
 use crate::config::Layer;
 use crate::plan::drift::{Machines, Report};
-use crate::plan::{InstanceState, Kind, Live, LogicalId, Spec};
+use crate::plan::{InstanceState, Live, Spec};
 use crate::units::UnitSet;
 
 /// The drift of `targets` (every environment of the checkout, or those asked for) in
@@ -66,9 +66,11 @@ pub async fn drift(
                 })
                 .map(|o| (o.id.clone(), o.aws_id.clone()))
                 .collect(),
-            left_behind: observed
-                .iter()
-                .filter(|o| o.kind == Kind::Volume && o.id == LogicalId::Launched)
+            left_behind: observations
+                .left_behind
+                .get(name)
+                .into_iter()
+                .flatten()
                 .map(|o| {
                     let disk = match &o.spec {
                         Spec::Volume(v) => format!("{} GiB {}", v.size_gb, v.volume_type),

@@ -241,6 +241,9 @@ pub struct Observations {
     cluster: BTreeMap<String, Vec<Observed>>,
     /// The desired launch template per environment (a node change re-versions it).
     launch_templates: BTreeMap<String, plan::Resource>,
+    /// Volumes a group's replaced machines left behind (unattached, kept for
+    /// recovery), per environment: observed for drift, never planned.
+    left_behind: BTreeMap<String, Vec<Observed>>,
     /// Environments using etcd discovery that have no token yet.
     pending_discovery: BTreeMap<String, PendingDiscovery>,
 }

@@ -131,7 +131,14 @@ pub async fn plan(
         };
         for t in targets {
             let observed = state.get(&t.name).cloned().unwrap_or_default();
-            let machine_observed = cluster_state.get(&t.name).cloned().unwrap_or_default();
+            // Volumes a group's replaced machines left behind are kept for recovery:
+            // never planned nor applied, only reported by drift.
+            let (left_behind, machine_observed): (Vec<_>, Vec<_>) = cluster_state
+                .get(&t.name)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .partition(|o| o.id == plan::LogicalId::Launched);
             // The environment's zones (a removed one has none), resolved once.
             let env_zones = match &t.environment {
                 Some(env) => zone_names(env, &zones)?,
@@ -226,6 +233,7 @@ pub async fn plan(
             observations
                 .cluster
                 .insert(t.name.clone(), machine_observed);
+            observations.left_behind.insert(t.name.clone(), left_behind);
         }
     }
     environments.sort_by(|a, b| a.name.cmp(&b.name));

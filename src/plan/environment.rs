@@ -222,8 +222,6 @@ impl MachineLayers<'_> {
             .inputs
             .machines
             .iter()
-            // Volumes a group's instances left behind are kept for recovery: never planned.
-            .filter(|o| o.id != LogicalId::Launched)
             .filter(|o| match o.kind {
                 Kind::Instance => l == instance_layer,
                 kind => kind.layer() == l,
