@@ -54,7 +54,7 @@ pub(super) fn record_document(
     let commit = &commit[..12.min(commit.len())];
     let mut intro = format!(
         "### {} · `{commit}` in {}\n",
-        heading(plan, outcomes, applying, starting),
+        heading(outcomes, applying, starting),
         origin.run
     );
     for note in notes {
@@ -141,12 +141,7 @@ pub(super) fn record_document(
 }
 
 /// The record's heading: what became of the merge as a whole.
-fn heading(
-    plan: &Plan,
-    outcomes: &BTreeMap<String, Outcome>,
-    applying: &[String],
-    starting: bool,
-) -> String {
+fn heading(outcomes: &BTreeMap<String, Outcome>, applying: &[String], starting: bool) -> String {
     if starting {
         let n = applying.len();
         return format!("⏳ Applying {n} environment{}", plural(n));
@@ -168,10 +163,9 @@ fn heading(
         })
         .sum();
     match (applied, failed, stopped) {
-        (0, 0, 0) if plan.is_empty() || outcomes.is_empty() => {
-            "✅ Nothing to apply: AWS already matches".to_owned()
-        }
-        (0, 0, 0) => "✅ Nothing to apply".to_owned(),
+        // Every environment had no changes (an environment with changes always gets
+        // another outcome).
+        (0, 0, 0) => "✅ Nothing to apply: AWS already matches".to_owned(),
         (a, 0, 0) => format!(
             "✅ Applied {changes} change{} in {a} environment{}",
             plural(changes),

@@ -4,8 +4,8 @@
 //! queue's commit, a configuration error or a plan that cannot be made fails the
 //! check, and an entry that changes nothing strata manages passes at once.
 
-use crate::action::{environment, pull_request_repo};
-use crate::cloud::{binary_vars, moto_config};
+use crate::action::{environment, pull_request_repo, vpc_commit};
+use crate::cloud::binary_vars;
 use crate::github::{self, GitHub, Trigger, merge_group_event, run_action};
 use crate::harness::GitRepo;
 
@@ -39,23 +39,6 @@ fn unreachable_aws() -> Vec<(&'static str, String)> {
     vars
 }
 
-/// The VPCs moto holds for environment `name`.
-async fn vpcs_of(name: &str) -> usize {
-    let ec2 = aws_sdk_ec2::Client::new(&moto_config("eu-west-1").await);
-    let found = ec2
-        .describe_vpcs()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag:strata:environment")
-                .values(name)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    found.vpcs().len()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_entry_is_planned_into_the_summary_and_nothing_is_applied_or_posted() {
     let (repo, base, head) = pull_request_repo("queue-plan", 161);
@@ -87,7 +70,7 @@ async fn a_queue_entry_is_planned_into_the_summary_and_nothing_is_applied_or_pos
     );
     // No comment, not even a look for one: the queue's check talks to GitHub not at all.
     assert_eq!(github.requests().await, vec![]);
-    assert_eq!(vpcs_of("queue-plan").await, 0, "nothing was applied");
+    assert_eq!(vpc_commit("queue-plan").await, None, "nothing was applied");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -392,7 +392,7 @@ fn layer_details(layer: &LayerPlan) -> Vec<String> {
                 let _ = writeln!(
                     body,
                     "{} {} {} {}",
-                    words::marker(a.action),
+                    super::super::render::diff_marker(a.action),
                     words::verb(a),
                     a.kind.describe(),
                     a.id

@@ -2,7 +2,7 @@
 //! per action, and field changes in human words (no digests, no placeholders, no
 //! filler).
 
-use super::super::render::plural;
+use super::super::render::{diff_marker, plural};
 use super::super::{Action, ActionKind, EnvironmentPlan, FieldChange, Kind, Origin, Plan};
 
 /// The verdict: the riskiest effect of the plan with its count (deletions, then
@@ -142,12 +142,6 @@ pub fn verb(a: &Action) -> &'static str {
     }
 }
 
-/// The marker of an action's line in a `diff` block: `+` creates, `-` deletes, `!`
-/// changes in place, replaces or rolls.
-pub fn marker(action: ActionKind) -> &'static str {
-    super::super::render::diff_marker(action)
-}
-
 /// The field changes of `a` from `origin` (all, with `None`), in words, joined.
 pub fn changes(a: &Action, origin: Option<Origin>) -> String {
     if matches!(a.action, ActionKind::Create | ActionKind::Delete) {
@@ -233,9 +227,14 @@ pub fn line(a: &Action, origin: Option<Origin>, width: usize) -> String {
         };
     }
     let id = a.id.to_string();
-    format!("{} {:<7} {:<width$}  {tail}", marker(a.action), verb(a), id)
-        .trim_end()
-        .to_owned()
+    format!(
+        "{} {:<7} {:<width$}  {tail}",
+        diff_marker(a.action),
+        verb(a),
+        id
+    )
+    .trim_end()
+    .to_owned()
 }
 
 /// One field change of `a` as a line of a layer's details: every value, in words
