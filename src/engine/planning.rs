@@ -55,16 +55,17 @@ pub async fn plan(
         );
         let ((state, zones), images, keys, tokens): ((NetworkState, Vec<Zone>), _, _, _) =
             (network?, images?, keys?, tokens?);
+        // The SSH key an environment's file names, when it was read.
+        let key_of = |env: &Environment| {
+            let secret = env.spec.node.as_ref()?.ssh.public_key_secret.as_str();
+            keys.get(secret)
+        };
         let mut machines = BTreeMap::new();
         for t in targets.iter().filter(|t| manages_machines(t)) {
             let (Some(env), Some(image)) = (&t.environment, images.get(&t.name)) else {
                 continue;
             };
-            let key = env
-                .spec
-                .node
-                .as_ref()
-                .and_then(|n| keys.get(n.ssh.public_key_secret.as_str()));
+            let key = key_of(env);
             let token = tokens.get(&t.name).and_then(Option::as_ref);
             machines.insert(
                 t.name.clone(),
@@ -155,10 +156,6 @@ pub async fn plan(
                 (None, _) => Some(plan::cluster::DesiredMachines::default()),
                 _ => None,
             };
-            let key = |env: &Environment| {
-                let secret = env.spec.node.as_ref()?.ssh.public_key_secret.as_str();
-                keys.get(secret).map(|k| k.openssh())
-            };
             let token = tokens.get(&t.name).and_then(Option::as_ref);
             let inputs = plan::environment::Inputs {
                 name: &t.name,
@@ -186,7 +183,7 @@ pub async fn plan(
                                 plan::cluster::Image::running(&machine_observed)
                             });
                             let secrets = plan::machine::Secrets {
-                                ssh_public_key: key(env),
+                                ssh_public_key: key_of(env).map(|k| k.openssh()),
                                 etcd_discovery: token.map(|t| t.url.as_str()),
                             };
                             let parts = plan::desired::Parts {
