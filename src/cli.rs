@@ -441,21 +441,20 @@ async fn drift(
         Ok(selected) => selected,
         Err(outcome) => return Ok(outcome),
     };
-    // Environments without a file are looked for where the repository's history had
-    // environments, and in the default region.
-    let mut regions: Vec<String> = connector.default_region().into_iter().collect();
-    if args.envs.is_empty()
-        && let Ok(git) = GitRepo::open(&cli.repo)
-    {
-        regions.extend(selection::history_regions(&git)?);
-    }
+    // Every environment checked: those without a file are looked for too.
+    let regions = match args.envs.is_empty() {
+        true => Some(selection::orphan_regions(
+            &cli.repo,
+            connector.default_region(),
+        )?),
+        false => None,
+    };
     let report = engine::drift(
         &connector,
         &work.targets,
         &work.units,
         work.commit.as_deref(),
-        &regions,
-        args.envs.is_empty(),
+        regions.as_deref(),
     )
     .await?;
     match args.format {

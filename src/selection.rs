@@ -357,6 +357,17 @@ pub fn since_applied(
     Ok(targets)
 }
 
+/// Where a drift check looks for environments whose file is gone: `default` (the
+/// job's region) and the regions of the history of the repository at `root` (none
+/// when it is not a git repository).
+pub fn orphan_regions(root: &Path, default: Option<String>) -> Result<Vec<String>, GitError> {
+    let mut regions: Vec<String> = default.into_iter().collect();
+    if let Ok(git) = GitRepo::open(root) {
+        regions.extend(history_regions(&git)?);
+    }
+    Ok(regions)
+}
+
 /// How many commits back [`history_regions`] looks.
 const HISTORY_DEPTH: usize = 500;
 

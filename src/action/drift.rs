@@ -6,7 +6,6 @@
 
 use super::{FailureReason, Run};
 use crate::engine;
-use crate::git::GitRepo;
 use crate::github::runner::command;
 use crate::plan::comment::{COMMENT_BUDGET, Document, Section, drift};
 use crate::plan::drift::Report;
@@ -29,10 +28,13 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<(), String> {
         .credentials("a drift check reads live AWS", "a read-only role")
         .await?;
     let everything = run.inputs.environment.is_none();
-    let mut regions: Vec<String> = connector.default_region().into_iter().collect();
-    if everything && let Ok(git) = GitRepo::open(&workspace) {
-        regions.extend(selection::history_regions(&git).map_err(|e| e.to_string())?);
-    }
+    let regions = match everything {
+        true => Some(
+            selection::orphan_regions(&workspace, connector.default_region())
+                .map_err(|e| e.to_string())?,
+        ),
+        false => None,
+    };
     run.say(&format!(
         "drift: checking {} environment{} against {}",
         work.targets.len(),
@@ -44,8 +46,7 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<(), String> {
         &work.targets,
         &work.units,
         work.commit.as_deref(),
-        &regions,
-        everything,
+        regions.as_deref(),
     )
     .await
     {

@@ -12,20 +12,19 @@ use crate::plan::{InstanceState, Live, Spec};
 use crate::units::UnitSet;
 
 /// The drift of `targets` (every environment of the checkout, or those asked for) in
-/// live AWS. With `orphans_of_removed`, environments strata manages in the targets'
-/// regions and in `extra_regions` that have no file are reported too, whole.
+/// live AWS. With `orphans_in`, environments strata manages in those regions and the
+/// targets' that have no file are reported too, whole.
 pub async fn drift(
     connector: &Connector,
     targets: &[Target],
     units: &UnitSet,
     commit: Option<&str>,
-    extra_regions: &[String],
-    orphans_of_removed: bool,
+    orphans_in: Option<&[String]>,
 ) -> Result<Report, EngineError> {
     let mut all = targets.to_vec();
-    if orphans_of_removed {
+    if let Some(extra) = orphans_in {
         let mut regions: BTreeSet<String> = targets.iter().map(|t| t.region.clone()).collect();
-        regions.extend(extra_regions.iter().cloned());
+        regions.extend(extra.iter().cloned());
         let known: BTreeSet<&str> = targets.iter().map(|t| t.name.as_str()).collect();
         let mut removed = Vec::new();
         for region in regions {
