@@ -293,10 +293,7 @@ fn drift_report() -> crate::plan::drift::Report {
         .collect();
     let plan = Plan::new(Some(HEAD.to_owned()), environments);
     let machines = |name: &str| Machines {
-        stopped: match name {
-            "web-prod" => Vec::new(),
-            _ => Vec::new(),
-        },
+        stopped: Vec::new(),
         left_behind: match name {
             "jenkins" => vec![("vol-0a1b2c3d4e5f60718".to_owned(), "200 GiB gp3".to_owned())],
             _ => Vec::new(),
