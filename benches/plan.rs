@@ -172,7 +172,7 @@ async fn run(url: &str) {
                 .collect();
             let targets = engine::select(&map, &[], &[Layer::Network]).expect("targets");
             let connector = Connector::new(config.clone(), Vec::new());
-            let (reads, plan) = apply_then_plan(
+            let (reads, _drift_reads, plan) = apply_then_plan(
                 &connector,
                 &connector,
                 &targets,
@@ -229,8 +229,8 @@ async fn three_layers(
     let unit = "[Unit]\nDescription=app\n[Service]\nExecStart=/usr/bin/true\n[Install]\nWantedBy=multi-user.target\n";
     let units = strata::units::load([("app.service", unit.as_bytes())]).expect("unit");
     println!(
-        "{:<14} {:>6} {:>10} {:>14} {:>12}",
-        "environments", "reads", "plan", "÷ one's plan", "bare plan"
+        "{:<14} {:>6} {:>12} {:>10} {:>14} {:>12}",
+        "environments", "reads", "drift reads", "plan", "÷ one's plan", "bare plan"
     );
     let mut one = None;
     for &count in counts {
@@ -254,7 +254,8 @@ async fn three_layers(
             .map(|e| (e.name.to_string(), e.clone()))
             .collect();
         let targets = engine::select(&map, &[], &[]).expect("targets");
-        let (reads, plan) = apply_then_plan(&connector, &planner, &targets, &units).await;
+        let (reads, drift_reads, plan) =
+            apply_then_plan(&connector, &planner, &targets, &units).await;
         let base = *one.get_or_insert(plan);
         // The same plan straight to moto: what moto's own time is, latency apart.
         let bare = if apply_url == plan_url {
@@ -262,10 +263,10 @@ async fn three_layers(
         } else {
             apply_then_plan(&connector, &connector, &targets, &units)
                 .await
-                .1
+                .2
         };
         println!(
-            "{count:<14} {reads:>6} {:>8.1}ms {:>13.2}x {:>10.1}ms",
+            "{count:<14} {reads:>6} {drift_reads:>12} {:>8.1}ms {:>13.2}x {:>10.1}ms",
             ms(plan),
             plan.as_secs_f64() / base.as_secs_f64(),
             ms(bare)
@@ -274,13 +275,14 @@ async fn three_layers(
 }
 
 /// Applies `targets` through `connector`, then plans them again `RUNS` times through
-/// `planner` (each plan must be empty): the reads of one plan and the median wall time.
+/// `planner` (each plan must be empty): the reads of one plan, the reads of a drift
+/// check, and the plan's median wall time.
 async fn apply_then_plan(
     connector: &Connector,
     planner: &Connector,
     targets: &[engine::Target],
     units: &strata::units::UnitSet,
-) -> (usize, Duration) {
+) -> (usize, usize, Duration) {
     // A commit, as a run from a checkout or the Action has: apply records it, and a
     // VPC with a recorded commit costs no DNS attribute reads.
     let (plan, observed) = engine::plan(connector, targets, units, None, Some(COMMIT))
@@ -306,7 +308,15 @@ async fn apply_then_plan(
             strata::plan::render::markdown(&plan)
         );
     }
-    (reads, median(times))
+    // A drift check of the same environments, looking for orphans in their region too.
+    let before = planner.metrics().reads();
+    let regions = ["eu-west-1".to_owned()];
+    let report = engine::drift(planner, targets, units, Some(COMMIT), Some(&regions))
+        .await
+        .expect("drift");
+    assert!(!report.has_drift(), "a fresh apply has not drifted");
+    let drift_reads = planner.metrics().reads() - before;
+    (reads, drift_reads, median(times))
 }
 
 /// The slowest of the reads a plan makes, each timed alone (median of runs), and

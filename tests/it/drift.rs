@@ -193,6 +193,30 @@ async fn drift_by_hand_stopped_machines_and_orphans_are_found_and_nothing_is_wri
         .send()
         .await
         .unwrap();
+    // Two data volumes no file declares: one a node of an earlier size of the cluster
+    // kept, one a group's replaced instance left behind (unattached, tagged as the
+    // launch template tags what it launches).
+    for (id, size) in [("volume/7", 5), ("instance", 8)] {
+        let tags = [("strata:environment", "etcd-prod"), ("strata:id", id)];
+        aws.ec2
+            .create_volume()
+            .availability_zone("eu-west-1a")
+            .size(size)
+            .volume_type(aws_sdk_ec2::types::VolumeType::Gp3)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Volume)
+                    .set_tags(Some(
+                        tags.iter()
+                            .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+                            .collect(),
+                    ))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
     let before = s.proxy.writes().len();
     assert_eq!(
         before, writes,
@@ -225,7 +249,30 @@ async fn drift_by_hand_stopped_machines_and_orphans_are_found_and_nothing_is_wri
     let rule = &sg["changes"][0];
     assert_eq!(rule["field"], "ingress");
     assert_eq!(rule["from"], "tcp 9100 from 10.0.0.0/8", "{report}");
-    assert_eq!(orphans(&report), ["etcd-prod sg/left-over"], "{report}");
+    assert_eq!(
+        orphans(&report),
+        [
+            "etcd-prod instance",
+            "etcd-prod sg/left-over",
+            "etcd-prod volume/7"
+        ],
+        "{report}"
+    );
+    let detail = |id: &str| {
+        report["orphans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["id"] == id)
+            .map(|o| o["detail"].as_str().unwrap_or_default().to_owned())
+            .unwrap()
+    };
+    assert_eq!(detail("volume/7"), "5 GiB gp3", "{report}");
+    assert_eq!(
+        detail("instance"),
+        "8 GiB gp3, left behind by a replaced machine",
+        "{report}"
+    );
     // The text says the same.
     let text = s.run(&["drift", "--env", "etcd-prod"], Some(1)).await;
     assert_eq!(text.code, 2, "{}", text.stderr);
