@@ -258,6 +258,58 @@ pub struct Trigger<'a> {
     pub git_ref: &'a str,
 }
 
+/// Where the runner puts what it hands a step: the checkout, the event file, and the
+/// output and summary files, as the process running the step sees them.
+pub struct RunnerPaths {
+    pub workspace: String,
+    pub event: String,
+    pub output: String,
+    pub summary: String,
+}
+
+/// The variables the runner gives a step of `strata action`: `GITHUB_*` for `trigger`,
+/// the token, `INPUT_*` for `inputs`, then the AWS settings `aws`.
+pub fn runner_vars(
+    github: &GitHub,
+    trigger: &Trigger<'_>,
+    paths: &RunnerPaths,
+    inputs: &[(&str, &str)],
+    aws: &[(&'static str, String)],
+) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = [
+        ("GITHUB_ACTIONS", "true".to_owned()),
+        ("GITHUB_EVENT_NAME", trigger.name.to_owned()),
+        ("GITHUB_EVENT_PATH", paths.event.clone()),
+        ("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}")),
+        ("GITHUB_SHA", trigger.sha.to_owned()),
+        ("GITHUB_REF", trigger.git_ref.to_owned()),
+        ("GITHUB_API_URL", github.server.uri()),
+        (
+            "GITHUB_GRAPHQL_URL",
+            format!("{}/graphql", github.server.uri()),
+        ),
+        ("GITHUB_WORKSPACE", paths.workspace.clone()),
+        ("GITHUB_OUTPUT", paths.output.clone()),
+        ("GITHUB_STEP_SUMMARY", paths.summary.clone()),
+        ("GITHUB_SERVER_URL", "https://github.com".to_owned()),
+        ("GITHUB_RUN_ID", "4242".to_owned()),
+        (
+            "INPUT_GITHUB_TOKEN",
+            "ghs_0123456789abcdefTESTTOKEN".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    vars.extend(
+        inputs
+            .iter()
+            .map(|(k, v)| (format!("INPUT_{}", k.to_uppercase()), (*v).to_owned())),
+    );
+    vars.extend(aws.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    vars
+}
+
 /// Runs `strata action` on `repo` for `trigger`, with `inputs` and AWS settings `aws`.
 pub fn run_action(
     repo: &Path,
@@ -269,44 +321,16 @@ pub fn run_action(
     let dir = tempfile::tempdir().unwrap();
     let event_path = dir.path().join("event.json");
     std::fs::write(&event_path, serde_json::to_vec(trigger.payload).unwrap()).unwrap();
-    let Trigger {
-        name: event_name,
-        sha,
-        git_ref,
-        ..
-    } = trigger;
     let output = dir.path().join("output");
     let summary = dir.path().join("summary");
-    let mut vars: Vec<(&str, String)> = vec![
-        ("GITHUB_ACTIONS", "true".to_owned()),
-        ("GITHUB_EVENT_NAME", event_name.to_owned()),
-        ("GITHUB_EVENT_PATH", event_path.display().to_string()),
-        ("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}")),
-        ("GITHUB_SHA", sha.to_owned()),
-        ("GITHUB_REF", git_ref.to_owned()),
-        ("GITHUB_API_URL", github.server.uri()),
-        (
-            "GITHUB_GRAPHQL_URL",
-            format!("{}/graphql", github.server.uri()),
-        ),
-        ("GITHUB_WORKSPACE", repo.display().to_string()),
-        ("GITHUB_OUTPUT", output.display().to_string()),
-        ("GITHUB_STEP_SUMMARY", summary.display().to_string()),
-        ("GITHUB_SERVER_URL", "https://github.com".to_owned()),
-        ("GITHUB_RUN_ID", "4242".to_owned()),
-        (
-            "INPUT_GITHUB_TOKEN",
-            "ghs_0123456789abcdefTESTTOKEN".to_owned(),
-        ),
-    ];
-    let names: Vec<String> = inputs
-        .iter()
-        .map(|(k, _)| format!("INPUT_{}", k.to_uppercase()))
-        .collect();
-    for ((_, v), name) in inputs.iter().zip(&names) {
-        vars.push((name.as_str(), (*v).to_owned()));
-    }
-    vars.extend(aws.iter().map(|(k, v)| (*k, v.clone())));
+    let paths = RunnerPaths {
+        workspace: repo.display().to_string(),
+        event: event_path.display().to_string(),
+        output: output.display().to_string(),
+        summary: summary.display().to_string(),
+    };
+    let vars = runner_vars(github, &trigger, &paths, inputs, aws);
+    let vars: Vec<(&str, String)> = vars.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let out = harness::strata_with(repo, &["action"], &vars);
     ActionRun {
         out,
@@ -316,7 +340,7 @@ pub fn run_action(
 }
 
 /// Parses `name<<DELIM` / value / `DELIM` blocks.
-fn read_outputs(text: &str) -> BTreeMap<String, String> {
+pub fn read_outputs(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut lines = text.lines();
     while let Some(line) = lines.next() {

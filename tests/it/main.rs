@@ -22,6 +22,7 @@ mod github;
 mod group_subnets;
 mod harness;
 mod iam;
+mod image;
 mod images;
 mod invalid;
 mod inventory;
