@@ -289,9 +289,12 @@ async fn apply_then_plan(
         .await
         .expect("plan");
     let mut quiet = |_: &str| {};
-    engine::apply(connector, &plan, &observed, targets, false, &mut quiet)
-        .await
-        .expect("apply");
+    let parallel = usize::from(engine::DEFAULT_PARALLEL);
+    engine::apply(
+        connector, &plan, &observed, targets, false, parallel, &mut quiet,
+    )
+    .await
+    .expect("apply");
     let mut times = Vec::new();
     let mut reads = 0;
     for _ in 0..RUNS {

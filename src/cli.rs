@@ -142,6 +142,9 @@ pub struct ApplyArgs {
     /// lock, `strata/<env>/apply-lock` in Secrets Manager).
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub lock_wait: u64,
+    /// How many environments to apply at once (each one's layers stay in order).
+    #[arg(long, value_name = "N", default_value_t = engine::DEFAULT_PARALLEL, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
 }
 
 /// `strata changes`.
@@ -527,9 +530,9 @@ async fn apply(
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     };
-    let locks = lock::acquire(&connector, &work.targets, &settings, &mut say).await?;
+    let locks = lock::acquire(&connector, &work.targets, &settings, None, &mut say).await?;
     let result = locks
-        .guard(plan_and_apply(&work, &connector, args.allow_destroy, out))
+        .guard(plan_and_apply(&work, &connector, args, out))
         .await;
     if let Err(e) = locks.release().await {
         writeln!(err, "warning: {e}\n  the lock ends with its lease")?;
@@ -541,7 +544,7 @@ async fn apply(
 async fn plan_and_apply(
     work: &Work,
     connector: &Connector,
-    allow_destroy: bool,
+    args: &ApplyArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
     let (plan, observations) = engine::plan(
@@ -562,6 +565,7 @@ async fn plan_and_apply(
             &observations,
             &work.targets,
             false,
+            usize::from(args.parallel),
             &mut |_| {},
         )
         .await?;
@@ -579,7 +583,8 @@ async fn plan_and_apply(
         &plan,
         &observations,
         &work.targets,
-        allow_destroy,
+        args.allow_destroy,
+        usize::from(args.parallel),
         &mut progress,
     )
     .await?;

@@ -6,23 +6,33 @@ use std::time::Duration;
 
 use super::{FailureReason, Run};
 use crate::aws::Connector;
-use crate::aws::lock::{self, LockError, LockSettings, Locks};
+use tokio::sync::Mutex;
+
+use crate::aws::lock::{self, LockError, LockSettings, Locks, Runs};
 use crate::engine::Target;
+use crate::github::client::RunsOf;
 use crate::github::runner::command;
 
-/// Takes the locks of `targets`, waiting up to the `lock_wait` input. On failure the
-/// run is reported (`locked` when another apply holds one) and the error returned.
+/// Takes the locks of `targets`, waiting up to the `lock_wait` input; a lock whose
+/// workflow run GitHub reports as completed is taken at once. On failure the run is
+/// reported (`locked` when another apply holds one) and the error returned.
 pub(super) async fn take(
     run: &mut Run<'_>,
     connector: &Connector,
     targets: &[Target],
 ) -> Result<Locks, String> {
     let settings = LockSettings::from_env(Duration::from_secs(run.inputs.lock_wait));
+    let repository = format!("{}/{}", run.runner.owner, run.runner.repo);
     let mut lines = Vec::new();
-    let taken = lock::acquire(connector, targets, &settings, &mut |line: &str| {
-        lines.push(line.to_owned());
-    })
-    .await;
+    let mut say = |line: &str| lines.push(line.to_owned());
+    let taken = match run.github.as_mut() {
+        Some(github) => {
+            let runs = RunsOf(Mutex::new(github));
+            let runs: (&dyn Runs, &str) = (&runs, &repository);
+            lock::acquire(connector, targets, &settings, Some(runs), &mut say).await
+        }
+        None => lock::acquire(connector, targets, &settings, None, &mut say).await,
+    };
     for line in lines {
         run.say(&line);
     }

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use futures_util::stream::{self, StreamExt};
+
 use super::record::{Outcome, record_document};
 use super::{ALLOW_DESTROY_LABEL, FailureReason, Run};
 use crate::aws::{self, Connector};
@@ -340,8 +342,9 @@ async fn execute_unlocked(
     for name in &approved {
         outcomes.insert(name.clone(), Outcome::NotReached);
     }
-    let mut failed = false;
-    for name in &approved {
+    // Up to `parallel` environments at once; each one's log is a group of its own,
+    // written when it ends, and one that fails stops no other.
+    let applies = approved.iter().map(|name| {
         let subset = only(&plan, name);
         let targets: Vec<Target> = work
             .targets
@@ -349,24 +352,33 @@ async fn execute_unlocked(
             .filter(|t| &t.name == name)
             .cloned()
             .collect();
-        let outcome = apply_one(run, connector, &subset, &observations, &targets, consent).await;
+        let observations = &observations;
+        async move {
+            let (lines, outcome) =
+                apply_one(connector, &subset, observations, &targets, consent).await;
+            (name, lines, outcome)
+        }
+    });
+    let mut applies = stream::iter(applies).buffer_unordered(run.inputs.parallel);
+    let mut failed = false;
+    while let Some((name, lines, outcome)) = applies.next().await {
+        run.say(&command("group", &format!("{name} · apply")));
+        for line in lines {
+            run.say(&line);
+        }
+        run.say("::endgroup::");
         failed |= matches!(outcome, Outcome::Failed { .. });
         outcomes.insert(name.clone(), outcome);
-        if failed {
-            break;
-        }
     }
-    if !failed {
-        record_unchanged(
-            run,
-            connector,
-            &plan,
-            &observations,
-            &work.targets,
-            &outcomes,
-        )
-        .await;
-    }
+    record_unchanged(
+        run,
+        connector,
+        &plan,
+        &observations,
+        &work.targets,
+        &outcomes,
+    )
+    .await;
     let reason = if failed {
         Some(FailureReason::ApplyFailed)
     } else if outcomes
@@ -421,6 +433,7 @@ async fn record_unchanged(
             observations,
             targets,
             false,
+            1,
             &mut |_| {},
         )
         .await
@@ -445,20 +458,14 @@ fn only(plan: &Plan, name: &str) -> Plan {
     )
 }
 
+/// Applies one environment's plan: its log lines and how it ended.
 async fn apply_one(
-    run: &mut Run<'_>,
     connector: &Connector,
     plan: &Plan,
     observations: &Observations,
     targets: &[Target],
     consent: bool,
-) -> Outcome {
-    let name = plan
-        .environments
-        .first()
-        .map(|e| e.name.clone())
-        .unwrap_or_default();
-    run.say(&command("group", &format!("{name} · apply")));
+) -> (Vec<String>, Outcome) {
     let mut lines = Vec::new();
     let result = engine::apply(
         connector,
@@ -466,16 +473,13 @@ async fn apply_one(
         observations,
         targets,
         consent,
+        1,
         &mut |line: &str| {
             lines.push(line.to_owned());
         },
     )
     .await;
-    for line in lines {
-        run.say(&line);
-    }
-    run.say("::endgroup::");
-    match result {
+    let outcome = match result {
         Ok(applied) => Outcome::Applied(applied.done),
         Err(EngineError::NeedsConsent(what)) => Outcome::NeedsConsent(what),
         Err(EngineError::Stopped {
@@ -495,5 +499,6 @@ async fn apply_one(
                 .map(|(e, l, a)| ActionRef::new(&e.name, l.layer, a))
                 .collect(),
         },
-    }
+    };
+    (lines, outcome)
 }

@@ -25,6 +25,13 @@ pub use drift::drift;
 use machines::PendingDiscovery;
 pub use planning::plan;
 
+/// How many environments an apply works on at once unless told otherwise. An
+/// environment's apply mostly waits on AWS (NAT gateways, instances, refreshes), so a
+/// few side by side cost strata little; four keeps one account's request rate (EC2
+/// throttles per account and region) well within what it tolerates beside the other
+/// tools that use it.
+pub const DEFAULT_PARALLEL: u16 = 4;
+
 /// One environment to plan.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -114,6 +121,17 @@ pub enum EngineError {
         /// What went wrong, with a hint.
         message: String,
     },
+    /// An environment's apply stopped at this failure.
+    #[error("environment `{env}`: {source}")]
+    In {
+        /// The environment.
+        env: String,
+        /// The failure.
+        source: Box<EngineError>,
+    },
+    /// Several environments stopped, each at a failure of its own.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<EngineError>),
     /// Apply stopped at a failure; what was done stays done (and tagged).
     #[error(
         "{cause}\n  applied before the failure: {} change{}\n  not applied:\n{}\n  hint: fix the cause and run apply again; it continues from what exists",
@@ -137,6 +155,23 @@ pub enum EngineError {
         .0.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
     )]
     NeedsConsent(Vec<ActionRef>),
+}
+
+impl EngineError {
+    /// This failure, said to be `env`'s unless it names its environment already.
+    fn of_environment(self, env: &str) -> EngineError {
+        match self {
+            EngineError::Image { .. }
+            | EngineError::NotEnoughZones { .. }
+            | EngineError::Render { .. }
+            | EngineError::Discovery { .. }
+            | EngineError::In { .. } => self,
+            other => EngineError::In {
+                env: env.to_owned(),
+                source: Box::new(other),
+            },
+        }
+    }
 }
 
 /// An environment asked for that the repository does not have.

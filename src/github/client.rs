@@ -13,7 +13,9 @@
 use std::time::Duration;
 
 mod issues;
+mod runs;
 pub use issues::Issue;
+pub use runs::{RunAttempt, RunsOf};
 
 use http::{HeaderMap, Method, StatusCode};
 use octocrab::Octocrab;

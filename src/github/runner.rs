@@ -182,6 +182,8 @@ pub struct Inputs {
     pub require_approved_plan: bool,
     /// `lock_wait`: seconds an apply waits for another apply of its environments.
     pub lock_wait: u64,
+    /// `parallel`: how many environments an apply works on at once.
+    pub parallel: usize,
     /// `fail_on_drift`: a drift check that finds drift fails the job.
     pub fail_on_drift: bool,
 }
@@ -228,6 +230,20 @@ impl Inputs {
                 )
             })?,
         };
+        let parallel = match input("parallel") {
+            None => usize::from(crate::engine::DEFAULT_PARALLEL),
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=256).contains(n))
+                .ok_or_else(|| {
+                    contract_error(
+                        "input `parallel`",
+                        format!("`{text}` is not a number of environments from 1 to 256"),
+                        "use a whole number such as 4 (1 applies one environment at a time)",
+                    )
+                })?,
+        };
         Ok(Inputs {
             mode,
             environment: input("environment"),
@@ -237,6 +253,7 @@ impl Inputs {
             comment: flag("comment", true)?,
             require_approved_plan: flag("require_approved_plan", false)?,
             lock_wait,
+            parallel,
             fail_on_drift: flag("fail_on_drift", false)?,
         })
     }

@@ -305,7 +305,28 @@ pub(crate) async fn merge(
     labels: &[&str],
     inputs: &[(&str, &str)],
 ) -> (github::ActionRun, Vec<(String, String)>) {
-    let github = GitHub::start().await;
+    merge_on(
+        &GitHub::start().await,
+        repo,
+        number,
+        head,
+        comment_body,
+        labels,
+        inputs,
+    )
+    .await
+}
+
+/// [`merge`] against `github`, which a test has given answers of its own.
+pub(crate) async fn merge_on(
+    github: &GitHub,
+    repo: &GitRepo,
+    number: u64,
+    head: &str,
+    comment_body: Option<&str>,
+    labels: &[&str],
+    inputs: &[(&str, &str)],
+) -> (github::ActionRun, Vec<(String, String)>) {
     github.pulls_of(head, merged_pull(number, labels)).await;
     let comments = comment_body
         .map(|b| vec![comment(900 + number, BOT_REST, b)])
@@ -316,7 +337,7 @@ pub(crate) async fn merge(
     let event = push_event("0000000000000000000000000000000000000000", head);
     let run = run_action(
         repo.path(),
-        &github,
+        github,
         Trigger {
             name: "push",
             payload: &event,

@@ -65,7 +65,9 @@ async fn a_persistent_fault_names_the_call_the_resource_and_what_was_applied() {
     assert_eq!(failed.code, 1, "{}", failed.stderr);
     let stderr = &failed.stderr;
     assert!(
-        stderr.starts_with("error: creating NAT gateway nat/0: Http503: AWS answered HTTP 503"),
+        stderr.starts_with(
+            "error: environment `rabbitmq-prod`: creating NAT gateway nat/0: Http503: AWS answered HTTP 503"
+        ),
         "{stderr}"
     );
     assert!(

@@ -156,6 +156,7 @@ impl Planned {
             &self.observed,
             &self.targets,
             allow_destroy,
+            usize::from(engine::DEFAULT_PARALLEL),
             progress,
         )
         .await

@@ -196,6 +196,22 @@ impl GitHub {
             .await;
     }
 
+    /// Attempt `attempt` of workflow run `id` is in `status` (GitHub's example).
+    pub async fn run_attempt(&self, id: u64, attempt: u32, status: &str, conclusion: Option<&str>) {
+        let mut run = openapi("workflow-run");
+        run["id"] = json!(id);
+        run["run_attempt"] = json!(attempt);
+        run["status"] = json!(status);
+        run["conclusion"] = json!(conclusion);
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/repos/{OWNER}/{REPO}/actions/runs/{id}/attempts/{attempt}"
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(run))
+            .mount(&self.server)
+            .await;
+    }
+
     /// Editing comment `id` answers with GitHub's example.
     pub async fn accept_update(&self, id: u64) {
         Mock::given(method("PATCH"))

@@ -166,10 +166,10 @@ async fn the_shipped_policies_hold_every_action_strata_calls() {
     let settings = strata::aws::lock::LockSettings {
         wait: std::time::Duration::ZERO,
         lease: std::time::Duration::from_secs(60),
-        holder: "iam test".to_owned(),
+        holder: strata::aws::lock::Holder::this(),
     };
     let targets = scope.targets(&first.iter().collect::<Vec<_>>());
-    let locks = strata::aws::lock::acquire(&connector, &targets, &settings, &mut |_| {})
+    let locks = strata::aws::lock::acquire(&connector, &targets, &settings, None, &mut |_| {})
         .await
         .unwrap();
     scope

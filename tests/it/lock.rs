@@ -6,6 +6,7 @@
 use std::process::Child;
 use std::time::Duration;
 
+use crate::github::GitHub;
 use crate::harness::Output;
 use crate::proxy::{Hold, Proxy};
 use crate::scenario::Scenario;
@@ -23,6 +24,13 @@ async fn finished(child: Child) -> Output {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// The holder a refused apply names: `... is being applied by HOLDER, since ...`.
+fn refused_holder(stderr: &str) -> &str {
+    let from = stderr.find("is being applied by ").expect("a held lock") + 20;
+    let to = from + stderr[from..].find(", since ").expect("since");
+    &stderr[from..to]
 }
 
 #[tokio::test]
@@ -68,9 +76,8 @@ async fn two_applies_started_together_take_turns_and_make_nothing_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_held_lock_names_its_holder_and_a_killed_holder_blocks_only_until_its_lease_ends() {
+async fn a_held_lock_names_its_holder_and_a_killed_holder_on_this_machine_is_taken_over_at_once() {
     let mut s = Scenario::new("rabbitmq-prod").await;
-    s.set_lease(3);
     // The holder stops, lock taken, at its 3rd write (the VPC's DNS), and is killed.
     s.proxy.hold(Hold::After(3));
     let mut holder = s.start(&APPLY);
@@ -108,13 +115,24 @@ async fn a_held_lock_names_its_holder_and_a_killed_holder_blocks_only_until_its_
     holder.kill().expect("SIGKILL");
     let _ = holder.wait();
     s.reconnect();
-    let after = finished(s.start_through(&s.proxy, &APPLY)).await;
+    // Its lease has most of its 300 s to run, but its process is gone: the lock is
+    // taken at once, saying whose claim and why.
+    let mut args = APPLY.to_vec();
+    args.extend(["--lock-wait", "0"]);
+    let after = finished(s.start_through(&s.proxy, &args)).await;
     assert_eq!(after.code, 0, "{}", after.stderr);
     assert!(
-        after.stdout.contains("waiting for the apply of ") && after.stdout.contains(&holder_name),
+        after.stdout.contains(&format!(
+            "rabbitmq-prod: took over the lock from {}",
+            refused_holder(&refused.stderr)
+        )) && after.stdout.contains(&format!(
+            ": its process ({}) on this machine has ended",
+            holder.id()
+        )),
         "{}",
         after.stdout
     );
+    assert!(!after.stdout.contains("waiting for"), "{}", after.stdout);
     let plan = s.run(&["plan", "--detailed-exitcode"], Some(1)).await;
     assert_eq!(plan.code, 0, "{}", plan.stdout);
     s.inventory().await.assert_clean("after the killed holder");
@@ -157,4 +175,78 @@ async fn a_merge_whose_environment_is_being_applied_stops_as_locked_and_applies_
     );
     // The pull request's comment keeps the reviewed plan: nothing is written to it.
     assert_eq!(written, Vec::<(String, String)>::new());
+}
+
+/// A claim on `env`'s lock by attempt 1 of workflow run 41 of the tests' repository,
+/// with most of an hour of lease left, as a run that was cancelled leaves it.
+async fn claimed_by_run_41(env: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claim = serde_json::json!({
+        "holder": "octocat/Hello-World run 41 (attempt 1)",
+        "run": { "repository": "octocat/Hello-World", "id": 41, "attempt": 1 },
+        "since": now,
+        "until": now + 3600,
+    });
+    crate::cloud::put_secret(
+        "eu-west-1",
+        &format!("strata/{env}/apply-lock"),
+        &claim.to_string(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_whose_run_github_reports_completed_is_taken_at_once() {
+    let (repo, _, head) = crate::action::pull_request_repo("action-took-over", 191);
+    claimed_by_run_41("action-took-over").await;
+    let github = GitHub::start().await;
+    github
+        .run_attempt(41, 1, "completed", Some("cancelled"))
+        .await;
+    let (run, _) =
+        crate::action::merge_on(&github, &repo, 22, &head, None, &[], &[("lock_wait", "0")]).await;
+    assert_eq!(run.out.code, 0, "{}", run.out.stdout);
+    assert!(
+        run.out.stdout.contains(
+            "action-took-over: took over the lock from octocat/Hello-World run 41 (attempt 1) (since "
+        ) && run
+            .out
+            .stdout
+            .contains("): GitHub reports run 41 (attempt 1) as completed"),
+        "{}",
+        run.out.stdout
+    );
+    assert_eq!(
+        crate::action::vpc_commit("action-took-over").await,
+        Some(Some(head.clone())),
+        "applied"
+    );
+    let asked: Vec<String> = github
+        .requests()
+        .await
+        .into_iter()
+        .filter(|(_, p, _)| p.contains("/actions/runs/"))
+        .map(|(m, p, _)| format!("{m} {p}"))
+        .collect();
+    assert_eq!(
+        asked,
+        ["GET /repos/octocat/Hello-World/actions/runs/41/attempts/1"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_whose_run_is_still_in_progress_stays_held() {
+    let (repo, _, head) = crate::action::pull_request_repo("action-run-going", 192);
+    claimed_by_run_41("action-run-going").await;
+    let github = GitHub::start().await;
+    github.run_attempt(41, 1, "in_progress", None).await;
+    let (run, _) =
+        crate::action::merge_on(&github, &repo, 23, &head, None, &[], &[("lock_wait", "0")]).await;
+    assert_eq!(run.out.code, 1, "{}", run.out.stdout);
+    assert_eq!(run.outputs["failure_reason"], "locked");
+    assert!(!run.out.stdout.contains("took over"), "{}", run.out.stdout);
+    assert_eq!(crate::action::vpc_commit("action-run-going").await, None);
 }

@@ -30,6 +30,7 @@ mod issues;
 mod lock;
 mod merge_queue;
 mod network;
+mod parallel;
 mod proxy;
 mod rate_limit;
 mod render;

@@ -59,6 +59,9 @@ pub enum Requests {
     EveryNth(usize),
     /// Every request of this operation.
     Operation(String),
+    /// Every request of this operation whose body holds this text (one environment's
+    /// CIDR, say): a fault of one environment among several.
+    Carrying(String, String),
 }
 
 /// Where the held write stops.
@@ -228,7 +231,7 @@ enum Verdict {
     Hold { forward: bool },
 }
 
-fn decide(shared: &Shared, operation: &str) -> Verdict {
+fn decide(shared: &Shared, operation: &str, body: &[u8]) -> Verdict {
     let mut state = shared.state.lock().expect("proxy state");
     let mut call = Call {
         operation: operation.to_owned(),
@@ -260,6 +263,9 @@ fn decide(shared: &Shared, operation: &str) -> Verdict {
         let hit = match which {
             Requests::EveryNth(n) => number.is_multiple_of(*n),
             Requests::Operation(op) => op == operation,
+            Requests::Carrying(op, text) => {
+                op == operation && memchr::memmem::find(body, text.as_bytes()).is_some()
+            }
         };
         if hit {
             let next = faults[0];
@@ -284,7 +290,7 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
         return;
     };
     let operation = request.operation();
-    match decide(&shared, &operation) {
+    match decide(&shared, &operation, &request.body) {
         Verdict::Forward => {
             if let Some(answer) = forward(&shared, &request).await {
                 let _ = client.write_all(&answer).await;

@@ -14,10 +14,17 @@
 //!   says otherwise), and the holder renews it every third of a lease the same way.
 //!   A holder that was killed stops renewing, and its lock is free once the lease
 //!   ends: nothing blocks forever.
+//! - **Taking it from a holder that is gone.** The claim records its holder's process
+//!   and workflow run ([`holder`]). When that process was on this machine and has
+//!   ended, or GitHub reports that run's attempt as completed (a cancelled run
+//!   included), the lock is taken at once, the same way, and the taker says whose
+//!   claim it took and why.
 //! - **Losing it.** A holder that cannot renew (its claim replaced, or the lease over)
 //!   stops its apply. An apply stopped anywhere converges when run again.
 //! - **Releasing it.** The holder writes a released claim the same way. The secret
 //!   stays: a secret's name is not free again at once after it is deleted.
+
+mod holder;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +34,7 @@ use tokio::sync::watch;
 use super::{Aws, AwsError, Connector, error, unless};
 use crate::config::names;
 use crate::engine::Target;
+pub use holder::{Holder, Runs, WorkflowRun};
 
 /// The label a new claim is written under before it becomes `AWSCURRENT`.
 const CLAIM_STAGE: &str = "strata-claim";
@@ -36,7 +44,8 @@ const CURRENT: &str = "AWSCURRENT";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Claim {
     /// Who holds it: a workflow run, or a user on a machine; empty when released.
-    holder: String,
+    #[serde(flatten)]
+    holder: Holder,
     /// When it was taken, in seconds since the epoch.
     since: u64,
     /// When it ends unless renewed (0: released).
@@ -45,7 +54,7 @@ struct Claim {
 
 impl Claim {
     fn is_held_at(&self, now: u64) -> bool {
-        !self.holder.is_empty() && self.until > now
+        !self.holder.name.is_empty() && self.until > now
     }
 }
 
@@ -56,41 +65,23 @@ pub struct LockSettings {
     pub wait: Duration,
     /// How long a claim lasts unless renewed.
     pub lease: Duration,
-    /// This run, as others are told: `octo/infra run 42 (attempt 1)`.
-    pub holder: String,
+    /// This run, as others are told (`octo/infra run 42 (attempt 1)`) and can check.
+    pub holder: Holder,
 }
 
 impl LockSettings {
     /// Waits up to `wait`; the lease from `STRATA_LOCK_LEASE_SECONDS` (default 300);
-    /// the holder named from the GitHub run (`GITHUB_REPOSITORY`, `GITHUB_RUN_ID`,
-    /// `GITHUB_RUN_ATTEMPT`) or else the user, the machine and the process.
+    /// the holder is this process and its workflow run ([`Holder::this`]).
     pub fn from_env(wait: Duration) -> LockSettings {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let lease = var("STRATA_LOCK_LEASE_SECONDS")
+        let lease = std::env::var("STRATA_LOCK_LEASE_SECONDS")
+            .ok()
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|s| *s > 0)
             .unwrap_or(300);
-        let holder = match (var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID")) {
-            (Some(repo), Some(run)) => format!(
-                "{repo} run {run} (attempt {})",
-                var("GITHUB_RUN_ATTEMPT").unwrap_or_else(|| "1".to_owned())
-            ),
-            _ => format!(
-                "{}@{} (pid {})",
-                var("USER").unwrap_or_else(|| "someone".to_owned()),
-                std::fs::read_to_string("/etc/hostname")
-                    .ok()
-                    .map(|h| h.trim().to_owned())
-                    .filter(|h| !h.is_empty())
-                    .or_else(|| var("HOSTNAME"))
-                    .unwrap_or_else(|| "a machine".to_owned()),
-                std::process::id()
-            ),
-        };
         LockSettings {
             wait,
             lease: Duration::from_secs(lease),
-            holder,
+            holder: Holder::this(),
         }
     }
 
@@ -198,11 +189,14 @@ fn version_token(env: &str) -> String {
 
 /// Takes the lock of every environment in `targets` (in name order, so two applies
 /// of overlapping sets cannot wait on each other), waiting up to `settings.wait` for
-/// each. `progress` hears when strata waits and for whom.
+/// each; a lock whose holder is provably gone is taken at once. `runs` asks GitHub
+/// about workflow runs of the repository it names. `progress` hears when strata waits
+/// and for whom, and whose claim it took.
 pub async fn acquire(
     connector: &Connector,
     targets: &[Target],
     settings: &LockSettings,
+    runs: Option<(&dyn Runs, &str)>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Locks, LockError> {
     let mut envs: Vec<(&str, &str)> = targets
@@ -214,7 +208,7 @@ pub async fn acquire(
     let mut held = Vec::new();
     for (env, region) in envs {
         let aws = connector.connect(region);
-        match take(&aws, env, settings, progress).await {
+        match take(&aws, env, settings, runs, progress).await {
             Ok(h) => held.push(h),
             Err(e) => {
                 for h in held {
@@ -239,6 +233,7 @@ async fn take(
     aws: &Aws,
     env: &str,
     settings: &LockSettings,
+    runs: Option<(&dyn Runs, &str)>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Held, LockError> {
     let secret = names::apply_lock_secret(env);
@@ -258,8 +253,20 @@ async fn take(
                 None => continue,
             }
         };
-        if !current.is_held_at(now()) {
+        let gone = if current.is_held_at(now()) {
+            current.holder.gone(runs, progress).await
+        } else {
+            None
+        };
+        if !current.is_held_at(now()) || gone.is_some() {
             if let Some(version) = swap(aws, env, &secret, &version, &claim).await? {
+                if let Some(why) = gone {
+                    progress(&format!(
+                        "{env}: took over the lock from {} (since {}): {why}",
+                        current.holder.name,
+                        date(current.since)
+                    ));
+                }
                 return Ok(held(aws, env, &secret, version, claim));
             }
             // Another apply took it first; look again.
@@ -269,7 +276,7 @@ async fn take(
         if waited >= settings.wait {
             return Err(LockError::Held {
                 env: env.to_owned(),
-                holder: current.holder,
+                holder: current.holder.name,
                 since: date(current.since),
                 until: date(current.until),
                 secret,
@@ -277,14 +284,14 @@ async fn take(
                 waited: waited.as_secs(),
             });
         }
-        if told.as_ref() != Some(&current.holder) {
+        if told.as_ref() != Some(&current.holder.name) {
             progress(&format!(
                 "{env}: waiting for the apply of {} (since {}) to end, up to {} s",
-                current.holder,
+                current.holder.name,
                 date(current.since),
                 settings.wait.as_secs()
             ));
-            told = Some(current.holder.clone());
+            told = Some(current.holder.name.clone());
         }
         tokio::time::sleep(settings.poll().min(settings.wait - waited)).await;
     }
@@ -463,7 +470,7 @@ impl Locks {
 
 async fn release_one(h: &Held) -> Result<(), AwsError> {
     let released = Claim {
-        holder: String::new(),
+        holder: Holder::default(),
         since: h.claim.since,
         until: 0,
     };
@@ -479,14 +486,17 @@ mod tests {
     #[test]
     fn a_claim_is_held_until_its_lease_ends_or_it_is_released() {
         let claim = Claim {
-            holder: "octo/infra run 7 (attempt 1)".to_owned(),
+            holder: Holder {
+                name: "octo/infra run 7 (attempt 1)".to_owned(),
+                ..Holder::default()
+            },
             since: 100,
             until: 400,
         };
         assert!(claim.is_held_at(399));
         assert!(!claim.is_held_at(400));
         let released = Claim {
-            holder: String::new(),
+            holder: Holder::default(),
             until: 0,
             ..claim
         };
@@ -498,7 +508,7 @@ mod tests {
         let settings = |lease| LockSettings {
             wait: Duration::from_secs(60),
             lease: Duration::from_secs(lease),
-            holder: "me".to_owned(),
+            holder: Holder::default(),
         };
         assert_eq!(settings(2).poll(), Duration::from_secs(1));
         assert_eq!(settings(12).poll(), Duration::from_secs(3));

@@ -1,0 +1,95 @@
+//! Environments are independent: an apply works on several side by side
+//! (`--parallel`), and one that fails stops no other; the next run converges.
+
+use crate::action::environment;
+use crate::harness::{GitRepo, Output};
+use crate::proxy::{Fault, Proxy, Requests};
+
+/// Runs the binary on `repo` through `proxy` (no SDK retries), off the runtime that
+/// serves the proxy.
+async fn run(repo: &GitRepo, proxy: &Proxy, args: &[&str]) -> Output {
+    let path = repo.path().to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let vars = proxy.binary_vars(Some(1));
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::harness::strata_with(&path, &args, &vars)
+    })
+    .await
+    .expect("the run finishes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_environment_failing_at_apply_stops_no_other_and_the_next_run_converges() {
+    let proxy = Proxy::new(&crate::cloud::Cloud::new().account);
+    let repo = GitRepo::new();
+    for (name, octet) in [("par-a", 193), ("par-b", 194), ("par-c", 195)] {
+        repo.write(
+            &format!("environments/{name}.yaml"),
+            environment(octet, &[22]),
+        );
+    }
+    repo.commit("three environments");
+    // AWS refuses par-b's subnet, and only par-b's.
+    proxy.inject(
+        Requests::Carrying("CreateSubnet".to_owned(), "10.194.".to_owned()),
+        &[Fault::Status(400)],
+    );
+    let failed = run(&repo, &proxy, &["apply", "--parallel", "3"]).await;
+    assert_eq!(failed.code, 1, "{}\n{}", failed.stdout, failed.stderr);
+    for name in ["par-a", "par-c"] {
+        assert!(
+            failed
+                .stdout
+                .contains(&format!("{name}: + create security group sg/web")),
+            "{}",
+            failed.stdout
+        );
+    }
+    assert!(
+        failed
+            .stderr
+            .starts_with("error: environment `par-b`: creating subnet subnet/private/0: "),
+        "{}",
+        failed.stderr
+    );
+    // par-a's and par-c's 4 resources each, and par-b's VPC.
+    assert!(
+        failed
+            .stderr
+            .contains("applied before the failure: 9 changes\n"),
+        "{}",
+        failed.stderr
+    );
+    let not_applied = &failed.stderr[failed.stderr.find("not applied:").unwrap()..];
+    assert!(not_applied.contains("par-b"), "{}", failed.stderr);
+    assert!(
+        !not_applied.contains("par-a") && !not_applied.contains("par-c"),
+        "{}",
+        failed.stderr
+    );
+    // The others are whole; par-b still has its work to do.
+    for (name, code) in [("par-a", 0), ("par-b", 2), ("par-c", 0)] {
+        let plan = run(
+            &repo,
+            &proxy,
+            &["plan", "--env", name, "--detailed-exitcode"],
+        )
+        .await;
+        assert_eq!(plan.code, code, "{name}: {}{}", plan.stdout, plan.stderr);
+    }
+
+    proxy.heal();
+    let healed = run(&repo, &proxy, &["apply"]).await;
+    assert_eq!(healed.code, 0, "{}\n{}", healed.stdout, healed.stderr);
+    assert!(
+        healed
+            .stdout
+            .contains("par-b: + create subnet subnet/private/0"),
+        "{}",
+        healed.stdout
+    );
+    assert!(!healed.stdout.contains("par-a: +"), "{}", healed.stdout);
+    let plan = run(&repo, &proxy, &["plan", "--detailed-exitcode"]).await;
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+}
