@@ -311,13 +311,13 @@ async fn apply_then_plan(
             strata::plan::render::markdown(&plan)
         );
     }
-    // A drift check of the same environments, looking for orphans in their region too.
+    // A drift check of the same environments, looking for orphans in their region too
+    // (an earlier pass's environments are orphans to this one: only the reads count).
     let before = planner.metrics().reads();
     let regions = ["eu-west-1".to_owned()];
-    let report = engine::drift(planner, targets, units, Some(COMMIT), Some(&regions))
+    engine::drift(planner, targets, units, Some(COMMIT), Some(&regions))
         .await
         .expect("drift");
-    assert!(!report.has_drift(), "a fresh apply has not drifted");
     let drift_reads = planner.metrics().reads() - before;
     (reads, drift_reads, median(times))
 }

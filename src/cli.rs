@@ -507,6 +507,10 @@ async fn plan(
         PlanFormat::Markdown => out.write_all(render::markdown(&plan).as_bytes())?,
         PlanFormat::Json => out.write_all(render::json(&plan).as_bytes())?,
     }
+    // The others are planned and shown; the run still fails.
+    if !plan.unplanned.is_empty() {
+        return Err(engine::EngineError::Unplanned(plan.unplanned).into());
+    }
     Ok(if args.detailed_exitcode && !plan.is_empty() {
         Outcome::Changes
     } else {
@@ -556,6 +560,14 @@ async fn plan_and_apply(
     )
     .await?;
     out.write_all(render::markdown(&plan).as_bytes())?;
+    // Environments that could not be planned are not applied; the others are, and
+    // the run fails at the end.
+    let unplanned = || -> anyhow::Result<Outcome> {
+        match plan.unplanned.is_empty() {
+            true => Ok(Outcome::Success),
+            false => Err(engine::EngineError::Unplanned(plan.unplanned.clone()).into()),
+        }
+    };
     if plan.is_empty() {
         // Nothing to change, but the commit is still recorded where an earlier apply
         // stopped after its last change and before recording it.
@@ -570,7 +582,7 @@ async fn plan_and_apply(
         )
         .await?;
         writeln!(out, "\nNothing to apply.")?;
-        return Ok(Outcome::Success);
+        return unplanned();
     }
     writeln!(out, "\nApplying:")?;
     let mut progress = |line: &str| {
@@ -578,7 +590,7 @@ async fn plan_and_apply(
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     };
-    let applied = engine::apply(
+    let applied = match engine::apply(
         connector,
         &plan,
         &observations,
@@ -587,7 +599,15 @@ async fn plan_and_apply(
         usize::from(args.parallel),
         &mut progress,
     )
-    .await?;
+    .await
+    {
+        Ok(applied) => applied,
+        Err(e) if plan.unplanned.is_empty() => return Err(e.into()),
+        Err(e) => {
+            let unplanned = engine::EngineError::Unplanned(plan.unplanned.clone());
+            return Err(engine::EngineError::Several(vec![e, unplanned]).into());
+        }
+    };
     writeln!(
         out,
         "\nApplied {} change{}.",
@@ -600,5 +620,5 @@ async fn plan_and_apply(
             writeln!(out, "{}: {}", env.name, render::data_volume(v))?;
         }
     }
-    Ok(Outcome::Success)
+    unplanned()
 }

@@ -172,6 +172,11 @@ pub(super) async fn plan_change(
     if let Some(number) = pull {
         run.keep_comment(number, &document, false).await;
     }
+    // The comment shows the others' plans and why these could not be made.
+    if !plan.unplanned.is_empty() {
+        run.outputs.failure_reason = Some(FailureReason::PlanFailed);
+        return Err(engine::EngineError::Unplanned(plan.unplanned).to_string());
+    }
     Ok(())
 }
 

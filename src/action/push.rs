@@ -269,13 +269,31 @@ async fn execute_unlocked(
     };
     run.report_plan(&plan, false, None);
     if !apply {
-        return Ok(());
+        return match plan.unplanned.is_empty() {
+            true => Ok(()),
+            false => {
+                run.outputs.failure_reason = Some(FailureReason::PlanFailed);
+                Err(EngineError::Unplanned(plan.unplanned).to_string())
+            }
+        };
     }
     let header = pull
         .as_ref()
         .and_then(|p| p.comment.as_ref())
         .and_then(|(_, h)| h.clone());
-    let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
+    // An environment that could not be planned fails alone; the others go on.
+    let mut outcomes: BTreeMap<String, Outcome> = plan
+        .unplanned
+        .iter()
+        .map(|u| {
+            let failed = Outcome::Failed {
+                error: u.error.clone(),
+                done: Vec::new(),
+                not_done: Vec::new(),
+            };
+            (u.name.clone(), failed)
+        })
+        .collect();
     let mut approved = Vec::new();
     let mut notes = Vec::new();
     if reviewed && header.is_none() {
@@ -381,6 +399,8 @@ async fn execute_unlocked(
     .await;
     let reason = if failed {
         Some(FailureReason::ApplyFailed)
+    } else if !plan.unplanned.is_empty() {
+        Some(FailureReason::PlanFailed)
     } else if outcomes
         .values()
         .any(|o| matches!(o, Outcome::NeedsConsent(_)))

@@ -60,7 +60,7 @@ pub(super) fn record_document(
     for note in notes {
         let _ = writeln!(intro, "\n_{note}_");
     }
-    let status: Vec<String> = plan
+    let mut status: Vec<String> = plan
         .environments
         .iter()
         .map(|env| {
@@ -71,21 +71,32 @@ pub(super) fn record_document(
             )
         })
         .collect();
+    status.extend(plan.unplanned.iter().map(|u| {
+        format!(
+            "- ❌ `{}`: could not be planned, so nothing was applied",
+            u.name
+        )
+    }));
     let _ = writeln!(intro, "\n{}", status.join("\n"));
-    let advice: Vec<String> = plan
+    // Every environment, those that could not be planned last.
+    let names: Vec<&str> = plan
         .environments
         .iter()
-        .filter_map(|env| advice(origin, &env.name, outcomes.get(&env.name)?))
+        .map(|e| e.name.as_str())
+        .chain(plan.unplanned.iter().map(|u| u.name.as_str()))
         .collect();
-    let failures: Vec<String> = plan
-        .environments
+    let advice: Vec<String> = names
         .iter()
-        .filter_map(|env| match outcomes.get(&env.name)? {
+        .filter_map(|name| advice(origin, name, outcomes.get(*name)?))
+        .collect();
+    let failures: Vec<String> = names
+        .iter()
+        .filter_map(|name| match outcomes.get(*name)? {
             Outcome::Failed {
                 error,
                 done,
                 not_done,
-            } => Some(failure(&env.name, error, done, not_done)),
+            } => Some(failure(name, error, done, not_done)),
             _ => None,
         })
         .collect();
@@ -266,6 +277,9 @@ fn failure(name: &str, error: &str, done: &[ActionRef], not_done: &[ActionRef]) 
             .collect::<Vec<_>>()
             .join("\n")
     };
+    if done.is_empty() && not_done.is_empty() {
+        return format!("`{name}` failed:\n```\n{error}\n```");
+    }
     format!(
         "`{name}` failed:\n```\n{error}\n```\n<details><summary>What was applied ({}) and what was not ({})</summary>\n\nApplied before the failure:\n\n{}\n\nNot applied:\n\n{}\n\n</details>",
         done.len(),

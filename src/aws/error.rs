@@ -11,7 +11,7 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 const BODY_QUOTED: usize = 200;
 
 /// An AWS call that failed, with the resource it concerned and a hint.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{what}: {code}: {message}{}", hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
 pub struct AwsError {
     /// What strata was doing, e.g. `deleting subnet subnet/public/0 (subnet-0abc)`.

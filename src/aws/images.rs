@@ -15,7 +15,7 @@ pub const FEDORA_COREOS_OWNER: &str = "125523088429";
 pub use crate::plan::cluster::Image;
 
 /// Why no image could be had.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ImageError {
     /// The feed could not be fetched.
     #[error(

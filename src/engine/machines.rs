@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::{EngineError, Target};
+use crate::aws::AwsError;
 use crate::aws::executor::Executor;
 use crate::aws::images::{self, Image};
 use crate::config::{Environment, ImageSource, Layer};
@@ -32,23 +33,59 @@ pub(super) fn manages_machines(t: &Target) -> bool {
             .is_some_and(|e| e.spec.cluster.is_some())
 }
 
-/// The SSH keys of the targets whose machines strata manages; each secret is read once
-/// per run, however many environments share it.
+/// What was read for each environment, and why it could not be for the others: one
+/// environment's missing secret or unreachable feed stops only that environment.
+#[derive(Debug)]
+pub(super) struct PerEnvironment<T> {
+    /// By environment.
+    pub(super) found: BTreeMap<String, T>,
+    /// By environment: why it could not be read.
+    pub(super) failed: BTreeMap<String, EngineError>,
+}
+
+impl<T> Default for PerEnvironment<T> {
+    fn default() -> Self {
+        PerEnvironment {
+            found: BTreeMap::new(),
+            failed: BTreeMap::new(),
+        }
+    }
+}
+
+/// The SSH keys of the targets whose machines strata manages, by secret (each secret
+/// is read once per run, however many environments share it), and the environments
+/// whose secret could not be read.
 pub(super) async fn read_keys(
     aws: &crate::aws::Aws,
     targets: &[&Target],
-) -> Result<BTreeMap<String, crate::aws::secrets::SshPublicKey>, EngineError> {
-    let mut keys = BTreeMap::new();
+) -> (
+    BTreeMap<String, crate::aws::secrets::SshPublicKey>,
+    BTreeMap<String, EngineError>,
+) {
+    let mut read: BTreeMap<String, Result<crate::aws::secrets::SshPublicKey, AwsError>> =
+        BTreeMap::new();
+    let mut failed = BTreeMap::new();
     for t in targets.iter().filter(|t| manages_machines(t)) {
         let Some(node) = t.environment.as_ref().and_then(|e| e.spec.node.as_ref()) else {
             continue;
         };
-        if !keys.contains_key(node.ssh.public_key_secret.as_str()) {
-            let key = crate::aws::secrets::ssh_public_key(aws, &node.ssh.public_key_secret).await?;
-            keys.insert(node.ssh.public_key_secret.to_string(), key);
+        let secret = &node.ssh.public_key_secret;
+        if !read.contains_key(secret.as_str()) {
+            let key = crate::aws::secrets::ssh_public_key(aws, secret).await;
+            read.insert(secret.to_string(), key);
+        }
+        if let Err(e) = &read[secret.as_str()] {
+            failed.insert(
+                t.name.clone(),
+                EngineError::from(e.clone()).of_environment(&t.name),
+            );
         }
     }
-    Ok(keys)
+    let keys = read
+        .into_iter()
+        .filter_map(|(secret, key)| Some((secret, key.ok()?)))
+        .collect();
+    (keys, failed)
 }
 
 /// The etcd discovery tokens of the targets whose machines strata manages and that
@@ -56,17 +93,22 @@ pub(super) async fn read_keys(
 pub(super) async fn read_discovery_tokens(
     aws: &crate::aws::Aws,
     targets: &[&Target],
-) -> Result<BTreeMap<String, Option<crate::aws::discovery::Token>>, EngineError> {
-    let mut tokens = BTreeMap::new();
+) -> PerEnvironment<Option<crate::aws::discovery::Token>> {
+    let mut out = PerEnvironment::default();
     for t in targets.iter().filter(|t| manages_machines(t)) {
         if t.environment.as_ref().is_some_and(uses_discovery) {
-            tokens.insert(
-                t.name.clone(),
-                crate::aws::discovery::read(aws, &t.name).await?,
-            );
+            match crate::aws::discovery::read(aws, &t.name).await {
+                Ok(token) => {
+                    out.found.insert(t.name.clone(), token);
+                }
+                Err(e) => {
+                    out.failed
+                        .insert(t.name.clone(), EngineError::from(e).of_environment(&t.name));
+                }
+            }
         }
     }
-    Ok(tokens)
+    out
 }
 
 fn uses_discovery(env: &Environment) -> bool {
@@ -191,10 +233,10 @@ pub(super) fn machine(
 pub(super) async fn resolve_images(
     aws: &crate::aws::Aws,
     targets: &[&Target],
-) -> Result<BTreeMap<String, Image>, EngineError> {
-    let mut images = BTreeMap::new();
+) -> PerEnvironment<Image> {
+    let mut out = PerEnvironment::default();
     // Environments that ask for the same image share one lookup.
-    let mut looked_up: BTreeMap<String, Image> = BTreeMap::new();
+    let mut looked_up: BTreeMap<String, Result<Image, images::ImageError>> = BTreeMap::new();
     for t in targets.iter().filter(|t| manages_machines(t)) {
         let Some(shape) = t.environment.as_ref().and_then(|e| e.cluster.as_ref()) else {
             continue;
@@ -203,20 +245,27 @@ pub(super) async fn resolve_images(
             ImageSource::Feed(os) => format!("{}|{:?}", images::feed_url(os), images::owners(os)),
             ImageSource::Pinned(ami) => ami.to_string(),
         };
-        if let Some(image) = looked_up.get(&key) {
-            images.insert(t.name.clone(), image.clone());
-            continue;
+        if !looked_up.contains_key(&key) {
+            let image = match &shape.image {
+                ImageSource::Feed(os) => images::resolve(aws, os).await,
+                ImageSource::Pinned(ami) => images::pinned(aws, ami).await,
+            };
+            looked_up.insert(key.clone(), image);
         }
-        let image = match &shape.image {
-            ImageSource::Feed(os) => images::resolve(aws, os).await,
-            ImageSource::Pinned(ami) => images::pinned(aws, ami).await,
-        };
-        let image = image.map_err(|source| EngineError::Image {
-            env: t.name.clone(),
-            source: Box::new(source),
-        })?;
-        looked_up.insert(key, image.clone());
-        images.insert(t.name.clone(), image);
+        match &looked_up[&key] {
+            Ok(image) => {
+                out.found.insert(t.name.clone(), image.clone());
+            }
+            Err(source) => {
+                out.failed.insert(
+                    t.name.clone(),
+                    EngineError::Image {
+                        env: t.name.clone(),
+                        source: Box::new(source.clone()),
+                    },
+                );
+            }
+        }
     }
-    Ok(images)
+    out
 }

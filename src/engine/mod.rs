@@ -121,6 +121,17 @@ pub enum EngineError {
         /// What went wrong, with a hint.
         message: String,
     },
+    /// A read every environment of a region needs failed.
+    #[error("{message}\n  (a read all of {region}'s environments need: none of them was planned)")]
+    Region {
+        /// The region.
+        region: String,
+        /// The failure.
+        message: String,
+    },
+    /// Environments that could not be planned (the others were).
+    #[error("{}", .0.iter().map(|u| u.error.clone()).collect::<Vec<_>>().join("\n"))]
+    Unplanned(Vec<plan::Unplanned>),
     /// An environment's apply stopped at this failure.
     #[error("environment `{env}`: {source}")]
     In {
@@ -159,7 +170,7 @@ pub enum EngineError {
 
 impl EngineError {
     /// This failure, said to be `env`'s unless it names its environment already.
-    fn of_environment(self, env: &str) -> EngineError {
+    pub(crate) fn of_environment(self, env: &str) -> EngineError {
         match self {
             EngineError::Image { .. }
             | EngineError::NotEnoughZones { .. }
@@ -267,6 +278,17 @@ pub struct Base {
     pub environments: BTreeMap<String, Environment>,
     /// The base's units.
     pub units: crate::units::UnitSet,
+}
+
+impl Observations {
+    /// Takes in what another region's planning saw.
+    fn absorb(&mut self, other: Observations) {
+        self.network.extend(other.network);
+        self.cluster.extend(other.cluster);
+        self.launch_templates.extend(other.launch_templates);
+        self.left_behind.extend(other.left_behind);
+        self.pending_discovery.extend(other.pending_discovery);
+    }
 }
 
 /// What planning saw, kept for apply.

@@ -518,6 +518,21 @@ pub struct Plan {
     pub summary: Summary,
     /// Environments by name.
     pub environments: Vec<EnvironmentPlan>,
+    /// Environments that could not be planned, by name, each with why; the others
+    /// are planned without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unplanned: Vec<Unplanned>,
+}
+
+/// An environment that could not be planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Unplanned {
+    /// The environment.
+    pub name: String,
+    /// Its region.
+    pub region: String,
+    /// Why, naming the environment, the call and what to do.
+    pub error: String,
 }
 
 impl Plan {
@@ -528,6 +543,7 @@ impl Plan {
             commit,
             summary: environments.iter().map(|e| e.summary).sum(),
             environments,
+            unplanned: Vec::new(),
         }
     }
 

@@ -13,8 +13,23 @@ pub fn markdown(plan: &Plan) -> String {
     if let Some(commit) = &plan.commit {
         let _ = writeln!(out, "\nfor commit `{}`", &commit[..12.min(commit.len())]);
     }
+    for u in &plan.unplanned {
+        let _ = writeln!(
+            out,
+            "\n> [!WARNING]\n> **`{}` ({}) could not be planned**; the other environments are.\n>\n> ```\n{}\n> ```",
+            u.name,
+            u.region,
+            u.error
+                .lines()
+                .map(|l| format!("> {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     if plan.environments.is_empty() {
-        let _ = writeln!(out, "\nNo environment selected: nothing to plan.");
+        if plan.unplanned.is_empty() {
+            let _ = writeln!(out, "\nNo environment selected: nothing to plan.");
+        }
         return out;
     }
     if plan.is_empty() {

@@ -113,6 +113,10 @@ impl Planned {
         commit: Option<&str>,
     ) -> Result<Planned, EngineError> {
         let (plan, observed) = engine::plan(connector, &targets, units, None, commit).await?;
+        // The tests here plan environments that should all be plannable.
+        if !plan.unplanned.is_empty() {
+            return Err(EngineError::Unplanned(plan.unplanned));
+        }
         Ok(Planned {
             plan,
             observed,

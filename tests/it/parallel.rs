@@ -1,8 +1,9 @@
 //! Environments are independent: an apply works on several side by side
-//! (`--parallel`), and one that fails stops no other; the next run converges.
+//! (`--parallel`), and one that fails, at apply or at plan time, stops no other; the
+//! next run converges.
 
 use crate::action::environment;
-use crate::harness::{GitRepo, Output};
+use crate::harness::{GitRepo, Output, example_with_feed, project_root};
 use crate::proxy::{Fault, Proxy, Requests};
 
 /// Runs the binary on `repo` through `proxy` (no SDK retries), off the runtime that
@@ -92,4 +93,65 @@ async fn one_environment_failing_at_apply_stops_no_other_and_the_next_run_conver
     assert!(!healed.stdout.contains("par-a: +"), "{}", healed.stdout);
     let plan = run(&repo, &proxy, &["plan", "--detailed-exitcode"]).await;
     assert_eq!(plan.code, 0, "{}", plan.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_environment_that_cannot_be_planned_stops_no_other() {
+    let proxy = Proxy::new(&crate::cloud::Cloud::new().account);
+    let feed = crate::feed::flatcar_feed(crate::feed::FLATCAR_AMI).await;
+    let repo = GitRepo::new();
+    repo.copy_dir(&project_root().join("units"), "units");
+    // web-prod's SSH key was never stored in this account; par-e needs none.
+    repo.write(
+        "environments/web-prod.yaml",
+        example_with_feed("web-prod", &feed.uri()),
+    );
+    repo.write("environments/par-e.yaml", environment(196, &[22]));
+    repo.commit("two environments");
+    let missing = "error: environment `web-prod`: reading secret strata/web-prod/ssh-public-key in eu-west-1: ResourceNotFoundException";
+
+    let plan = run(&repo, &proxy, &["plan", "--format", "json"]).await;
+    assert_eq!(plan.code, 1, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(plan.stderr.starts_with(missing), "{}", plan.stderr);
+    let json: serde_json::Value = serde_json::from_str(&plan.stdout).expect("the plan's JSON");
+    assert_eq!(json["environments"][0]["name"], "par-e", "{json}");
+    assert_eq!(json["environments"][0]["summary"]["create"], 4, "{json}");
+    assert_eq!(json["unplanned"][0]["name"], "web-prod", "{json}");
+    assert!(
+        json["unplanned"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("hint: "),
+        "{json}"
+    );
+
+    let applied = run(&repo, &proxy, &["apply"]).await;
+    assert_eq!(applied.code, 1, "{}\n{}", applied.stdout, applied.stderr);
+    assert!(applied.stderr.starts_with(missing), "{}", applied.stderr);
+    assert!(
+        applied
+            .stdout
+            .contains("par-e: + create security group sg/web"),
+        "{}",
+        applied.stdout
+    );
+    assert!(
+        applied
+            .stdout
+            .contains("`web-prod` (eu-west-1) could not be planned"),
+        "{}",
+        applied.stdout
+    );
+    assert!(
+        !applied.stdout.contains("web-prod: +"),
+        "{}",
+        applied.stdout
+    );
+    let after = run(
+        &repo,
+        &proxy,
+        &["plan", "--env", "par-e", "--detailed-exitcode"],
+    )
+    .await;
+    assert_eq!(after.code, 0, "{}{}", after.stdout, after.stderr);
 }

@@ -174,3 +174,32 @@ fn a_config_error_comment() {
     let body = super::super::problems_document(&diagnostics, HEAD).comment();
     insta::assert_snapshot!(body);
 }
+
+#[test]
+fn an_apply_record_with_an_environment_that_could_not_be_planned() {
+    let mut plan = planned(&["jenkins"], &|f| {
+        replace(f, "environments/jenkins.yaml", "size_gb: 30", "size_gb: 40");
+    });
+    let error = "environment `web-prod`: reading secret strata/web-prod/ssh-public-key in eu-west-1: ResourceNotFoundException: Secrets Manager can't find the specified secret.\n  hint: create it: aws secretsmanager create-secret --region eu-west-1 --name strata/web-prod/ssh-public-key --secret-string \"$(cat ~/.ssh/id_ed25519.pub)\"";
+    plan.unplanned = vec![crate::plan::Unplanned {
+        name: "web-prod".to_owned(),
+        region: "eu-west-1".to_owned(),
+        error: error.to_owned(),
+    }];
+    let outcomes = [
+        (
+            "jenkins".to_owned(),
+            Outcome::Applied(refs(&plan, "jenkins")),
+        ),
+        (
+            "web-prod".to_owned(),
+            Outcome::Failed {
+                error: error.to_owned(),
+                done: Vec::new(),
+                not_done: Vec::new(),
+            },
+        ),
+    ]
+    .into();
+    insta::assert_snapshot!(record(&plan, outcomes));
+}

@@ -85,6 +85,7 @@ pub fn plan_document(plan: &Plan, context: &Context) -> Document {
         table(&mut intro, plan);
     }
     let mut sections = vec![
+        unplanned(plan).priority(keep::CONSENT),
         consent(plan, context).priority(keep::CONSENT),
         data(plan).priority(keep::CONSENT),
         security(plan).priority(keep::SECURITY),
@@ -133,6 +134,23 @@ fn table(out: &mut String, plan: &Plan) {
             s.create, s.update, s.replace, s.delete, s.rollout
         );
     }
+}
+
+/// The environments that could not be planned, each with why.
+fn unplanned(plan: &Plan) -> Section {
+    let items = plan
+        .unplanned
+        .iter()
+        .map(|u| {
+            format!(
+                "- **`{}`** ({}):\n  ```\n  {}\n  ```",
+                u.name,
+                u.region,
+                u.error.replace('\n', "\n  ")
+            )
+        })
+        .collect();
+    Section::new("#### ❌ Not planned (the others are)", items)
 }
 
 /// What needs consent, one line per environment naming what goes.

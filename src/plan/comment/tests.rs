@@ -38,6 +38,7 @@ fn plan(actions: Vec<Action>) -> Plan {
         version: 1,
         commit: Some("0123456789abcdef0123456789abcdef01234567".to_owned()),
         summary,
+        unplanned: Vec::new(),
         environments: vec![EnvironmentPlan {
             resources: Vec::new(),
             data_volumes: Vec::new(),
@@ -196,6 +197,19 @@ fn a_rollout() {
     let base = edited(|_| {});
     let head = edited(replace("units/etcd.service", "v3.5", "v3.6"));
     let plan = planned(&base, &head, &["etcd-prod"], &[Layer::Node], None);
+    insta::assert_snapshot!(comment(&plan));
+}
+
+#[test]
+fn an_environment_that_could_not_be_planned_beside_one_that_was() {
+    let base = edited(|_| {});
+    let head = edited(replace("units/etcd.service", "v3.5", "v3.6"));
+    let mut plan = planned(&base, &head, &["etcd-prod"], &[Layer::Node], None);
+    plan.unplanned = vec![crate::plan::Unplanned {
+        name: "web-prod".to_owned(),
+        region: "eu-west-1".to_owned(),
+        error: "environment `web-prod`: fetching the flatcar stable image feed https://stable.release.flatcar-linux.net/amd64-usr/current/flatcar_production_ami_all.json: HTTP 503\n  hint: check the network, or point os.feed_url at a mirror".to_owned(),
+    }];
     insta::assert_snapshot!(comment(&plan));
 }
 

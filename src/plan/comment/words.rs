@@ -9,6 +9,19 @@ use super::super::{Action, ActionKind, EnvironmentPlan, FieldChange, Kind, Origi
 /// replacements that need consent, then machines rolled, then security widened), then
 /// what else it does. Starts with an icon.
 pub fn verdict(plan: &Plan) -> String {
+    let planned = planned_verdict(plan);
+    match plan.unplanned.as_slice() {
+        [] => planned,
+        [one] => format!("❌ `{}` could not be planned · {planned}", one.name),
+        many => format!(
+            "❌ {} environments could not be planned · {planned}",
+            many.len()
+        ),
+    }
+}
+
+/// The verdict of what was planned.
+fn planned_verdict(plan: &Plan) -> String {
     let s = plan.summary;
     if plan.is_empty() {
         return "✅ No changes".to_owned();
