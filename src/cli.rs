@@ -332,7 +332,10 @@ fn render(
         Some(node) if !args.offline => {
             let region = environment.spec.region.to_string();
             let (key, token) = runtime()?.block_on(async {
-                let connector = Connector::from_env().await;
+                let connector = Connector::from_env()
+                    .await
+                    .in_account(environment.spec.account.as_ref(), &region)
+                    .await?;
                 let aws = connector.connect(&region);
                 let key =
                     crate::aws::secrets::ssh_public_key(&aws, &node.ssh.public_key_secret).await?;

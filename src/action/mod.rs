@@ -282,6 +282,7 @@ impl Run<'_> {
                 let single = Plan::new(
                     plan.commit.clone(),
                     vec![crate::plan::EnvironmentPlan {
+                        account: None,
                         resources: Vec::new(),
                         data_volumes: Vec::new(),
                         trust: Vec::new(),

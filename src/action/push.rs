@@ -87,34 +87,33 @@ pub(super) async fn run_push(run: &mut Run<'_>, push: &Push) -> Result<(), Strin
     execute(run, &connector, work, apply, consent, pull, true).await
 }
 
-/// The commit each environment's layers last applied, read once per region: the
-/// environments' own regions, those of the previous commit's (where a file removed by
-/// `head` lived) and the job's default region.
+/// The commit each environment's layers last applied, read once per account and
+/// region: the environments' own, those of the previous commit's (where a file removed
+/// by `head` lived) and the job's default region in its own account.
 pub(super) async fn last_applied(
     connector: &Connector,
     git: &GitRepo,
     head: &crate::git::Commit,
     environments: &BTreeMap<String, crate::config::Environment>,
 ) -> Result<BTreeMap<String, (String, aws::applied::LastApplied)>, String> {
-    let mut regions: std::collections::BTreeSet<String> = environments
-        .values()
-        .map(|e| e.spec.region.to_string())
-        .collect();
+    let place =
+        |e: &crate::config::Environment| (e.spec.account.clone(), e.spec.region.to_string());
+    let mut regions: std::collections::BTreeSet<(Option<crate::config::Account>, String)> =
+        environments.values().map(place).collect();
     if let Some(parent) = git.first_parent(head).ok().flatten()
         && let Ok(parent) = git.commit(&parent)
         && let Ok(previous) = selection::load_commit(git, &parent)
     {
-        regions.extend(
-            previous
-                .environments
-                .values()
-                .map(|e| e.spec.region.to_string()),
-        );
+        regions.extend(previous.environments.values().map(place));
     }
-    regions.extend(connector.default_region());
+    regions.extend(connector.default_region().map(|r| (None, r)));
     let mut last = BTreeMap::new();
-    for region in regions {
-        let found = aws::applied::read(&connector.connect(&region))
+    for (account, region) in regions {
+        let there = connector
+            .in_account(account.as_ref(), &region)
+            .await
+            .map_err(|e| e.to_string())?;
+        let found = aws::applied::read(&there.connect(&region))
             .await
             .map_err(|e| e.to_string())?;
         last.extend(

@@ -5,6 +5,7 @@
 //! chain, `AWS_ENDPOINT_URL` for a local emulator); an environment's `region:` picks the
 //! region of its clients.
 
+mod account;
 pub mod applied;
 pub mod cluster;
 pub mod discovery;
@@ -23,6 +24,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use aws_config::{BehaviorVersion, SdkConfig};
+
+use crate::config::Account;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
@@ -150,17 +153,16 @@ pub struct Connector {
     base: SdkConfig,
     interceptors: Vec<SharedInterceptor>,
     metrics: Metrics,
+    /// The configurations of other accounts, by the role assumed there: each role is
+    /// assumed once per run, and its credentials renewed by the SDK.
+    accounts: Arc<tokio::sync::Mutex<BTreeMap<Account, SdkConfig>>>,
 }
 
 impl Connector {
     /// Loads the SDK's standard configuration from the environment.
     pub async fn from_env() -> Connector {
         let base = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        Connector {
-            base,
-            interceptors: Vec::new(),
-            metrics: Metrics::default(),
-        }
+        Connector::new(base, Vec::new())
     }
 
     /// Uses a given configuration (tests point it at the emulator).
@@ -169,6 +171,36 @@ impl Connector {
             base,
             interceptors,
             metrics: Metrics::default(),
+            accounts: Arc::default(),
+        }
+    }
+
+    /// This connector in `account` (`None`: the account of the credentials strata runs
+    /// with): its role, assumed through STS from those credentials the first time, so
+    /// a role that cannot be assumed is one clear error before any other call there.
+    /// `region` is where STS is asked.
+    pub async fn in_account(
+        &self,
+        account: Option<&Account>,
+        region: &str,
+    ) -> Result<Connector, AwsError> {
+        let Some(account) = account else {
+            return Ok(self.clone());
+        };
+        let mut accounts = self.accounts.lock().await;
+        if let Some(base) = accounts.get(account) {
+            return Ok(self.with_base(base.clone()));
+        }
+        let base = account::assume(&self.base, account, region).await?;
+        accounts.insert(account.clone(), base.clone());
+        Ok(self.with_base(base))
+    }
+
+    /// The same connector (interceptors, request accounting) with another base.
+    fn with_base(&self, base: SdkConfig) -> Connector {
+        Connector {
+            base,
+            ..self.clone()
         }
     }
 

@@ -274,6 +274,59 @@ checked_string!(
     }
 );
 
+checked_string!(
+    /// An IAM role to assume for an environment in another account:
+    /// `arn:aws:iam::<12-digit account>:role/<path/name>`.
+    RoleArn,
+    pattern = "^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$",
+    check = |s| {
+        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        let ok = matches!(parts.as_slice(), [arn, partition, iam, region, account, role]
+            if *arn == "arn"
+                && partition.starts_with("aws")
+                && *iam == "iam"
+                && region.is_empty()
+                && account.len() == 12
+                && account.chars().all(|c| c.is_ascii_digit())
+                && role.strip_prefix("role/").is_some_and(|name| {
+                    !name.is_empty()
+                        && name.len() <= 512
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_/-".contains(c))
+                }));
+        if ok {
+            Ok(())
+        } else {
+            Err(invalid(
+                format!("`{s}` is not an IAM role ARN"),
+                "write arn:aws:iam::<12-digit account id>:role/<role name>",
+            ))
+        }
+    }
+);
+
+impl RoleArn {
+    /// The account the role belongs to.
+    pub fn account_id(&self) -> &str {
+        self.0.split(':').nth(4).unwrap_or_default()
+    }
+}
+
+checked_string!(
+    /// The external id a role's trust policy asks of whoever assumes it.
+    ExternalId,
+    pattern = "^[A-Za-z0-9+=,.@:/_-]{2,1224}$",
+    check = |s| {
+        if (2..=1224).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@:/_-".contains(c)) {
+            Ok(())
+        } else {
+            Err(invalid(
+                format!("`{s}` is not an external id"),
+                "use 2 to 1224 letters, digits and +=,.@:/_- as the role's trust policy names it",
+            ))
+        }
+    }
+);
+
 /// An IPv4 CIDR block whose address is the network address (`10.66.0.0/16`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

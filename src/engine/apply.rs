@@ -107,7 +107,28 @@ async fn apply_one(
     commit: Option<&str>,
     say: &dyn Fn(&str),
 ) -> Ended {
-    let aws = connector.connect(&env_plan.region);
+    let aws = match connector
+        .in_account(target.account.as_ref(), &env_plan.region)
+        .await
+    {
+        Ok(there) => there.connect(&env_plan.region),
+        Err(e) => {
+            return Ended {
+                name: env_plan.name.clone(),
+                done: Vec::new(),
+                not_done: env_plan
+                    .layers
+                    .iter()
+                    .flat_map(|l| {
+                        l.actions
+                            .iter()
+                            .map(|a| ActionRef::new(&env_plan.name, l.layer, a))
+                    })
+                    .collect(),
+                result: Err(e.into()),
+            };
+        }
+    };
     let mut observed = observations
         .network
         .get(&env_plan.name)

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{EngineError, Target};
 use crate::aws::Connector;
-use crate::config::Layer;
+use crate::config::{Account, Layer};
 use crate::plan::drift::{Machines, Report};
 use crate::plan::{InstanceState, Live, Spec};
 use crate::units::UnitSet;
@@ -23,12 +23,18 @@ pub async fn drift(
 ) -> Result<Report, EngineError> {
     let mut all = targets.to_vec();
     if let Some(extra) = orphans_in {
-        let mut regions: BTreeSet<String> = targets.iter().map(|t| t.region.clone()).collect();
-        regions.extend(extra.iter().cloned());
+        // Every account and region the environments use, and the extra regions in the
+        // account of the credentials strata runs with.
+        let mut places: BTreeSet<(Option<Account>, String)> = targets
+            .iter()
+            .map(|t| (t.account.clone(), t.region.clone()))
+            .collect();
+        places.extend(extra.iter().map(|region| (None, region.clone())));
         let known: BTreeSet<&str> = targets.iter().map(|t| t.name.as_str()).collect();
         let mut removed = Vec::new();
-        for region in regions {
-            let found = crate::aws::applied::read(&connector.connect(&region)).await?;
+        for (account, region) in places {
+            let there = connector.in_account(account.as_ref(), &region).await?;
+            let found = crate::aws::applied::read(&there.connect(&region)).await?;
             removed.extend(
                 found
                     .into_keys()
@@ -36,6 +42,7 @@ pub async fn drift(
                     .map(|name| Target {
                         name,
                         environment: None,
+                        account: account.clone(),
                         region: region.clone(),
                         tags: BTreeMap::new(),
                         layers: Layer::ALL.into_iter().collect(),

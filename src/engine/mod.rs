@@ -41,6 +41,9 @@ pub struct Target {
     pub environment: Option<Environment>,
     /// Region to look in.
     pub region: String,
+    /// The account, when not the one of the credentials strata runs with (from the
+    /// file, or a removed environment's last version).
+    pub account: Option<crate::config::Account>,
     /// Tags from the file (for a removed file, from its last version).
     pub tags: BTreeMap<String, String>,
     /// Layers to plan: every layer for what changed (a plan made from a diff holds
@@ -66,6 +69,7 @@ impl Target {
         Target {
             name,
             region: source.spec.region.to_string(),
+            account: source.spec.account.clone(),
             tags: source
                 .spec
                 .tags

@@ -9,7 +9,7 @@ use super::machines::{
 use super::{Base, EngineError, Observations, PendingDiscovery, Target};
 use crate::aws::Connector;
 use crate::aws::network::{self as aws_network, NetworkState};
-use crate::config::{Environment, Layer, Zone, Zones};
+use crate::config::{Account, Environment, Layer, Zone, Zones};
 use crate::plan::{self, Kind, Plan, Unplanned};
 use crate::units::UnitSet;
 
@@ -25,13 +25,17 @@ pub async fn plan(
     base: Option<&Base>,
     commit: Option<&str>,
 ) -> Result<(Plan, Observations), EngineError> {
-    let mut by_region: BTreeMap<&str, Vec<&Target>> = BTreeMap::new();
+    // One round of reads per account and region.
+    let mut by_place: BTreeMap<(Option<&Account>, &str), Vec<&Target>> = BTreeMap::new();
     for t in targets {
-        by_region.entry(t.region.as_str()).or_default().push(t);
+        by_place
+            .entry((t.account.as_ref(), t.region.as_str()))
+            .or_default()
+            .push(t);
     }
-    let regions = by_region
-        .into_iter()
-        .map(|(region, targets)| plan_region(connector, region, targets, units, base));
+    let regions = by_place.into_iter().map(|((account, region), targets)| {
+        plan_region(connector, account, region, targets, units, base)
+    });
     let mut observations = Observations::default();
     let mut environments = Vec::new();
     let mut unplanned = Vec::new();
@@ -56,9 +60,11 @@ struct RegionPlan {
     unplanned: Vec<Unplanned>,
 }
 
-/// The targets of `region`: one round of reads for all of them, then each one's plan.
+/// The targets of `region` in `account`: one round of reads for all of them, then each
+/// one's plan.
 async fn plan_region(
     connector: &Connector,
+    account: Option<&Account>,
     region: &str,
     targets: Vec<&Target>,
     units: &UnitSet,
@@ -66,8 +72,25 @@ async fn plan_region(
 ) -> RegionPlan {
     let mut out = RegionPlan::default();
     let mut failed: BTreeMap<String, EngineError> = BTreeMap::new();
+    let connector = match connector.in_account(account, region).await {
+        Ok(connector) => connector,
+        Err(e) => {
+            // The role cannot be assumed: none of its environments here is planned.
+            out.unplanned = targets
+                .iter()
+                .map(|t| Unplanned {
+                    name: t.name.clone(),
+                    region: region.to_owned(),
+                    error: EngineError::from(e.clone())
+                        .of_environment(&t.name)
+                        .to_string(),
+                })
+                .collect();
+            return out;
+        }
+    };
     if let Err(e) = plan_environments(
-        connector,
+        &connector,
         region,
         &targets,
         units,
@@ -285,6 +308,10 @@ async fn plan_environments(
             desired: desired.as_ref(),
         };
         let mut planned = plan::environment::plan(&inputs);
+        planned.account = t
+            .account
+            .as_ref()
+            .map(|a| a.role_arn.account_id().to_owned());
         if let Some(base) = base {
             // The diff's own changes: the head against the base as if it were live.
             let state = base

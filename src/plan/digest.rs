@@ -123,6 +123,7 @@ mod tests {
 
     fn env(actions: Vec<Action>, notes: Vec<String>) -> EnvironmentPlan {
         EnvironmentPlan {
+            account: None,
             resources: Vec::new(),
             data_volumes: Vec::new(),
             trust: Vec::new(),

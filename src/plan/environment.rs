@@ -117,6 +117,7 @@ pub fn plan(inputs: &Inputs<'_>) -> EnvironmentPlan {
         resources.extend(desired.instances.iter().filter(planned).cloned());
     }
     EnvironmentPlan {
+        account: None,
         data_volumes: data_volumes(&layers, inputs.machines),
         trust: Vec::new(),
         resources,

@@ -493,6 +493,10 @@ pub struct EnvironmentPlan {
     pub summary: Summary,
     /// Layers in apply order.
     pub layers: Vec<LayerPlan>,
+    /// The AWS account the environment lives in, when not the one of the credentials
+    /// strata runs with (the account of its `account.role_arn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// Data volumes the apply deletes or leaves behind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_volumes: Vec<DataVolumes>,

@@ -3,6 +3,7 @@
 //! (`cloud`), image feeds (`feed`) and planning and applying as the tests do it
 //! (`fixtures`).
 
+mod accounts;
 mod action;
 mod action_drift;
 mod action_guards;

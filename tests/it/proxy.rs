@@ -4,7 +4,8 @@
 //! - It counts requests by operation at the emulator's door, so a test asks "how many
 //!   writes reached AWS?" of the wire, not of strata's own accounting.
 //! - It sends everything to one moto account of its own (the `x-moto-account-id`
-//!   header), so runs of the binary are as isolated as the library tests.
+//!   header), so runs of the binary are as isolated as the library tests; a request
+//!   signed with an assumed role's credentials goes to that role's account.
 //! - It injects faults: throttling in each protocol's own words, 500 and 503 answers,
 //!   slow answers and connections dropped before an answer.
 //! - It holds the n-th write, sent on to moto or not, and never answers it, so a test
@@ -414,9 +415,15 @@ async fn forward(shared: &Shared, request: &Request) -> Option<Vec<u8>> {
                 && !key.eq_ignore_ascii_case("x-moto-account-id")
         })
         .collect();
+    // A request signed with a role's credentials (STS hands out `ASIA…` keys) goes to
+    // the account moto maps them to: the role's.
+    let assumed = request
+        .header("authorization")
+        .is_some_and(|a| a.contains("Credential=ASIA"));
     let account = shared
         .account
         .as_ref()
+        .filter(|_| !assumed)
         .map(|a| format!("x-moto-account-id: {a}"));
     head.extend(account.as_deref());
     head.push("Connection: close");

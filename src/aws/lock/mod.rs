@@ -199,16 +199,20 @@ pub async fn acquire(
     runs: Option<(&dyn Runs, &str)>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Locks, LockError> {
-    let mut envs: Vec<(&str, &str)> = targets
+    let mut envs: Vec<(&str, &str, Option<&crate::config::Account>)> = targets
         .iter()
-        .map(|t| (t.name.as_str(), t.region.as_str()))
+        .map(|t| (t.name.as_str(), t.region.as_str(), t.account.as_ref()))
         .collect();
     envs.sort();
     envs.dedup();
     let mut held = Vec::new();
-    for (env, region) in envs {
-        let aws = connector.connect(region);
-        match take(&aws, env, settings, runs, progress).await {
+    for (env, region, account) in envs {
+        // In the environment's own account, next to what it guards.
+        let taken = match connector.in_account(account, region).await {
+            Ok(there) => take(&there.connect(region), env, settings, runs, progress).await,
+            Err(e) => Err(LockError::Aws(e)),
+        };
+        match taken {
             Ok(h) => held.push(h),
             Err(e) => {
                 for h in held {

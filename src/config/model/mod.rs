@@ -30,6 +30,10 @@ use super::types::*;
 pub struct EnvironmentSpec {
     /// The AWS region every resource of this environment lives in.
     pub region: Region,
+    /// The AWS account the environment lives in, when it is not the one of the
+    /// credentials strata runs with: a role there that strata assumes through STS.
+    #[serde(default)]
+    pub account: Option<Account>,
     /// Tags merged into every resource strata creates for this environment.
     #[serde(default)]
     pub tags: BTreeMap<TagKey, String>,
@@ -41,4 +45,18 @@ pub struct EnvironmentSpec {
     /// Layer 3: what every instance boots with (systemd units, SSH user, environment file).
     #[serde(default)]
     pub node: Option<Node>,
+}
+
+/// Another AWS account: the role strata assumes there, from the credentials it runs
+/// with, to plan, apply, lock and check drift.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    /// The role to assume, `arn:aws:iam::<account>:role/<name>`.
+    pub role_arn: RoleArn,
+    /// The external id the role's trust policy asks for, if any.
+    #[serde(default)]
+    pub external_id: Option<ExternalId>,
 }

@@ -40,6 +40,7 @@ fn plan(actions: Vec<Action>) -> Plan {
         summary,
         unplanned: Vec::new(),
         environments: vec![EnvironmentPlan {
+            account: None,
             resources: Vec::new(),
             data_volumes: Vec::new(),
             trust: Vec::new(),
