@@ -356,9 +356,6 @@ async fn execute_unlocked(
         );
         run.keep_comment(number, &starting, false).await;
     }
-    for name in &approved {
-        outcomes.insert(name.clone(), Outcome::NotReached);
-    }
     // Up to `parallel` environments at once; each one's log is a group of its own,
     // written when it ends, and one that fails stops no other.
     let applies = approved.iter().map(|name| {

@@ -21,7 +21,6 @@ pub(super) enum Outcome {
         done: Vec<ActionRef>,
         not_done: Vec<ActionRef>,
     },
-    NotReached,
 }
 
 /// Where the record is written from: the run, the workflow a person runs by hand, and
@@ -160,12 +159,7 @@ fn heading(outcomes: &BTreeMap<String, Outcome>, applying: &[String], starting: 
     let count = |pick: fn(&Outcome) -> bool| outcomes.values().filter(|o| pick(o)).count();
     let applied = count(|o| matches!(o, Outcome::Applied(_)));
     let failed = count(|o| matches!(o, Outcome::Failed { .. }));
-    let stopped = count(|o| {
-        matches!(
-            o,
-            Outcome::PlanChanged(_) | Outcome::NeedsConsent(_) | Outcome::NotReached
-        )
-    });
+    let stopped = count(|o| matches!(o, Outcome::PlanChanged(_) | Outcome::NeedsConsent(_)));
     let changes: usize = outcomes
         .values()
         .map(|o| match o {
@@ -232,9 +226,6 @@ fn status_line(
             done.len(),
             done.len() + not_done.len()
         ),
-        Some(Outcome::NotReached) => {
-            format!("- ⏭️ `{name}`: not applied: an earlier environment failed")
-        }
     }
 }
 
@@ -259,10 +250,6 @@ fn advice(origin: &Origin, name: &str, outcome: &Outcome) -> Option<String> {
         ),
         Outcome::Failed { .. } => format!(
             "- `{name}`: fix the cause, then re-run this job or {}: it continues from what exists",
-            by_hand(&format!("`environment: {name}`, `mode: apply`"))
-        ),
-        Outcome::NotReached => format!(
-            "- `{name}`: once the failure is fixed, re-run this job or {}",
             by_hand(&format!("`environment: {name}`, `mode: apply`"))
         ),
         Outcome::NoChanges | Outcome::Applied(_) => return None,

@@ -98,7 +98,10 @@ fn an_apply_record_partly_failed() {
                 not_done: not_done.to_vec(),
             },
         ),
-        ("web-prod".to_owned(), Outcome::NotReached),
+        (
+            "web-prod".to_owned(),
+            Outcome::Applied(refs(&plan, "web-prod")),
+        ),
     ]
     .into();
     insta::assert_snapshot!(record(&plan, outcomes));
