@@ -433,6 +433,18 @@ impl Run<'_> {
         Some((self.github.as_mut()?, self.login.clone()?))
     }
 
+    /// The body of strata's comment on pull request `number` as GitHub has it now;
+    /// `None` without one, without a token, with comments off, or when it cannot be
+    /// read.
+    async fn comment_body(&mut self, number: u64) -> Option<String> {
+        if !self.inputs.comment {
+            return None;
+        }
+        let (github, login) = self.github().await?;
+        let found = github.find_comment(number, comment::MARKER, &login).await;
+        found.ok().flatten().and_then(|c| c.body)
+    }
+
     /// Keeps strata's one comment on pull request `number`: creates or edits it with
     /// `document`; with `only_update`, edits an existing one and creates none. A
     /// comment that cannot be posted never fails the run: the summary has it all.

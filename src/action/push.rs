@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use futures_util::stream::{self, StreamExt};
 
-use super::record::{Outcome, record_document};
+use super::record::{Outcome, Record, record};
 use super::{ALLOW_DESTROY_LABEL, FailureReason, Run};
 use crate::aws::{self, Connector};
 use crate::engine::{self, EngineError, Observations, Target};
@@ -339,22 +339,19 @@ async fn execute_unlocked(
         }
         approved.push(env.name.clone());
     }
-    let record = pull
-        .as_ref()
-        .map(|p| (p.number, p.comment.as_ref().map(|(id, _)| *id)));
-    if let Some((number, _)) = record
+    let number = pull.as_ref().map(|p| p.number);
+    if let Some(number) = number
         && !approved.is_empty()
     {
-        let starting = record_document(
+        let starting = record(
             &run.record_origin(),
             &plan,
             &outcomes,
             &approved,
             &notes,
             header.clone(),
-            true,
         );
-        run.keep_comment(number, &starting, false).await;
+        keep_record(run, number, &starting).await;
     }
     // Up to `parallel` environments at once; each one's log is a group of its own,
     // written when it ends, and one that fails stops no other.
@@ -411,20 +408,51 @@ async fn execute_unlocked(
         None
     };
     run.outputs.failure_reason = reason;
-    let finished = record_document(
-        &run.record_origin(),
-        &plan,
-        &outcomes,
-        &[],
-        &notes,
-        header,
-        false,
-    );
-    run.summary(&finished);
-    if let Some((number, _)) = record {
-        run.keep_comment(number, &finished, false).await;
+    let finished = record(&run.record_origin(), &plan, &outcomes, &[], &notes, header);
+    run.summary(&finished.document());
+    if let Some(number) = number {
+        keep_record(run, number, &finished).await;
     }
     Ok(())
+}
+
+/// Writes `record` into pull request `number`'s comment and keeps what other jobs (a
+/// matrix, one environment each) wrote there: reads the comment, merges, writes. GitHub
+/// has no conditional write on comments, so a job that read before this write may
+/// still write what it read, hiding this one: the writer waits longer than its own
+/// read-to-write took (another job's takes about as long), plus a pause that differs
+/// from job to job, reads again, and writes again when its blocks are gone.
+async fn keep_record(run: &mut Run<'_>, number: u64, record: &Record) {
+    const TRIES: u32 = 6;
+    for attempt in 1..=TRIES {
+        let started = std::time::Instant::now();
+        let existing = run.comment_body(number).await;
+        let merged = record.merged_into(existing.as_deref());
+        run.keep_comment(number, &merged.document(), false).await;
+        tokio::time::sleep(started.elapsed() * 2 + pause(attempt)).await;
+        match run.comment_body(number).await {
+            // Kept, or no comment to keep (comments off, or a read-only token).
+            Some(body) if record.is_in(&body) => return,
+            None => return,
+            Some(_) if attempt < TRIES => run.say(&format!(
+                "the record on #{number} was overwritten by another job writing at the same time: writing it again"
+            )),
+            Some(_) => run.say(&command(
+                "warning",
+                &format!("the record on #{number} kept being overwritten by other jobs; the job summary has this job's"),
+            )),
+        }
+    }
+}
+
+/// A pause before looking at the record again: longer at each attempt, and different
+/// from job to job (the process and the clock), so two writers drift apart.
+fn pause(attempt: u32) -> std::time::Duration {
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let spread = (clock ^ u64::from(std::process::id()).wrapping_mul(2_654_435_761)) % 400;
+    std::time::Duration::from_millis(100 * u64::from(attempt) + spread)
 }
 
 /// Records the commit on environments with nothing to change whose last apply

@@ -1,6 +1,13 @@
 //! The pull request's comment as a merge's apply record: a heading that says what
-//! became of the merge, a status line per environment, advice a person can follow
-//! after the merge, and the plan that was reviewed, folded.
+//! became of the merge, then one block per environment (what became of it, what to do,
+//! the error), and the plan each environment was applied from, folded.
+//!
+//! Each environment's blocks are its own, between hidden markers, so several jobs (a
+//! matrix, one environment each) can record into one comment: a writer reads the
+//! comment, puts its blocks in and keeps the others' (`merge`), writes, and reads back
+//! to check its blocks are there.
+
+mod merge;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,7 +15,7 @@ use std::fmt::Write as _;
 use super::ALLOW_DESTROY_LABEL;
 use crate::plan::comment::{self, Document, Header, Section};
 use crate::plan::render::plural;
-use crate::plan::{ActionRef, Plan};
+use crate::plan::{ActionRef, EnvironmentPlan, Plan};
 
 /// What became of one environment.
 pub(super) enum Outcome {
@@ -34,142 +41,153 @@ pub(super) struct Origin {
     pub context: comment::Context,
 }
 
-/// The most the folded plan may take of the comment, in bytes: the status lines
-/// and advice come first.
+/// Where an environment stands, as its block's marker says it: what the heading is
+/// made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum State {
+    Applying,
+    NoChanges,
+    Applied(usize),
+    Stopped,
+    Failed,
+}
+
+/// One environment's part of the record: its block, and the plan it was applied from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Entry {
+    pub name: String,
+    pub state: State,
+    /// Its status line, what to do, its error: markdown.
+    pub text: String,
+    /// Its plan, folded (none when it had nothing to do).
+    pub plan: Option<String>,
+}
+
+/// The record of one run: the entries of the environments it applied, which a
+/// writer merges into the comment as it finds it.
+#[derive(Debug, Clone)]
+pub(super) struct Record {
+    pub header: Option<Header>,
+    /// The commit applied, short.
+    pub commit: String,
+    /// `[run 42](…)`.
+    pub run: String,
+    pub notes: Vec<String>,
+    pub entries: Vec<Entry>,
+}
+
+/// The most the folded plans may take of the comment, in bytes: the blocks come first.
 const PLAN_ROOM: usize = 40_000;
 
-/// The pull request's comment as the apply's record: applying (with `starting`), or
-/// what became of each environment, and the plan, folded.
-pub(super) fn record_document(
+/// The record of `plan`'s environments: `applying` ones as under way, the others by
+/// their `outcomes`; an environment that could not be planned is failed.
+pub(super) fn record(
     origin: &Origin,
     plan: &Plan,
     outcomes: &BTreeMap<String, Outcome>,
     applying: &[String],
     notes: &[String],
     header: Option<Header>,
-    starting: bool,
-) -> Document {
+) -> Record {
     let commit = plan.commit.as_deref().unwrap_or_default();
-    let commit = &commit[..12.min(commit.len())];
-    let mut intro = format!(
-        "### {} · `{commit}` in {}\n",
-        heading(outcomes, applying, starting),
-        origin.run
-    );
-    for note in notes {
-        let _ = writeln!(intro, "\n_{note}_");
-    }
-    let mut status: Vec<String> = plan
+    let mut entries: Vec<Entry> = plan
         .environments
         .iter()
         .map(|env| {
-            status_line(
-                env,
-                outcomes.get(&env.name),
-                starting && applying.contains(&env.name),
-            )
+            let outcome = outcomes.get(&env.name);
+            let (state, text) = match applying.contains(&env.name) {
+                true => {
+                    let n = env.summary.total();
+                    let line = format!("- ⏳ `{}`: applying {n} change{}", env.name, plural(n));
+                    (State::Applying, line)
+                }
+                false => block(origin, env, outcome),
+            };
+            let plan = folded(origin, plan, env, outcome);
+            Entry {
+                name: env.name.clone(),
+                state,
+                text,
+                plan,
+            }
         })
         .collect();
-    status.extend(plan.unplanned.iter().map(|u| {
-        format!(
-            "- ❌ `{}`: could not be planned, so nothing was applied",
-            u.name
-        )
+    entries.extend(plan.unplanned.iter().map(|u| Entry {
+        name: u.name.clone(),
+        state: State::Failed,
+        text: format!(
+            "- ❌ `{}`: could not be planned, so nothing was applied\n  - {}\n\n```\n{}\n```",
+            u.name,
+            advice(origin, &u.name, "fix the cause, then re-run this job"),
+            u.error
+        ),
+        plan: None,
     }));
-    let _ = writeln!(intro, "\n{}", status.join("\n"));
-    // Every environment, those that could not be planned last.
-    let names: Vec<&str> = plan
-        .environments
-        .iter()
-        .map(|e| e.name.as_str())
-        .chain(plan.unplanned.iter().map(|u| u.name.as_str()))
-        .collect();
-    let advice: Vec<String> = names
-        .iter()
-        .filter_map(|name| advice(origin, name, outcomes.get(*name)?))
-        .collect();
-    let failures: Vec<String> = names
-        .iter()
-        .filter_map(|name| match outcomes.get(*name)? {
-            Outcome::Failed {
-                error,
-                done,
-                not_done,
-            } => Some(failure(name, error, done, not_done)),
-            _ => None,
-        })
-        .collect();
-    let changed: Vec<String> = plan
-        .environments
-        .iter()
-        .filter_map(|env| match outcomes.get(&env.name)? {
-            Outcome::PlanChanged(_) => Some(
-                env.layers
-                    .iter()
-                    .flat_map(|l| comment::layer_block(&env.name, l))
-                    .collect::<Vec<_>>()
-                    .join("\n\n"),
-            ),
-            _ => None,
-        })
-        .collect();
-    let folded = comment::plan_document(plan, &origin.context);
-    let folded = Document {
-        header: None,
-        ..folded
-    }
-    .render(PLAN_ROOM, "the job summary");
-    let what = if outcomes
-        .values()
-        .any(|o| matches!(o, Outcome::PlanChanged(_)))
-    {
-        "The plan as it is now"
-    } else {
-        "The plan reviewed and applied"
-    };
-    Document {
+    Record {
         header,
-        intro,
-        sections: vec![
-            Section::new("#### What to do", advice),
-            Section::new("", failures).priority(1).named("the failures"),
-            Section::new(
-                "#### The plan now, which differs from the one reviewed",
-                changed,
-            )
-            .priority(2),
-            Section::new(
-                "",
-                vec![format!(
-                    "<details><summary>{what}</summary>\n\n{folded}\n</details>"
-                )],
-            )
-            .priority(3)
-            .named("the plan"),
-        ],
+        commit: commit[..12.min(commit.len())].to_owned(),
+        run: origin.run.clone(),
+        notes: notes.to_vec(),
+        entries,
+    }
+}
+
+impl Record {
+    /// The comment's document: the heading from every entry, the notes, each
+    /// entry's block, then the folded plans (cut first when the comment is full).
+    pub fn document(&self) -> Document {
+        let mut intro = format!(
+            "### {} · `{}` in {}\n",
+            heading(&self.entries),
+            self.commit,
+            self.run
+        );
+        for note in &self.notes {
+            let _ = writeln!(intro, "\n_{note}_");
+        }
+        for entry in &self.entries {
+            let _ = write!(intro, "\n{}", merge::block(entry));
+        }
+        let plans: Vec<String> = self.entries.iter().filter_map(merge::plan_block).collect();
+        Document {
+            header: self.header.clone(),
+            intro,
+            sections: vec![Section::new("", plans).named("the plans")],
+        }
+    }
+
+    /// This record with the entries of `existing` (the comment as it is now) that it
+    /// does not hold itself, in name order, and its header when it has none.
+    pub fn merged_into(&self, existing: Option<&str>) -> Record {
+        merge::merged(self, existing)
+    }
+
+    /// True when `body` holds every entry of this record as written.
+    pub fn is_in(&self, body: &str) -> bool {
+        merge::holds(self, body)
     }
 }
 
 /// The record's heading: what became of the merge as a whole.
-fn heading(outcomes: &BTreeMap<String, Outcome>, applying: &[String], starting: bool) -> String {
-    if starting {
-        let n = applying.len();
-        return format!("⏳ Applying {n} environment{}", plural(n));
+fn heading(entries: &[Entry]) -> String {
+    let count = |pick: fn(&State) -> bool| entries.iter().filter(|e| pick(&e.state)).count();
+    let applying = count(|s| *s == State::Applying);
+    if applying > 0 {
+        return format!("⏳ Applying {applying} environment{}", plural(applying));
     }
-    let count = |pick: fn(&Outcome) -> bool| outcomes.values().filter(|o| pick(o)).count();
-    let applied = count(|o| matches!(o, Outcome::Applied(_)));
-    let failed = count(|o| matches!(o, Outcome::Failed { .. }));
-    let stopped = count(|o| matches!(o, Outcome::PlanChanged(_) | Outcome::NeedsConsent(_)));
-    let changes: usize = outcomes
-        .values()
-        .map(|o| match o {
-            Outcome::Applied(done) => done.len(),
+    let applied = count(|s| matches!(s, State::Applied(_)));
+    let failed = count(|s| *s == State::Failed);
+    let stopped = count(|s| *s == State::Stopped);
+    let changes: usize = entries
+        .iter()
+        .map(|e| match e.state {
+            State::Applied(n) => n,
             _ => 0,
         })
         .sum();
     match (applied, failed, stopped) {
         // Every environment had no changes (an environment with changes always gets
-        // another outcome).
+        // another state).
         (0, 0, 0) => "✅ Nothing to apply: AWS already matches".to_owned(),
         (a, 0, 0) => format!(
             "✅ Applied {changes} change{} in {a} environment{}",
@@ -185,19 +203,13 @@ fn heading(outcomes: &BTreeMap<String, Outcome>, applying: &[String], starting: 
     }
 }
 
-/// One environment's line of the record.
-fn status_line(
-    env: &crate::plan::EnvironmentPlan,
-    outcome: Option<&Outcome>,
-    applying: bool,
-) -> String {
+/// One environment's block: its status line, what to do, and its error or the plan
+/// that differs from the one reviewed.
+fn block(origin: &Origin, env: &EnvironmentPlan, outcome: Option<&Outcome>) -> (State, String) {
     let name = &env.name;
-    if applying {
-        let n = env.summary.total();
-        return format!("- ⏳ `{name}`: applying {n} change{}", plural(n));
-    }
+    let again = "re-run this job";
     match outcome {
-        Some(Outcome::NoChanges) | None => format!("- `{name}`: no changes"),
+        Some(Outcome::NoChanges) | None => (State::NoChanges, format!("- `{name}`: no changes")),
         Some(Outcome::Applied(done)) => {
             let rolled = match env.summary.rollout {
                 0 => String::new(),
@@ -209,71 +221,106 @@ fn status_line(
                 .iter()
                 .map(|v| format!("\n  - 💾 {}", crate::plan::render::data_volume(v)))
                 .collect();
-            format!(
+            let line = format!(
                 "- ✅ `{name}`: applied {} change{}{rolled}{volumes}",
                 done.len(),
                 plural(done.len())
-            )
+            );
+            (State::Applied(done.len()), line)
         }
-        Some(Outcome::PlanChanged(why)) => format!("- ⏸️ `{name}`: not applied: {why}"),
-        Some(Outcome::NeedsConsent(what)) => format!(
-            "- ⛔ `{name}`: not applied: it deletes or replaces {} resource{} and consent was not given; nothing was changed",
-            what.len(),
-            plural(what.len())
-        ),
-        Some(Outcome::Failed { done, not_done, .. }) => format!(
-            "- ❌ `{name}`: failed after {} of {} changes; the next run continues from what exists",
-            done.len(),
-            done.len() + not_done.len()
-        ),
+        Some(Outcome::PlanChanged(why)) => {
+            let text = format!(
+                "- ⏸️ `{name}`: not applied: {why}\n  - review the plan now (below, “the plan of {name} as it is now”), then run {} with `environment: {name}`, `mode: apply`; or push a change that makes the plan what you meant",
+                workflow(origin),
+            );
+            (State::Stopped, text)
+        }
+        Some(Outcome::NeedsConsent(what)) => {
+            let text = format!(
+                "- ⛔ `{name}`: not applied: it deletes or replaces {} resource{} and consent was not given; nothing was changed\n  - to consent, add the label `{ALLOW_DESTROY_LABEL}` to this pull request and {again}, or run {} with `environment: {name}`, `mode: apply`, `allow_destroy: true`",
+                what.len(),
+                plural(what.len()),
+                workflow(origin)
+            );
+            (State::Stopped, text)
+        }
+        Some(Outcome::Failed {
+            error,
+            done,
+            not_done,
+        }) => {
+            let line = format!(
+                "- ❌ `{name}`: failed after {} of {} changes; the next run continues from what exists\n  - {}",
+                done.len(),
+                done.len() + not_done.len(),
+                advice(origin, name, "fix the cause, then re-run this job")
+            );
+            (State::Failed, line + &failure(error, done, not_done))
+        }
     }
 }
 
-/// What a person does next about one environment, after the merge: which workflow to
-/// run by hand, with which inputs.
-fn advice(origin: &Origin, name: &str, outcome: &Outcome) -> Option<String> {
-    let workflow = match &origin.workflow {
-        Some(w) => format!("the workflow **{w}** (Actions → {w} → Run workflow)"),
-        None => "the apply workflow by hand (Actions → Run workflow)".to_owned(),
-    };
-    let by_hand = |inputs: &str| format!("run {workflow} with {inputs}");
-    Some(match outcome {
-        Outcome::PlanChanged(_) => format!(
-            "- `{name}`: review the plan now (below), then {}; or push a change that makes the plan what you meant",
-            by_hand(&format!("`environment: {name}`, `mode: apply`"))
-        ),
-        Outcome::NeedsConsent(_) => format!(
-            "- `{name}`: to consent, add the label `{ALLOW_DESTROY_LABEL}` to this pull request and re-run this job, or {}",
-            by_hand(&format!(
-                "`environment: {name}`, `mode: apply`, `allow_destroy: true`"
-            ))
-        ),
-        Outcome::Failed { .. } => format!(
-            "- `{name}`: fix the cause, then re-run this job or {}: it continues from what exists",
-            by_hand(&format!("`environment: {name}`, `mode: apply`"))
-        ),
-        Outcome::NoChanges | Outcome::Applied(_) => return None,
-    })
+/// What a person does about environment `name`: `first`, or the workflow by hand.
+fn advice(origin: &Origin, name: &str, first: &str) -> String {
+    format!(
+        "{first} or run {} with `environment: {name}`, `mode: apply`: it continues from what exists",
+        workflow(origin)
+    )
 }
 
-/// A failed environment: the error, what was and was not applied, folded.
-fn failure(name: &str, error: &str, done: &[ActionRef], not_done: &[ActionRef]) -> String {
+fn workflow(origin: &Origin) -> String {
+    match &origin.workflow {
+        Some(w) => format!("the workflow **{w}** (Actions → {w} → Run workflow)"),
+        None => "the apply workflow by hand (Actions → Run workflow)".to_owned(),
+    }
+}
+
+/// A failed environment's error, and what was and was not applied, folded.
+fn failure(error: &str, done: &[ActionRef], not_done: &[ActionRef]) -> String {
     let list = |refs: &[ActionRef]| {
         refs.iter()
             .map(|r| format!("- {r}"))
             .collect::<Vec<_>>()
             .join("\n")
     };
-    if done.is_empty() && not_done.is_empty() {
-        return format!("`{name}` failed:\n```\n{error}\n```");
+    let mut out = format!("\n\n```\n{error}\n```");
+    if !done.is_empty() || !not_done.is_empty() {
+        let _ = write!(
+            out,
+            "\n\n<details><summary>What was applied ({}) and what was not ({})</summary>\n\nApplied before the failure:\n\n{}\n\nNot applied:\n\n{}\n\n</details>",
+            done.len(),
+            not_done.len(),
+            list(done),
+            list(not_done)
+        );
     }
-    format!(
-        "`{name}` failed:\n```\n{error}\n```\n<details><summary>What was applied ({}) and what was not ({})</summary>\n\nApplied before the failure:\n\n{}\n\nNot applied:\n\n{}\n\n</details>",
-        done.len(),
-        not_done.len(),
-        list(done),
-        list(not_done)
-    )
+    out
+}
+
+/// Environment `env`'s plan, folded: as reviewed, or as it is now when it differs;
+/// none when it had nothing to do.
+fn folded(
+    origin: &Origin,
+    plan: &Plan,
+    env: &EnvironmentPlan,
+    outcome: Option<&Outcome>,
+) -> Option<String> {
+    let what = match outcome {
+        _ if env.summary.total() == 0 => return None,
+        Some(Outcome::PlanChanged(_)) => "as it is now",
+        Some(Outcome::Applied(_)) => "reviewed and applied",
+        _ => "reviewed",
+    };
+    let only = Plan::new(plan.commit.clone(), vec![env.clone()]);
+    let text = Document {
+        header: None,
+        ..comment::plan_document(&only, &origin.context)
+    }
+    .render(PLAN_ROOM, "the job summary");
+    Some(format!(
+        "<details><summary>The plan of {}, {what}</summary>\n\n{text}\n</details>",
+        env.name
+    ))
 }
 
 #[cfg(test)]

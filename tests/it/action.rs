@@ -286,7 +286,7 @@ async fn a_read_only_token_leaves_a_notice_and_a_green_job() {
 }
 
 /// Plans pull request `number` of `repo` (base..head) and returns the comment body.
-async fn reviewed_plan(repo: &GitRepo, number: u64, base: &str, head: &str) -> String {
+pub(crate) async fn reviewed_plan(repo: &GitRepo, number: u64, base: &str, head: &str) -> String {
     let github = GitHub::start().await;
     github.comments(number, vec![]).await;
     github.accept_create(number, 900 + number).await;
@@ -331,9 +331,9 @@ pub(crate) async fn merge_on(
     let comments = comment_body
         .map(|b| vec![comment(900 + number, BOT_REST, b)])
         .unwrap_or_default();
-    github.comments(number, comments).await;
-    github.accept_update(900 + number).await;
-    github.accept_create(number, 900 + number).await;
+    github
+        .keep_comments(number, comments, std::time::Duration::ZERO)
+        .await;
     let event = push_event("0000000000000000000000000000000000000000", head);
     let run = run_action(
         repo.path(),
@@ -422,7 +422,7 @@ async fn a_plan_that_changed_since_review_is_not_applied() {
         last.contains("not applied: the plan differs from the one reviewed"),
         "{last}"
     );
-    assert!(last.contains("review the plan now (below)"), "{last}");
+    assert!(last.contains("review the plan now (below, "), "{last}");
     assert!(
         last.contains("+   ingress: tcp 2222 from 10.0.0.0/8"),
         "the plan now: {last}"

@@ -185,6 +185,44 @@ impl GitHub {
             .await;
     }
 
+    /// Pull request `number`'s comments as GitHub keeps them, starting with
+    /// `comments`: listed as they are at each read, edited and created in place, each
+    /// answer GitHub's example with the stored text. A list answers `read_delay` after
+    /// it was read, so writers that start together read the same text.
+    pub async fn keep_comments(
+        &self,
+        number: u64,
+        comments: Vec<Value>,
+        read_delay: std::time::Duration,
+    ) -> CommentStore {
+        let store = CommentStore(std::sync::Arc::new(std::sync::Mutex::new(comments)));
+        let list = format!("/repos/{OWNER}/{REPO}/issues/{number}/comments");
+        Mock::given(method("GET"))
+            .and(path(list.clone()))
+            .and(query_param("page", "1"))
+            .respond_with(Listed(store.clone(), read_delay))
+            .mount(&self.server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(list.clone()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+            .mount(&self.server)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(wiremock::matchers::path_regex(format!(
+                "^/repos/{OWNER}/{REPO}/issues/comments/[0-9]+$"
+            )))
+            .respond_with(Edited(store.clone()))
+            .mount(&self.server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(list))
+            .respond_with(Created(store.clone()))
+            .mount(&self.server)
+            .await;
+        store
+    }
+
     /// Creating a comment on `number` answers with GitHub's example as comment `id`.
     pub async fn accept_create(&self, number: u64, id: u64) {
         Mock::given(method("POST"))
@@ -388,4 +426,69 @@ pub fn no_credentials() -> Vec<(&'static str, String)> {
         ),
         ("AWS_MAX_ATTEMPTS", "1".to_owned()),
     ]
+}
+
+/// The comments [`GitHub::keep_comments`] keeps.
+#[derive(Clone)]
+pub struct CommentStore(std::sync::Arc<std::sync::Mutex<Vec<Value>>>);
+
+impl CommentStore {
+    /// The text of each comment, in order.
+    pub fn bodies(&self) -> Vec<String> {
+        let comments = self.0.lock().unwrap();
+        comments
+            .iter()
+            .map(|c| c["body"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+struct Listed(CommentStore, std::time::Duration);
+
+impl wiremock::Respond for Listed {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        let comments = self.0.0.lock().unwrap().clone();
+        ResponseTemplate::new(200)
+            .set_body_json(Value::Array(comments))
+            .set_delay(self.1)
+    }
+}
+
+struct Edited(CommentStore);
+
+impl wiremock::Respond for Edited {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let id: u64 = request
+            .url
+            .path()
+            .rsplit('/')
+            .next()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_default();
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let mut comments = self.0.0.lock().unwrap();
+        match comments.iter_mut().find(|c| c["id"] == json!(id)) {
+            Some(c) => {
+                c["body"] = body["body"].clone();
+                ResponseTemplate::new(200).set_body_json(c.clone())
+            }
+            None => ResponseTemplate::new(404).set_body_json(json!({
+                "message": "Not Found",
+                "documentation_url": "https://docs.github.com/rest/issues/comments#update-an-issue-comment"
+            })),
+        }
+    }
+}
+
+struct Created(CommentStore);
+
+impl wiremock::Respond for Created {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let mut comments = self.0.0.lock().unwrap();
+        let id = 900 + comments.len() as u64;
+        let created = comment(id, BOT_REST, body["body"].as_str().unwrap_or_default());
+        comments.push(created.clone());
+        ResponseTemplate::new(201).set_body_json(created)
+    }
 }

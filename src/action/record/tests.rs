@@ -55,7 +55,9 @@ fn refs(plan: &Plan, name: &str) -> Vec<ActionRef> {
 }
 
 fn record(plan: &Plan, outcomes: BTreeMap<String, Outcome>) -> String {
-    record_document(&origin(), plan, &outcomes, &[], &[], None, false).comment()
+    super::record(&origin(), plan, &outcomes, &[], &[], None)
+        .document()
+        .comment()
 }
 
 #[test]
