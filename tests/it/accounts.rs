@@ -7,21 +7,8 @@ use aws_sdk_ec2::types::Filter;
 
 use crate::action::environment;
 use crate::cloud::Cloud;
-use crate::harness::{GitRepo, Output};
+use crate::harness::GitRepo;
 use crate::proxy::{Fault, Proxy, Requests};
-
-/// Runs the binary on `repo` through `proxy`, off the runtime that serves the proxy.
-async fn run(repo: &GitRepo, proxy: &Proxy, args: &[&str]) -> Output {
-    let path = repo.path().to_owned();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    let vars = proxy.binary_vars(Some(1));
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        crate::harness::strata_with(&path, &args, &vars)
-    })
-    .await
-    .expect("the run finishes")
-}
 
 /// The VPCs of environment `name` in `cloud`'s account.
 async fn vpcs(cloud: &Cloud, name: &str) -> usize {
@@ -58,7 +45,7 @@ async fn an_environment_in_another_account_is_planned_applied_and_locked_there()
     );
     repo.commit("one environment here, one in another account");
 
-    let plan = run(&repo, &proxy, &["plan", "--format", "json"]).await;
+    let plan = proxy.run(&repo, &["plan", "--format", "json"]).await;
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     let json: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
     let env = |name: &str| {
@@ -77,7 +64,7 @@ async fn an_environment_in_another_account_is_planned_applied_and_locked_there()
     );
     assert!(env("acct-home").get("account").is_none(), "{json}");
 
-    let applied = run(&repo, &proxy, &["apply"]).await;
+    let applied = proxy.run(&repo, &["apply"]).await;
     assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
     assert_eq!(vpcs(&other, "acct-away").await, 1);
     assert_eq!(vpcs(&own, "acct-away").await, 0);
@@ -102,7 +89,7 @@ async fn an_environment_in_another_account_is_planned_applied_and_locked_there()
         .filter(|c| c.operation == "AssumeRole")
         .count();
     assert_eq!(assumed, 2, "{:?}", proxy.calls());
-    let again = run(&repo, &proxy, &["plan", "--detailed-exitcode"]).await;
+    let again = proxy.run(&repo, &["plan", "--detailed-exitcode"]).await;
     assert_eq!(again.code, 0, "{}", again.stdout);
 
     // A role that cannot be assumed stops only its environment.
@@ -110,7 +97,7 @@ async fn an_environment_in_another_account_is_planned_applied_and_locked_there()
         Requests::Operation("AssumeRole".to_owned()),
         &[Fault::Status(403)],
     );
-    let refused = run(&repo, &proxy, &["plan", "--format", "json"]).await;
+    let refused = proxy.run(&repo, &["plan", "--format", "json"]).await;
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(
         refused.stderr.starts_with(&format!(

@@ -6,6 +6,18 @@ use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, Tag, TagSp
 
 use crate::scenario::Scenario;
 
+/// A resource of `kind` made by hand with `tags`, as strata would tag it.
+fn tagged_as(kind: ResourceType, tags: &[(&str, &str)]) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(
+            tags.iter()
+                .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+                .collect(),
+        ))
+        .build()
+}
+
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
@@ -131,16 +143,7 @@ async fn drift_by_hand_stopped_machines_and_orphans_are_found_and_nothing_is_wri
         .group_name("etcd-prod-left-over")
         .description("made by hand")
         .vpc_id(group.vpc_id().unwrap())
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::SecurityGroup)
-                .set_tags(Some(
-                    tags.iter()
-                        .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
-                        .collect(),
-                ))
-                .build(),
-        )
+        .tag_specifications(tagged_as(ResourceType::SecurityGroup, &tags))
         .send()
         .await
         .unwrap();
@@ -203,16 +206,7 @@ async fn drift_by_hand_stopped_machines_and_orphans_are_found_and_nothing_is_wri
             .availability_zone("eu-west-1a")
             .size(size)
             .volume_type(aws_sdk_ec2::types::VolumeType::Gp3)
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::Volume)
-                    .set_tags(Some(
-                        tags.iter()
-                            .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
-                            .collect(),
-                    ))
-                    .build(),
-            )
+            .tag_specifications(tagged_as(ResourceType::Volume, &tags))
             .send()
             .await
             .unwrap();

@@ -3,22 +3,8 @@
 //! next run converges.
 
 use crate::action::environment;
-use crate::harness::{GitRepo, Output, example_with_feed, project_root};
+use crate::harness::{GitRepo, example_with_feed, project_root};
 use crate::proxy::{Fault, Proxy, Requests};
-
-/// Runs the binary on `repo` through `proxy` (no SDK retries), off the runtime that
-/// serves the proxy.
-async fn run(repo: &GitRepo, proxy: &Proxy, args: &[&str]) -> Output {
-    let path = repo.path().to_owned();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    let vars = proxy.binary_vars(Some(1));
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        crate::harness::strata_with(&path, &args, &vars)
-    })
-    .await
-    .expect("the run finishes")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_environment_failing_at_apply_stops_no_other_and_the_next_run_converges() {
@@ -36,7 +22,7 @@ async fn one_environment_failing_at_apply_stops_no_other_and_the_next_run_conver
         Requests::Carrying("CreateSubnet".to_owned(), "10.194.".to_owned()),
         &[Fault::Status(400)],
     );
-    let failed = run(&repo, &proxy, &["apply", "--parallel", "3"]).await;
+    let failed = proxy.run(&repo, &["apply", "--parallel", "3"]).await;
     assert_eq!(failed.code, 1, "{}\n{}", failed.stdout, failed.stderr);
     for name in ["par-a", "par-c"] {
         assert!(
@@ -71,17 +57,14 @@ async fn one_environment_failing_at_apply_stops_no_other_and_the_next_run_conver
     );
     // The others are whole; par-b still has its work to do.
     for (name, code) in [("par-a", 0), ("par-b", 2), ("par-c", 0)] {
-        let plan = run(
-            &repo,
-            &proxy,
-            &["plan", "--env", name, "--detailed-exitcode"],
-        )
-        .await;
+        let plan = proxy
+            .run(&repo, &["plan", "--env", name, "--detailed-exitcode"])
+            .await;
         assert_eq!(plan.code, code, "{name}: {}{}", plan.stdout, plan.stderr);
     }
 
     proxy.heal();
-    let healed = run(&repo, &proxy, &["apply"]).await;
+    let healed = proxy.run(&repo, &["apply"]).await;
     assert_eq!(healed.code, 0, "{}\n{}", healed.stdout, healed.stderr);
     assert!(
         healed
@@ -91,7 +74,7 @@ async fn one_environment_failing_at_apply_stops_no_other_and_the_next_run_conver
         healed.stdout
     );
     assert!(!healed.stdout.contains("par-a: +"), "{}", healed.stdout);
-    let plan = run(&repo, &proxy, &["plan", "--detailed-exitcode"]).await;
+    let plan = proxy.run(&repo, &["plan", "--detailed-exitcode"]).await;
     assert_eq!(plan.code, 0, "{}", plan.stdout);
 }
 
@@ -110,7 +93,7 @@ async fn one_environment_that_cannot_be_planned_stops_no_other() {
     repo.commit("two environments");
     let missing = "error: environment `web-prod`: reading secret strata/web-prod/ssh-public-key in eu-west-1: ResourceNotFoundException";
 
-    let plan = run(&repo, &proxy, &["plan", "--format", "json"]).await;
+    let plan = proxy.run(&repo, &["plan", "--format", "json"]).await;
     assert_eq!(plan.code, 1, "{}\n{}", plan.stdout, plan.stderr);
     assert!(plan.stderr.starts_with(missing), "{}", plan.stderr);
     let json: serde_json::Value = serde_json::from_str(&plan.stdout).expect("the plan's JSON");
@@ -125,7 +108,7 @@ async fn one_environment_that_cannot_be_planned_stops_no_other() {
         "{json}"
     );
 
-    let applied = run(&repo, &proxy, &["apply"]).await;
+    let applied = proxy.run(&repo, &["apply"]).await;
     assert_eq!(applied.code, 1, "{}\n{}", applied.stdout, applied.stderr);
     assert!(applied.stderr.starts_with(missing), "{}", applied.stderr);
     assert!(
@@ -147,11 +130,8 @@ async fn one_environment_that_cannot_be_planned_stops_no_other() {
         "{}",
         applied.stdout
     );
-    let after = run(
-        &repo,
-        &proxy,
-        &["plan", "--env", "par-e", "--detailed-exitcode"],
-    )
-    .await;
+    let after = proxy
+        .run(&repo, &["plan", "--env", "par-e", "--detailed-exitcode"])
+        .await;
     assert_eq!(after.code, 0, "{}{}", after.stdout, after.stderr);
 }

@@ -165,6 +165,24 @@ impl Proxy {
         vars
     }
 
+    /// Runs the binary on `repo` through this proxy (no SDK retries), off the runtime
+    /// that serves the proxy.
+    pub async fn run(
+        &self,
+        repo: &crate::harness::GitRepo,
+        args: &[&str],
+    ) -> crate::harness::Output {
+        let path = repo.path().to_owned();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let vars = self.binary_vars(Some(1));
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::harness::strata_with(&path, &args, &vars)
+        })
+        .await
+        .expect("the run finishes")
+    }
+
     /// Answers the requests `which` picks with `faults` in turn (the last one repeats).
     pub fn inject(&self, which: Requests, faults: &[Fault]) {
         assert!(!faults.is_empty(), "a rule needs a fault");
