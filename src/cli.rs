@@ -470,6 +470,11 @@ async fn drift(
             writeln!(out, "{json}")?;
         }
     }
+    // The others are checked and reported; an environment that could not be is an
+    // error.
+    if !report.unchecked.is_empty() {
+        return Err(engine::EngineError::Unplanned(report.unchecked).into());
+    }
     Ok(match report.has_drift() {
         true => Outcome::Changes,
         false => Outcome::Success,

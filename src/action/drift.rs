@@ -82,6 +82,11 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<(), String> {
             crate::plan::render::plural(report.orphans.len())
         )),
     }
+    // The others were checked and their issues kept; these fail the job.
+    if !report.unchecked.is_empty() {
+        run.outputs.failure_reason = Some(FailureReason::PlanFailed);
+        return Err(engine::EngineError::Unplanned(report.unchecked.clone()).to_string());
+    }
     if run.inputs.fail_on_drift && report.has_drift() {
         run.outputs.failure_reason = Some(FailureReason::Drift);
         return Err("drift found, and fail_on_drift is set".to_owned());
@@ -102,7 +107,7 @@ fn summary(report: &Report, context: &drift::Context) -> Document {
     if report.orphans.iter().any(|o| o.environment_removed) {
         items.push(drift::orphans_issue(report, context).render(COMMENT_BUDGET, "the JSON"));
     }
-    let intro = match report.has_drift() {
+    let mut intro = match report.has_drift() {
         true => format!(
             "### ↩️ strata drift: {} environment{} drifted\n",
             drifted.len(),
@@ -110,6 +115,17 @@ fn summary(report: &Report, context: &drift::Context) -> Document {
         ),
         false => "### ✅ strata drift: AWS matches the repository\n".to_owned(),
     };
+    for u in &report.unchecked {
+        intro.push_str(&format!(
+            "\n> [!WARNING]\n> **`{}` could not be checked**; the others were.\n>\n> ```\n{}\n> ```\n",
+            u.name,
+            u.error
+                .lines()
+                .map(|l| format!("> {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
     Document {
         header: None,
         intro,

@@ -22,6 +22,10 @@ pub struct Report {
     pub environments: Vec<EnvironmentDrift>,
     /// Resources strata tagged that no file declares.
     pub orphans: Vec<Orphan>,
+    /// Environments that could not be checked (their key, image or role could not be
+    /// had), each with why; the others are checked all the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchecked: Vec<super::Unplanned>,
 }
 
 /// One environment's drift.
@@ -141,6 +145,7 @@ impl Report {
             commit: plan.commit.clone(),
             environments,
             orphans,
+            unchecked: plan.unplanned.clone(),
         }
     }
 
@@ -221,6 +226,9 @@ fn deleted(env: &EnvironmentPlan) -> Vec<Orphan> {
 /// `strata drift`'s text: a line per drifted resource and orphan, or that all matches.
 pub fn text(report: &Report) -> String {
     let mut out = String::new();
+    for u in &report.unchecked {
+        let _ = writeln!(out, "{} ({}): could not be checked", u.name, u.region);
+    }
     for env in &report.environments {
         if env.items.is_empty() {
             let _ = writeln!(out, "{} ({}): matches its file", env.name, env.region);

@@ -134,4 +134,17 @@ async fn one_environment_that_cannot_be_planned_stops_no_other() {
         .run(&repo, &["plan", "--env", "par-e", "--detailed-exitcode"])
         .await;
     assert_eq!(after.code, 0, "{}{}", after.stdout, after.stderr);
+
+    // A drift check checks par-e and says it could not check web-prod.
+    let drift = proxy.run(&repo, &["drift", "--format", "json"]).await;
+    assert_eq!(drift.code, 1, "{}\n{}", drift.stdout, drift.stderr);
+    assert!(drift.stderr.starts_with(missing), "{}", drift.stderr);
+    let report: serde_json::Value = serde_json::from_str(&drift.stdout).expect("the report");
+    assert_eq!(report["environments"][0]["name"], "par-e", "{report}");
+    assert_eq!(
+        report["environments"][0]["items"],
+        serde_json::json!([]),
+        "{report}"
+    );
+    assert_eq!(report["unchecked"][0]["name"], "web-prod", "{report}");
 }
