@@ -59,6 +59,17 @@ impl Request {
 }
 
 impl Metrics {
+    /// A request sent by a client strata does not build itself (aws-config's STS
+    /// client assuming a role).
+    fn record(&self, service: &str, operation: &str) {
+        if let Ok(mut requests) = self.0.lock() {
+            requests.push(Request {
+                service: service.to_owned(),
+                operation: operation.to_owned(),
+            });
+        }
+    }
+
     fn all(&self) -> Vec<Request> {
         self.0.lock().map(|v| v.clone()).unwrap_or_default()
     }
@@ -192,6 +203,7 @@ impl Connector {
             return Ok(self.with_base(base.clone()));
         }
         let base = account::assume(&self.base, account, region).await?;
+        self.metrics.record("sts", "AssumeRole");
         accounts.insert(account.clone(), base.clone());
         Ok(self.with_base(base))
     }

@@ -111,7 +111,8 @@ pub async fn moto_config(region: &str) -> aws_config::SdkConfig {
         .await
 }
 
-/// Sends every request to one moto account.
+/// Sends every request to one moto account, but those signed with a role's
+/// credentials (STS hands out `ASIA…` keys), which moto sends to the role's account.
 #[derive(Debug)]
 struct Account(String);
 
@@ -119,16 +120,19 @@ impl Intercept for Account {
     fn name(&self) -> &'static str {
         "moto-account"
     }
-    fn modify_before_signing(
+    fn modify_before_transmit(
         &self,
         context: &mut BeforeTransmitInterceptorContextMut<'_>,
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        context
-            .request_mut()
-            .headers_mut()
-            .insert("x-moto-account-id", self.0.clone());
+        let headers = context.request_mut().headers_mut();
+        let assumed = headers
+            .get("authorization")
+            .is_some_and(|a| a.contains("Credential=ASIA"));
+        if !assumed {
+            headers.insert("x-moto-account-id", self.0.clone());
+        }
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! The IAM policies strata ships (`examples/iam/`) allow every AWS operation the
-//! example environments' plans, applies, changes and teardowns send, and the plan
-//! role's policy allows reads only.
+//! example environments' plans, applies, changes and teardowns send (one of them in
+//! a second account, through the role the job assumes there), and the plan role's
+//! policy allows reads only.
 
 use std::collections::BTreeSet;
 
@@ -145,10 +146,23 @@ async fn the_shipped_policies_hold_every_action_strata_calls() {
     let files = strata::repo::read_dir(&project_root()).unwrap();
     let units = strata::repo::load(&files).unwrap().units;
     let connector = cloud.connector().await;
+    // A network in a second account, reached through its role.
+    let other = Cloud::new();
+    let away = |change: bool| {
+        let ports: &[u16] = if change { &[22] } else { &[22, 443] };
+        let text = format!(
+            "account: {{ role_arn: \"arn:aws:iam::{}:role/strata-apply\", external_id: strata-tests }}\n{}",
+            other.account,
+            crate::action::environment(201, ports)
+        );
+        load("iam-away", &text, &units.names())
+    };
     let envs_of = |change| -> Vec<Environment> {
-        EXAMPLES
+        let mut envs = EXAMPLES
             .map(|n| load(n, &example(n, &feed.uri(), &cloud, change), &units.names()))
-            .to_vec()
+            .to_vec();
+        envs.push(away(change));
+        envs
     };
     let (first, changed) = (envs_of(false), envs_of(true));
 
@@ -177,6 +191,26 @@ async fn the_shipped_policies_hold_every_action_strata_calls() {
         .await
         .unwrap();
     locks.release().await.unwrap();
+    let vpcs = other
+        .connector()
+        .await
+        .connect("eu-west-1")
+        .ec2
+        .describe_vpcs()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:strata:environment")
+                .values("iam-away")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        vpcs.vpcs().len(),
+        1,
+        "iam-away's network is in the other account"
+    );
     scope
         .apply(&connector, &changed.iter().collect::<Vec<_>>(), true)
         .await
@@ -192,9 +226,15 @@ async fn the_shipped_policies_hold_every_action_strata_calls() {
     assert!(after.plan.is_empty(), "the teardown left something behind");
     let applied = connector.metrics().iam_actions();
 
+    // The job's role assumes the other account's: the one action it needs for that.
+    let assume = allowed("assume-role-policy.json");
+    assert_eq!(assume, BTreeSet::from(["sts:AssumeRole".to_owned()]));
+    assert!(planned.contains("sts:AssumeRole") && applied.contains("sts:AssumeRole"));
+    let plan_policy: BTreeSet<String> = plan_policy.union(&assume).cloned().collect();
     let unplanned: Vec<&String> = planned.difference(&plan_policy).collect();
     assert!(unplanned.is_empty(), "plan-policy.json lacks {unplanned:?}");
-    let unapplied: Vec<&String> = applied.difference(&apply_policy).collect();
+    let with_assume: BTreeSet<String> = apply_policy.union(&assume).cloned().collect();
+    let unapplied: Vec<&String> = applied.difference(&with_assume).collect();
     assert!(
         unapplied.is_empty(),
         "apply-policy.json lacks {unapplied:?}"
