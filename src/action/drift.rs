@@ -116,14 +116,11 @@ fn summary(report: &Report, context: &drift::Context) -> Document {
         false => "### ✅ strata drift: AWS matches the repository\n".to_owned(),
     };
     for u in &report.unchecked {
-        intro.push_str(&format!(
-            "\n> [!WARNING]\n> **`{}` could not be checked**; the others were.\n>\n> ```\n{}\n> ```\n",
-            u.name,
-            u.error
-                .lines()
-                .map(|l| format!("> {l}"))
-                .collect::<Vec<_>>()
-                .join("\n")
+        let title = format!("`{}` could not be checked", u.name);
+        intro.push_str(&crate::plan::render::warning(
+            &title,
+            "the others were",
+            &u.error,
         ));
     }
     Document {

@@ -4,6 +4,15 @@ use std::fmt::Write as _;
 
 use super::{ActionKind, FieldChange, Plan, Summary};
 
+/// A GitHub warning callout: `title` in bold, then `rest`, and `error` verbatim.
+pub fn warning(title: &str, rest: &str, error: &str) -> String {
+    let quoted: Vec<String> = error.lines().map(|l| format!("> {l}")).collect();
+    format!(
+        "\n> [!WARNING]\n> **{title}**; {rest}.\n>\n> ```\n{}\n> ```\n",
+        quoted.join("\n")
+    )
+}
+
 /// Renders `strata plan --format markdown`: a summary table first, a warning banner
 /// when anything is deleted or replaced, security-widening changes called out, then
 /// every environment, layer and action.
@@ -14,16 +23,11 @@ pub fn markdown(plan: &Plan) -> String {
         let _ = writeln!(out, "\nfor commit `{}`", &commit[..12.min(commit.len())]);
     }
     for u in &plan.unplanned {
-        let _ = writeln!(
+        let title = format!("`{}` ({}) could not be planned", u.name, u.region);
+        let _ = write!(
             out,
-            "\n> [!WARNING]\n> **`{}` ({}) could not be planned**; the other environments are.\n>\n> ```\n{}\n> ```",
-            u.name,
-            u.region,
-            u.error
-                .lines()
-                .map(|l| format!("> {l}"))
-                .collect::<Vec<_>>()
-                .join("\n")
+            "{}",
+            warning(&title, "the other environments are", &u.error)
         );
     }
     if plan.environments.is_empty() {
