@@ -449,10 +449,21 @@ impl Run<'_> {
     /// `document`; with `only_update`, edits an existing one and creates none. A
     /// comment that cannot be posted never fails the run: the summary has it all.
     async fn keep_comment(&mut self, number: u64, document: &Document, only_update: bool) {
+        self.keep_comment_over(number, &|_| document.clone(), only_update)
+            .await;
+    }
+
+    /// [`Run::keep_comment`] with the document made from the comment as it is
+    /// (`None` when there is none yet), read in the same look that finds it.
+    async fn keep_comment_over(
+        &mut self,
+        number: u64,
+        compose: &dyn Fn(Option<&str>) -> Document,
+        only_update: bool,
+    ) {
         if !self.inputs.comment {
             return;
         }
-        let body = redact::apply(&document.comment());
         let Some((github, login)) = self.github().await else {
             self.say(&command(
                 "notice",
@@ -465,6 +476,8 @@ impl Run<'_> {
             if only_update && existing.is_none() {
                 return Ok(None);
             }
+            let document = compose(existing.as_ref().and_then(|c| c.body.as_deref()));
+            let body = redact::apply(&document.comment());
             github
                 .upsert_comment(
                     number,

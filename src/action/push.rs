@@ -280,19 +280,7 @@ async fn execute_unlocked(
         .as_ref()
         .and_then(|p| p.comment.as_ref())
         .and_then(|(_, h)| h.clone());
-    // An environment that could not be planned fails alone; the others go on.
-    let mut outcomes: BTreeMap<String, Outcome> = plan
-        .unplanned
-        .iter()
-        .map(|u| {
-            let failed = Outcome::Failed {
-                error: u.error.clone(),
-                done: Vec::new(),
-                not_done: Vec::new(),
-            };
-            (u.name.clone(), failed)
-        })
-        .collect();
+    let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
     let mut approved = Vec::new();
     let mut notes = Vec::new();
     if reviewed && header.is_none() {
@@ -426,9 +414,8 @@ async fn keep_record(run: &mut Run<'_>, number: u64, record: &Record) {
     const TRIES: u32 = 6;
     for attempt in 1..=TRIES {
         let started = std::time::Instant::now();
-        let existing = run.comment_body(number).await;
-        let merged = record.merged_into(existing.as_deref());
-        run.keep_comment(number, &merged.document(), false).await;
+        let merged = |existing: Option<&str>| record.merged_into(existing).document();
+        run.keep_comment_over(number, &merged, false).await;
         tokio::time::sleep(started.elapsed() * 2 + pause(attempt)).await;
         match run.comment_body(number).await {
             // Kept, or no comment to keep (comments off, or a read-only token).

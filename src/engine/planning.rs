@@ -72,34 +72,29 @@ async fn plan_region(
 ) -> RegionPlan {
     let mut out = RegionPlan::default();
     let mut failed: BTreeMap<String, EngineError> = BTreeMap::new();
-    let connector = match connector.in_account(account, region).await {
-        Ok(connector) => connector,
+    let planned = match connector.in_account(account, region).await {
+        Ok(connector) => {
+            plan_environments(
+                &connector,
+                region,
+                &targets,
+                units,
+                base,
+                &mut out,
+                &mut failed,
+            )
+            .await
+        }
+        // The role cannot be assumed: none of its environments here is planned.
         Err(e) => {
-            // The role cannot be assumed: none of its environments here is planned.
-            out.unplanned = targets
-                .iter()
-                .map(|t| Unplanned {
-                    name: t.name.clone(),
-                    region: region.to_owned(),
-                    error: EngineError::from(e.clone())
-                        .of_environment(&t.name)
-                        .to_string(),
-                })
-                .collect();
-            return out;
+            for t in &targets {
+                let error = EngineError::from(e.clone()).of_environment(&t.name);
+                failed.insert(t.name.clone(), error);
+            }
+            Ok(())
         }
     };
-    if let Err(e) = plan_environments(
-        &connector,
-        region,
-        &targets,
-        units,
-        base,
-        &mut out,
-        &mut failed,
-    )
-    .await
-    {
+    if let Err(e) = planned {
         // A read the whole region needs failed: none of its environments is planned.
         let message = e.to_string();
         for t in &targets {

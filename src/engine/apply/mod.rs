@@ -106,44 +106,32 @@ async fn apply_one(
     commit: Option<&str>,
     say: &dyn Fn(&str),
 ) -> Ended {
-    let aws = match connector
+    // In the environment's account; a role that cannot be assumed completes nothing.
+    let (result, completed) = match connector
         .in_account(target.account.as_ref(), &env_plan.region)
         .await
     {
-        Ok(there) => there.connect(&env_plan.region),
-        Err(e) => {
-            return Ended {
-                name: env_plan.name.clone(),
-                done: Vec::new(),
-                not_done: env_plan
-                    .layers
-                    .iter()
-                    .flat_map(|l| {
-                        l.actions
-                            .iter()
-                            .map(|a| ActionRef::new(&env_plan.name, l.layer, a))
-                    })
-                    .collect(),
-                result: Err(e.into()),
-            };
+        Ok(there) => {
+            let aws = there.connect(&env_plan.region);
+            let mut observed = observations
+                .network
+                .get(&env_plan.name)
+                .cloned()
+                .unwrap_or_default();
+            observed.extend(
+                observations
+                    .cluster
+                    .get(&env_plan.name)
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            let mut say = |line: &str| say(line);
+            let mut exec = Executor::new(&aws, &env_plan.name, &target.tags, &observed, &mut say);
+            let result = apply_environment(&mut exec, env_plan, target, observations, commit).await;
+            (result, exec.completed)
         }
+        Err(e) => (Err(e.into()), Vec::new()),
     };
-    let mut observed = observations
-        .network
-        .get(&env_plan.name)
-        .cloned()
-        .unwrap_or_default();
-    observed.extend(
-        observations
-            .cluster
-            .get(&env_plan.name)
-            .cloned()
-            .unwrap_or_default(),
-    );
-    let mut say = |line: &str| say(line);
-    let mut exec = Executor::new(&aws, &env_plan.name, &target.tags, &observed, &mut say);
-    let result = apply_environment(&mut exec, env_plan, target, observations, commit).await;
-    let completed = &exec.completed;
     let (done, not_done) = env_plan
         .layers
         .iter()
