@@ -162,15 +162,7 @@ async fn plan_and_apply(
     )
     .await?;
     out.write_all(render::markdown(&plan).as_bytes())?;
-    // Environments that could not be planned are not applied; the others are, and
-    // the run fails at the end.
-    let unplanned = || -> anyhow::Result<Outcome> {
-        match plan.unplanned.is_empty() {
-            true => Ok(Outcome::Success),
-            false => Err(engine::EngineError::Unplanned(plan.unplanned.clone()).into()),
-        }
-    };
-    if plan.is_empty() {
+    let applied = if plan.is_empty() {
         // Nothing to change, but the commit is still recorded where an earlier apply
         // stopped after its last change and before recording it.
         engine::apply(
@@ -182,45 +174,53 @@ async fn plan_and_apply(
             usize::from(args.parallel),
             &mut |_| {},
         )
-        .await?;
-        writeln!(out, "\nNothing to apply.")?;
-        return unplanned();
-    }
-    writeln!(out, "\nApplying:")?;
-    let mut progress = |line: &str| {
-        // Progress is best effort: a closed stdout must not abort an apply half-way.
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        .await
+        .map(|_| None)
+    } else {
+        writeln!(out, "\nApplying:")?;
+        let mut progress = |line: &str| {
+            // Progress is best effort: a closed stdout must not abort an apply half-way.
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        };
+        engine::apply(
+            connector,
+            &plan,
+            &observations,
+            &work.targets,
+            args.allow_destroy,
+            usize::from(args.parallel),
+            &mut progress,
+        )
+        .await
+        .map(Some)
     };
-    let applied = match engine::apply(
-        connector,
-        &plan,
-        &observations,
-        &work.targets,
-        args.allow_destroy,
-        usize::from(args.parallel),
-        &mut progress,
-    )
-    .await
-    {
-        Ok(applied) => applied,
-        Err(e) if plan.unplanned.is_empty() => return Err(e.into()),
-        Err(e) => {
-            let unplanned = engine::EngineError::Unplanned(plan.unplanned.clone());
-            return Err(engine::EngineError::Several(vec![e, unplanned]).into());
+    match &applied {
+        Ok(None) => writeln!(out, "\nNothing to apply.")?,
+        Ok(Some(applied)) => {
+            writeln!(
+                out,
+                "\nApplied {} change{}.",
+                applied.actions,
+                render::plural(applied.actions)
+            )?;
+            // Nothing lost silently: the volumes the plan said go or stay, said again.
+            for env in &plan.environments {
+                for v in &env.data_volumes {
+                    writeln!(out, "{}: {}", env.name, render::data_volume(v))?;
+                }
+            }
         }
-    };
-    writeln!(
-        out,
-        "\nApplied {} change{}.",
-        applied.actions,
-        render::plural(applied.actions)
-    )?;
-    // Nothing lost silently: the volumes the plan said go or stay, said again.
-    for env in &plan.environments {
-        for v in &env.data_volumes {
-            writeln!(out, "{}: {}", env.name, render::data_volume(v))?;
-        }
+        Err(_) => {}
     }
-    unplanned()
+    // Environments that could not be planned were not applied: the run fails with
+    // them, after the others.
+    let unplanned = (!plan.unplanned.is_empty())
+        .then(|| engine::EngineError::Unplanned(plan.unplanned.clone()));
+    match (applied, unplanned) {
+        (Ok(_), None) => Ok(Outcome::Success),
+        (Ok(_), Some(unplanned)) => Err(unplanned.into()),
+        (Err(e), None) => Err(e.into()),
+        (Err(e), Some(unplanned)) => Err(engine::EngineError::Several(vec![e, unplanned]).into()),
+    }
 }
