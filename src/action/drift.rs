@@ -26,7 +26,8 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<(), String> {
     };
     let connector = run
         .credentials("a drift check reads live AWS", "a read-only role")
-        .await?;
+        .await?
+        .read_only();
     let everything = run.inputs.environment.is_none();
     let regions = match everything {
         true => Some(

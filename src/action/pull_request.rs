@@ -111,7 +111,7 @@ pub(super) async fn plan_change(
         }
         return Ok(());
     }
-    let connector = Connector::from_env().await;
+    let connector = Connector::from_env().await.read_only();
     let model_only = !connector.has_credentials().await;
     let plan = if model_only {
         run.say(&crate::github::runner::command(

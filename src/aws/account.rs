@@ -12,11 +12,26 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use super::AwsError;
 use crate::config::Account;
 
+/// The session policy of a role assumed to read (plans, drift checks, renders): the
+/// session may do only what both the role and this allow, so a plan cannot write in
+/// another account even though the role it assumes is the one applies use.
+const READ_ONLY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ec2:Describe*","elasticloadbalancing:Describe*","autoscaling:Describe*","secretsmanager:GetSecretValue"],"Resource":"*"}]}"#;
+
+/// What a session in another account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum Access {
+    /// What the role allows: applies.
+    Role,
+    /// Reads only, whatever the role allows: plans, drift checks, renders.
+    Read,
+}
+
 /// `base` with the credentials of `account`'s role, assumed now (STS in `region`), so
 /// a role that cannot be assumed is one clear error before any other call there.
 pub(super) async fn assume(
     base: &SdkConfig,
     account: &Account,
+    access: Access,
     region: &str,
 ) -> Result<SdkConfig, AwsError> {
     let role = account.role_arn.as_str();
@@ -26,6 +41,9 @@ pub(super) async fn assume(
         .configure(base);
     if let Some(id) = &account.external_id {
         builder = builder.external_id(id.as_str());
+    }
+    if access == Access::Read {
+        builder = builder.policy(READ_ONLY);
     }
     let provider = builder.build().await;
     let first = provider

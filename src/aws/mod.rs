@@ -14,6 +14,7 @@ pub mod executor;
 pub mod images;
 pub mod lock;
 pub mod network;
+pub mod pace;
 pub(crate) mod read;
 pub mod secrets;
 
@@ -26,12 +27,14 @@ use std::sync::{Arc, Mutex};
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::config::Account;
+use account::Access;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
+use pace::Pace;
 
 /// Every request sent, in order.
 #[derive(Debug, Clone, Default)]
@@ -153,9 +156,25 @@ pub struct Aws {
     pub autoscaling: aws_sdk_autoscaling::Client,
     /// Requests sent through these clients.
     pub metrics: Metrics,
+    /// The pace of ELBv2 reads in this account and region (`None`: unpaced), shared by
+    /// every client built for them in this run.
+    pub elb_reads: Option<Arc<Pace>>,
     /// The region.
     pub region: String,
 }
+
+impl Aws {
+    /// Waits for this account and region's next ELBv2 read (`pace`): every ELBv2
+    /// `Describe*` request waits here first.
+    pub async fn elb_read(&self) {
+        if let Some(pace) = &self.elb_reads {
+            pace.take().await;
+        }
+    }
+}
+
+/// Paces by account (`None`: the credentials' own) and region.
+type Paces = BTreeMap<(Option<Account>, String), Arc<Pace>>;
 
 /// How to build clients: the shared SDK configuration and extra interceptors (tests
 /// add one that picks an isolated emulator account).
@@ -164,9 +183,18 @@ pub struct Connector {
     base: SdkConfig,
     interceptors: Vec<SharedInterceptor>,
     metrics: Metrics,
-    /// The configurations of other accounts, by the role assumed there: each role is
-    /// assumed once per run, and its credentials renewed by the SDK.
-    accounts: Arc<tokio::sync::Mutex<BTreeMap<Account, SdkConfig>>>,
+    /// The configurations of other accounts, by the role assumed there and the
+    /// session's access: each role is assumed once per run and access, and its
+    /// credentials renewed by the SDK.
+    accounts: Arc<tokio::sync::Mutex<BTreeMap<(Account, Access), SdkConfig>>>,
+    /// What sessions in other accounts may do.
+    access: Access,
+    /// The account this connector works in (`None`: the credentials' own).
+    account: Option<Account>,
+    /// The ELBv2 read pace of each account and region, made on first use.
+    elb_reads: Arc<Mutex<Paces>>,
+    /// Reads per second a new pace allows (`0`: none).
+    elb_reads_per_second: u32,
 }
 
 impl Connector {
@@ -183,6 +211,10 @@ impl Connector {
             interceptors,
             metrics: Metrics::default(),
             accounts: Arc::default(),
+            access: Access::Role,
+            account: None,
+            elb_reads: Arc::default(),
+            elb_reads_per_second: pace::elb_reads_per_second(),
         }
     }
 
@@ -199,19 +231,32 @@ impl Connector {
             return Ok(self.clone());
         };
         let mut accounts = self.accounts.lock().await;
-        if let Some(base) = accounts.get(account) {
-            return Ok(self.with_base(base.clone()));
+        let key = (account.clone(), self.access);
+        if let Some(base) = accounts.get(&key) {
+            return Ok(self.in_account_with(account, base.clone()));
         }
-        let base = account::assume(&self.base, account, region).await?;
+        let base = account::assume(&self.base, account, self.access, region).await?;
         self.metrics.record("sts", "AssumeRole");
-        accounts.insert(account.clone(), base.clone());
-        Ok(self.with_base(base))
+        accounts.insert(key, base.clone());
+        Ok(self.in_account_with(account, base))
     }
 
-    /// The same connector (interceptors, request accounting) with another base.
-    fn with_base(&self, base: SdkConfig) -> Connector {
+    /// This connector for reading: roles it assumes in other accounts come with a
+    /// session policy that allows reads only (plans, drift checks, renders). The
+    /// credentials strata runs with are the job's to restrict (`examples/iam/`).
+    pub fn read_only(self) -> Connector {
+        Connector {
+            access: Access::Read,
+            ..self
+        }
+    }
+
+    /// The same connector (interceptors, request accounting, paces) in `account`,
+    /// through `base`.
+    fn in_account_with(&self, account: &Account, base: SdkConfig) -> Connector {
         Connector {
             base,
+            account: Some(account.clone()),
             ..self.clone()
         }
     }
@@ -270,7 +315,20 @@ impl Connector {
             secrets: aws_sdk_secretsmanager::Client::from_conf(secrets.build()),
             autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling.build()),
             metrics: self.metrics.clone(),
+            elb_reads: self.elb_reads(region),
             region: region.to_owned(),
         }
+    }
+
+    /// The pace of ELBv2 reads in this connector's account and `region`.
+    fn elb_reads(&self, region: &str) -> Option<Arc<Pace>> {
+        let mut paces = self.elb_reads.lock().expect("the paces");
+        let place = (self.account.clone(), region.to_owned());
+        if let Some(pace) = paces.get(&place) {
+            return Some(Arc::clone(pace));
+        }
+        let pace = Arc::new(Pace::per_second(self.elb_reads_per_second)?);
+        paces.insert(place, Arc::clone(&pace));
+        Some(pace)
     }
 }

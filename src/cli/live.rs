@@ -38,7 +38,7 @@ pub(super) async fn drift(
         ..Default::default()
     };
     let (work, connector) = match selected(cli, &asked, err).await? {
-        Ok(selected) => selected,
+        Ok((work, connector)) => (work, connector.read_only()),
         Err(outcome) => return Ok(outcome),
     };
     // Every environment checked: those without a file are looked for too.
@@ -75,13 +75,14 @@ pub(super) async fn drift(
     })
 }
 
+/// The plan `strata plan` shows, made through a connector that reads only.
 async fn planned(
     cli: &Cli,
     selection: &Selection,
     err: &mut dyn Write,
 ) -> anyhow::Result<Result<(Work, Connector, crate::plan::Plan, engine::Observations), Outcome>> {
     let (work, connector) = match selected(cli, selection, err).await? {
-        Ok(selected) => selected,
+        Ok((work, connector)) => (work, connector.read_only()),
         Err(outcome) => return Ok(Err(outcome)),
     };
     let (plan, observations) = engine::plan(

@@ -335,6 +335,7 @@ fn render(
             let (key, token) = runtime()?.block_on(async {
                 let connector = Connector::from_env()
                     .await
+                    .read_only()
                     .in_account(environment.spec.account.as_ref(), &region)
                     .await?;
                 let aws = connector.connect(&region);

@@ -115,3 +115,40 @@ async fn an_environment_in_another_account_is_planned_applied_and_locked_there()
     assert_eq!(json["environments"][0]["name"], "acct-home", "{json}");
     assert_eq!(json["unplanned"][0]["name"], "acct-away", "{json}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_and_drift_checks_read_there_through_a_session_that_may_only_read() {
+    let own = Cloud::new();
+    let other = Cloud::new();
+    let proxy = Proxy::new(&own.account);
+    let repo = GitRepo::new();
+    let role = format!("arn:aws:iam::{}:role/strata-apply", other.account);
+    repo.write(
+        "environments/acct-read.yaml",
+        format!(
+            "account: {{ role_arn: \"{role}\" }}\n{}",
+            environment(199, &[22])
+        ),
+    );
+    repo.commit("an environment in another account");
+    // Sessions asked with a session policy are refused here: a run that asks for one
+    // cannot reach the account.
+    proxy.inject(
+        Requests::Carrying("AssumeRole".to_owned(), "Policy=".to_owned()),
+        &[Fault::Status(403)],
+    );
+    for command in [&["plan"][..], &["drift"]] {
+        let run = proxy.run(&repo, command).await;
+        assert_eq!(run.code, 1, "{command:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("environment `acct-read`")
+                && run.stderr.contains(&format!("assuming role {role}")),
+            "{command:?} asks for a read-only session:\n{}",
+            run.stderr
+        );
+    }
+    // An apply assumes the role as it is.
+    let applied = proxy.run(&repo, &["apply"]).await;
+    assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
+    assert_eq!(vpcs(&other, "acct-read").await, 1);
+}

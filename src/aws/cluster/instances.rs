@@ -110,9 +110,13 @@ pub(super) async fn registrations(
 ) -> Result<BTreeMap<String, Vec<String>>> {
     let mut reads = tokio::task::JoinSet::new();
     for arn in target_groups {
+        let aws = aws.clone();
         let call = aws.elb.describe_target_health().target_group_arn(arn);
         let arn = arn.clone();
-        reads.spawn(async move { (arn, call.send().await) });
+        reads.spawn(async move {
+            aws.elb_read().await;
+            (arn, call.send().await)
+        });
     }
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     while let Some(joined) = reads.join_next().await {
@@ -351,6 +355,7 @@ async fn target_state(
     target_group: &str,
     instance: &str,
 ) -> Result<Option<elb::TargetHealthStateEnum>> {
+    aws.elb_read().await;
     let out = aws
         .elb
         .describe_target_health()

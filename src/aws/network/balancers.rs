@@ -240,6 +240,7 @@ impl Executor<'_> {
         let aws = self.aws;
         let subject = format!("load balancer {logical}");
         let look = async || {
+            aws.elb_read().await;
             let out = aws
                 .elb
                 .describe_load_balancers()
@@ -273,6 +274,7 @@ impl Executor<'_> {
         let aws = self.aws;
         let subject = format!("load balancer {logical} ({arn})");
         let look = async || {
+            aws.elb_read().await;
             let out = aws
                 .elb
                 .describe_load_balancers()

@@ -324,22 +324,16 @@ pub(super) async fn load_balancers(aws: &Aws, envs: &[String]) -> Result<Vec<Raw
         name.is_some_and(|n| prefixes.iter().any(|p| n.starts_with(p.as_str())))
     };
     let (lbs, tgs) = tokio::try_join!(
-        all(
-            "reading load balancers",
-            aws.elb
-                .describe_load_balancers()
-                .into_paginator()
-                .items()
-                .send()
-        ),
-        all(
-            "reading target groups",
-            aws.elb
-                .describe_target_groups()
-                .into_paginator()
-                .items()
-                .send()
-        ),
+        async {
+            aws.elb_read().await;
+            let pages = aws.elb.describe_load_balancers().into_paginator();
+            all("reading load balancers", pages.items().send()).await
+        },
+        async {
+            aws.elb_read().await;
+            let pages = aws.elb.describe_target_groups().into_paginator();
+            all("reading target groups", pages.items().send()).await
+        },
     )?;
     let lbs: Vec<elb::LoadBalancer> = lbs
         .into_iter()
@@ -452,11 +446,15 @@ async fn elb_tags(
     let what = "reading load balancer tags";
     let mut reads = tokio::task::JoinSet::new();
     for chunk in arns.chunks(20) {
+        let aws = aws.clone();
         let call = aws
             .elb
             .describe_tags()
             .set_resource_arns(Some(chunk.to_vec()));
-        reads.spawn(call.send());
+        reads.spawn(async move {
+            aws.elb_read().await;
+            call.send().await
+        });
     }
     let mut tags = BTreeMap::new();
     while let Some(joined) = reads.join_next().await {
@@ -480,10 +478,11 @@ async fn listeners(
 ) -> Result<BTreeMap<String, Vec<elb::Listener>>> {
     let mut reads = tokio::task::JoinSet::new();
     for arn in lbs.iter().filter_map(|l| l.load_balancer_arn()) {
-        let client = aws.elb.clone();
+        let aws = aws.clone();
         let arn = arn.to_owned();
         reads.spawn(async move {
-            let pages = client.describe_listeners().load_balancer_arn(&arn);
+            aws.elb_read().await;
+            let pages = aws.elb.describe_listeners().load_balancer_arn(&arn);
             let what = format!("reading the listeners of {arn}");
             let listeners = all(&what, pages.into_paginator().items().send()).await;
             (arn, listeners)
