@@ -1,418 +1,388 @@
-//! Requests and wall time of a network plan against moto, next to the slowest single
-//! read of the same run. Run with `cargo bench --bench plan` (after scripts/setup).
+//! What a plan costs strata itself: reads, dependent rounds of requests, wall time
+//! and peak memory of `strata plan` (the process a user or the Action runs) for 1, 10,
+//! 100 and 1,000 environments with nothing to do. Run with `cargo bench --bench plan`
+//! (after scripts/setup).
 //!
-//! Sets up 1 and then 10 environments (each: 2 zones, 4 subnets, NAT, 2 security
-//! groups, an application load balancer), then plans them; then the same with all
-//! three layers, once with an auto-scaling group and once with a fixed-size cluster of
-//! 3. Nothing here asserts on time.
+//! moto answers one request at a time and slows as its account fills, so a plan timed
+//! against it measures moto. Instead each count's environments are applied to moto
+//! once, and the plan's answers recorded there (`support::replay`, kept under the
+//! target directory; `STRATA_BENCH_RECORD=1` records afresh, and a recording the
+//! plan no longer matches is recorded again). The plans are then timed against the
+//! recording, every answer after the same latency and none queued behind another:
+//! wall ÷ latency is then about the number of rounds strata waits through, and the
+//! server counts those rounds itself. Then each plan runs once more against a server
+//! that also enforces ELBv2's documented bucket for reads, paced (strata's default)
+//! and unpaced. Nothing here asserts on time.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_sdk_ec2::config::{Credentials, Region};
-use aws_sdk_ec2::types::Filter;
-use strata::aws::Connector;
-use strata::config::{Environment, Layer};
-use strata::engine;
-
-// The tests' image feed: a file with nothing else from their harness in it.
+#[allow(dead_code)]
 #[path = "../tests/it/feed.rs"]
 mod feed;
+// Shared with the apply benchmark, which uses other parts of it.
+#[allow(dead_code)]
+mod support;
 
-const RUNS: usize = 9;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
-/// The commit the benchmark's environments are applied from.
-const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+use serde::{Deserialize, Serialize};
+use support::replay::{Mode, Recording, Seen, Server};
+use support::{Moto, median, ms};
 
-fn environment(i: usize) -> Environment {
-    let yaml = format!(
-        "region: eu-west-1\nnetwork:\n  cidr: 10.{i}.0.0/16\n  zones: 2\n  private_subnets: 2\n  public_subnets: 2\n  nat: single\n  \
-         security_groups:\n    app:\n      ingress: [ssh, https, postgres]\n      egress: [all-traffic]\n    lb:\n      ingress: [http]\n      \
-         ingress_cidrs: [0.0.0.0/0]\n  load_balancers:\n    api:\n      type: application\n      subnets: public\n      \
-         security_groups: [lb]\n      listeners:\n        - {{ front: http, back: 8080 }}\n"
-    );
-    strata::config::load(
-        &format!("environments/bench-{i}.yaml"),
-        &yaml,
-        &BTreeSet::new(),
-    )
-    .expect("valid environment")
+/// Environment counts; `STRATA_BENCH_COUNTS=1,10` for a quicker run.
+const COUNTS: [usize; 4] = [1, 10, 100, 1_000];
+
+/// Every answer's latency: far above strata's own work between rounds, so that
+/// wall ÷ latency counts rounds, and about what a distant region's API takes.
+const LATENCY: Duration = Duration::from_millis(100);
+
+const RUNS: usize = 5;
+
+/// What one count's recording holds besides the answers.
+#[derive(Serialize, Deserialize)]
+struct Recorded {
+    plan: Recording,
+    /// The requests of `strata drift` of the same environments.
+    drift_reads: usize,
 }
 
 fn main() {
-    let home = std::env::var("HOME").unwrap_or_default();
-    let python = std::env::var("STRATA_MOTO_PYTHON")
-        .unwrap_or_else(|_| format!("{home}/.cache/strata/moto-5.2.5/bin/python"));
-    let mut moto = Command::new(python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/moto_server.py"))
-        .env(
-            "MOTO_AMIS_PATH",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/amis.json"),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("moto is installed (scripts/setup)");
-    let mut line = String::new();
-    BufReader::new(moto.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port");
-    let moto_port: u16 = line.trim().parse().expect("port");
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let counts: Vec<usize> = match std::env::var("STRATA_BENCH_COUNTS") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| n.trim().parse().expect("STRATA_BENCH_COUNTS: numbers"))
+            .collect(),
+        Err(_) => COUNTS.to_vec(),
+    };
+    let store = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plan-replay");
+    std::fs::create_dir_all(&store).expect("the recordings' directory");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        for latency in [Duration::ZERO, Duration::from_millis(20)] {
-            let port = if latency.is_zero() {
-                moto_port
-            } else {
-                latency_proxy(moto_port, latency).await
-            };
-            println!(
-                "\nnetwork plan against moto on loopback{}; median of {RUNS} runs\n",
-                if latency.is_zero() {
-                    String::new()
-                } else {
-                    format!(", {} ms added to every request", latency.as_millis())
-                }
-            );
-            run(&format!("http://127.0.0.1:{port}")).await;
-        }
-        let url = format!("http://127.0.0.1:{moto_port}");
-        let feed = feed::flatcar_feed(feed::FLATCAR_AMI).await;
-        for (kind, cluster) in [
-            ("auto-scaling cluster", Cluster::Autoscaling),
-            ("fixed-size cluster of 3", Cluster::Fixed),
-        ] {
-            println!("\nthree-layer plan (network, {kind}, node) against moto on loopback; median of {RUNS} runs\n");
-            three_layers(&url, &url, &feed, cluster, &[1, 10]).await;
-        }
-        // Applied straight to moto, planned behind the latency proxy: 1, 10 and 100
-        // environments, the ratio to one environment's plan in the same run.
-        let proxied = format!(
-            "http://127.0.0.1:{}",
-            latency_proxy(moto_port, Duration::from_millis(20)).await
-        );
-        println!(
-            "\nthree-layer plan (network, auto-scaling cluster, node), 20 ms added to every request; median of {RUNS} runs\n"
-        );
-        three_layers(&url, &proxied, &feed, Cluster::Autoscaling, &[1, 10, 100]).await;
-    });
-    drop(moto.stdin.take());
-    let _ = moto.wait();
-}
-
-/// The SDK pointed at moto (or the proxy in front of it), retries off.
-async fn moto_config(url: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(url)
-        .region(Region::new("eu-west-1"))
-        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
-        .retry_config(RetryConfig::disabled())
-        .load()
-        .await
-}
-
-/// A loopback proxy that delays every request by `latency`, as a distant AWS would.
-async fn latency_proxy(target: u16, latency: Duration) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
-                    return;
-                };
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut server_read, mut server_write) = server.into_split();
-                let upstream = async move {
-                    let mut buf = vec![0u8; 65536];
-                    while let Ok(n) = client_read.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        tokio::time::sleep(latency).await;
-                        if server_write.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                };
-                let downstream = async move {
-                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-                };
-                tokio::join!(upstream, downstream);
-            });
-        }
-    });
-    port
-}
-
-async fn run(url: &str) {
-    {
-        let config = moto_config(url).await;
-        println!(
-            "{:<14} {:>6} {:>10} {:>14} {:>7} {:>15}",
-            "environments", "reads", "plan", "slowest read", "ratio", "reads in series"
-        );
-        for count in [1usize, 10] {
-            // The same environments in every pass: a later pass finds them applied.
-            let envs: Vec<Environment> = (0..count).map(environment).collect();
-            let map: BTreeMap<String, Environment> = envs
-                .iter()
-                .map(|e| (e.name.to_string(), e.clone()))
-                .collect();
-            let targets = engine::select(&map, &[], &[Layer::Network]).expect("targets");
-            let connector = Connector::new(config.clone(), Vec::new());
-            let (reads, _drift_reads, plan) = apply_then_plan(
-                &connector,
-                &connector,
-                &targets,
-                &strata::units::UnitSet::default(),
-            )
-            .await;
-            let (slowest, series) = single_reads(&connector, &envs).await;
-            println!(
-                "{count:<14} {reads:>6} {:>8.1}ms {:>12.1}ms {:>6.2}x {:>13.1}ms",
-                ms(plan),
-                ms(slowest),
-                plan.as_secs_f64() / slowest.as_secs_f64(),
-                ms(series)
-            );
-        }
-    }
-}
-
-/// The two kinds of cluster a three-layer plan is measured with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cluster {
-    Autoscaling,
-    Fixed,
-}
-
-/// A whole environment per plan: network, a cluster from a Flatcar image (feed served
-/// on loopback) and its node config with a key from Secrets Manager.
-async fn three_layers(
-    apply_url: &str,
-    plan_url: &str,
-    feed: &wiremock::MockServer,
-    cluster: Cluster,
-    counts: &[usize],
-) {
-    let connector = Connector::new(moto_config(apply_url).await, Vec::new());
-    let planner = Connector::new(moto_config(plan_url).await, Vec::new());
-    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICm1bekesu5Ftri4D28WBQVtgKRVpxzfpvoPNIOVyiuK bench@strata";
-    // Both kinds share the secret; their environments have their own names.
-    let _ = connector
-        .connect("eu-west-1")
-        .secrets
-        .create_secret()
-        .name("bench/ssh")
-        .secret_string(key)
-        .send()
-        .await;
-    let (prefix, machines) = match cluster {
-        Cluster::Autoscaling => (
-            "group",
-            "cluster:\n  mode: autoscaling\n  min: 1\n  max: 2\n",
-        ),
-        Cluster::Fixed => ("fixed", "cluster:\n  mode: fixed\n  size: 3\n"),
-    };
-    let unit = "[Unit]\nDescription=app\n[Service]\nExecStart=/usr/bin/true\n[Install]\nWantedBy=multi-user.target\n";
-    let units = strata::units::load([("app.service", unit.as_bytes())]).expect("unit");
-    println!(
-        "{:<14} {:>6} {:>12} {:>10} {:>14} {:>12}",
-        "environments", "reads", "drift reads", "plan", "÷ one's plan", "bare plan"
-    );
-    let mut one = None;
-    for &count in counts {
-        let envs: Vec<Environment> = (0..count)
-            .map(|i| {
-                let yaml = format!(
-                    "region: eu-west-1\nnetwork:\n  cidr: 10.{}.0.0/16\n  zones: 2\n  private_subnets: 2\n  public_subnets: 2\n  nat: single\n  \
-                     security_groups:\n    app:\n      ingress: [ssh, http]\n  load_balancers:\n    api:\n      type: application\n      \
-                     subnets: public\n      security_groups: [app]\n      listeners:\n        - {{ front: http, back: 80 }}\n\
-                     {machines}  instance_type: t3.small\n  \
-                     os: {{ name: flatcar, channel: stable, feed_url: \"{}/{{channel}}.json\" }}\n  security_groups: [app]\n  load_balancers: [api]\n\
-                     node:\n  units: [app.service]\n  ssh: {{ public_key_secret: bench/ssh }}\n",
-                    100 + i,
-                    feed.uri()
-                );
-                strata::config::load(&format!("environments/{prefix}-{i}.yaml"), &yaml, &units.names()).expect("valid environment")
+        let fresh = std::env::var_os("STRATA_BENCH_RECORD").is_some();
+        let mut recorded: Vec<Option<Recorded>> = counts
+            .iter()
+            .map(|&n| {
+                let file = recording_file(&store, n);
+                let saved = std::fs::read(file).ok()?;
+                (!fresh).then(|| serde_json::from_slice(&saved).ok())?
             })
             .collect();
-        let map: BTreeMap<String, Environment> = envs
-            .iter()
-            .map(|e| (e.name.to_string(), e.clone()))
-            .collect();
-        let targets = engine::select(&map, &[], &[]).expect("targets");
-        let (reads, drift_reads, plan) =
-            apply_then_plan(&connector, &planner, &targets, &units).await;
-        let base = *one.get_or_insert(plan);
-        // The same plan straight to moto: what moto's own time is, latency apart.
-        let bare = if apply_url == plan_url {
-            plan
-        } else {
-            apply_then_plan(&connector, &connector, &targets, &units)
+        if recorded.iter().any(Option::is_none) {
+            recorded = record(&store, &counts)
                 .await
-                .2
+                .into_iter()
+                .map(Some)
+                .collect();
+        }
+        let recorded: Vec<Recorded> = recorded.into_iter().flatten().collect();
+        let rows = match replay_all(&counts, &recorded).await {
+            Some(rows) => rows,
+            None => {
+                println!("a recording no longer matches strata's reads: recording afresh");
+                let recorded = record(&store, &counts).await;
+                replay_all(&counts, &recorded)
+                    .await
+                    .expect("a fresh recording matches")
+            }
+        };
+        report(&counts, &recorded, &rows);
+    });
+}
+
+fn recording_file(store: &Path, count: usize) -> PathBuf {
+    store.join(format!("plan-{count}.json"))
+}
+
+/// Applies each count's environments to a fresh moto, one count after another (a
+/// count's region holds only its own environments and those of the smaller counts),
+/// and records a plan and a drift check of them.
+async fn record(store: &Path, counts: &[usize]) -> Vec<Recorded> {
+    let moto = Moto::start();
+    let connector = moto.connector().await;
+    // The answers do not name the feed: any feed serves a recording's replay.
+    let feed = feed::flatcar_feed(feed::FLATCAR_AMI).await;
+    let forward = Server::start(
+        Mode::Forward {
+            upstream: moto.url.clone(),
+            latency: |_| Duration::ZERO,
+        },
+        Recording::default(),
+    )
+    .await;
+    let mut applied = 0;
+    let mut out = Vec::new();
+    for &count in counts {
+        let start = Instant::now();
+        for batch in (applied..count).step_by(50) {
+            let end = (batch + 50).min(count);
+            let envs = support::environments("bench", batch..end, &feed.uri());
+            support::apply(&connector, &envs, 8).await;
+            println!("recording: {end} environments applied to moto");
+        }
+        applied = applied.max(count);
+        println!(
+            "recording: applied up to {count} environments in {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
+        let repo = tempfile::tempdir().expect("a repository");
+        support::write_repository(repo.path(), "bench", count, &feed.uri());
+        let start = Instant::now();
+        // Paced: moto drops connections when a thousand reads arrive at once.
+        let plan = strata(
+            repo.path(),
+            forward.url(),
+            &["plan", "--detailed-exitcode"],
+            PACED,
+        )
+        .await;
+        assert!(
+            plan.ok,
+            "a fresh apply leaves nothing to plan:\n{}",
+            plan.output
+        );
+        let recording = forward.take_recording();
+        println!(
+            "recording: the plan of {count} made {} reads of moto in {:.1} s",
+            recording.len(),
+            start.elapsed().as_secs_f64()
+        );
+        let drift = strata(repo.path(), forward.url(), &["drift"], PACED).await;
+        assert!(drift.ok, "a fresh apply has not drifted:\n{}", drift.output);
+        let drift_reads = forward.take_recording().len();
+        forward.take_seen();
+        let recorded = Recorded {
+            plan: recording,
+            drift_reads,
+        };
+        std::fs::write(
+            recording_file(store, count),
+            serde_json::to_vec(&recorded).expect("a recording serialises"),
+        )
+        .expect("save the recording");
+        out.push(recorded);
+    }
+    out
+}
+
+/// One count's replayed plans.
+struct Row {
+    /// The unpaced replay with the most rounds.
+    rounds: Seen,
+    /// The median unpaced plan.
+    wall: Duration,
+    peak_kib: Option<u64>,
+    /// The plan paced to ELBv2's bucket, against a server that enforces it.
+    paced: Run,
+    paced_seen: Seen,
+    /// The same unpaced, against that server.
+    unpaced: Run,
+    unpaced_seen: Seen,
+}
+
+/// strata's environment for a run: its ELBv2 reads unpaced, or paced as by default.
+const UNPACED: &[(&str, &str)] = &[("STRATA_ELB_READS_PER_SECOND", "0")];
+const PACED: &[(&str, &str)] = &[];
+
+/// Each count's plan against its recording: `RUNS` times unpaced with no ELBv2 bucket
+/// (strata's own rounds), then once paced and once unpaced against ELBv2's bucket.
+/// `None` when a plan asked for something its recording does not hold.
+async fn replay_all(counts: &[usize], recorded: &[Recorded]) -> Option<Vec<Row>> {
+    let feed = feed_after(LATENCY).await;
+    let mut rows = Vec::new();
+    for (&count, recorded) in counts.iter().zip(recorded) {
+        let repo = tempfile::tempdir().expect("a repository");
+        support::write_repository(repo.path(), "bench", count, &feed.uri());
+        let plan = ["plan", "--detailed-exitcode"];
+        let free = Server::start(
+            Mode::Replay {
+                latency: LATENCY,
+                elb_bucket: false,
+            },
+            recorded.plan.clone(),
+        )
+        .await;
+        let mut walls = Vec::new();
+        let mut peaks = Vec::new();
+        let mut rounds = Seen::default();
+        for _ in 0..RUNS {
+            let run = strata(repo.path(), free.url(), &plan, UNPACED).await;
+            let seen = free.take_seen();
+            if seen.misses > 0 {
+                return None;
+            }
+            assert!(run.ok, "the replayed plan is empty:\n{}", run.output);
+            walls.push(run.wall);
+            peaks.extend(run.peak_kib);
+            if seen.rounds > rounds.rounds {
+                rounds = seen;
+            }
+        }
+        let bucket = Server::start(
+            Mode::Replay {
+                latency: LATENCY,
+                elb_bucket: true,
+            },
+            recorded.plan.clone(),
+        )
+        .await;
+        let paced = strata(repo.path(), bucket.url(), &plan, PACED).await;
+        let paced_seen = bucket.take_seen();
+        assert!(paced.ok, "a paced plan is never refused:\n{}", paced.output);
+        let unpaced = strata(repo.path(), bucket.url(), &plan, UNPACED).await;
+        let unpaced_seen = bucket.take_seen();
+        rows.push(Row {
+            rounds,
+            wall: median(walls),
+            peak_kib: peaks.into_iter().max(),
+            paced,
+            paced_seen,
+            unpaced,
+            unpaced_seen,
+        });
+    }
+    Some(rows)
+}
+
+fn report(counts: &[usize], recorded: &[Recorded], rows: &[Row]) {
+    println!(
+        "\n`strata plan` of environments with nothing to do (network, auto-scaling group, node), \
+         every answer after {} ms, none queued, ELBv2 reads unpaced; median of {RUNS} runs\n",
+        LATENCY.as_millis()
+    );
+    println!(
+        "{:>12} {:>6} {:>12} {:>7} {:>10} {:>13} {:>8} {:>12}",
+        "environments",
+        "reads",
+        "drift reads",
+        "rounds",
+        "wall",
+        "wall÷latency",
+        "÷ one's",
+        "peak memory"
+    );
+    let one = rows.first().map(|r| r.wall).unwrap_or_default();
+    for ((count, recorded), row) in counts.iter().zip(recorded).zip(rows) {
+        let peak = row.peak_kib.map_or("n/a".to_owned(), |kib| {
+            format!("{:.1} MiB", kib as f64 / 1024.0)
+        });
+        println!(
+            "{count:>12} {:>6} {:>12} {:>7} {:>8.0}ms {:>13.2} {:>7.2}x {:>12}",
+            recorded.plan.len(),
+            recorded.drift_reads,
+            row.rounds.rounds,
+            ms(row.wall),
+            row.wall.as_secs_f64() / LATENCY.as_secs_f64(),
+            row.wall.as_secs_f64() / one.as_secs_f64(),
+            peak
+        );
+    }
+    println!("\nwhat each round asks for:");
+    for (count, row) in counts.iter().zip(rows) {
+        for (round, operations) in &row.rounds.by_round {
+            let asked: Vec<String> = operations
+                .iter()
+                .map(|(operation, n)| match n {
+                    1 => operation.clone(),
+                    n => format!("{operation} ×{n}"),
+                })
+                .collect();
+            println!(
+                "{count:>6} environments, round {round}: {}",
+                asked.join(", ")
+            );
+        }
+    }
+    println!(
+        "\nthe same plans against ELBv2's documented bucket for reads (40 at once, then 10 a second), \
+         strata paced (the default) and unpaced (STRATA_ELB_READS_PER_SECOND=0); one run each\n"
+    );
+    println!(
+        "{:>12} {:>10} {:>12} {:>8} {:>22} {:>8}",
+        "environments", "ELB reads", "paced wall", "refused", "unpaced", "refused"
+    );
+    for ((count, recorded), row) in counts.iter().zip(recorded).zip(rows) {
+        let elb_reads = recorded.plan.count(|c| c.is_elb() && c.is_read());
+        let unpaced = match row.unpaced.ok {
+            true => format!("planned in {:.0} ms", ms(row.unpaced.wall)),
+            false => format!("failed after {:.0} ms", ms(row.unpaced.wall)),
         };
         println!(
-            "{count:<14} {reads:>6} {drift_reads:>12} {:>8.1}ms {:>13.2}x {:>10.1}ms",
-            ms(plan),
-            plan.as_secs_f64() / base.as_secs_f64(),
-            ms(bare)
+            "{count:>12} {elb_reads:>10} {:>10.0}ms {:>8} {unpaced:>22} {:>8}",
+            ms(row.paced.wall),
+            row.paced_seen.throttled,
+            row.unpaced_seen.throttled
         );
     }
 }
 
-/// Applies `targets` through `connector`, then plans them again `RUNS` times through
-/// `planner` (each plan must be empty): the reads of one plan, the reads of a drift
-/// check, and the plan's median wall time.
-async fn apply_then_plan(
-    connector: &Connector,
-    planner: &Connector,
-    targets: &[engine::Target],
-    units: &strata::units::UnitSet,
-) -> (usize, usize, Duration) {
-    // A commit, as a run from a checkout or the Action has: apply records it, and a
-    // VPC with a recorded commit costs no DNS attribute reads.
-    let (plan, observed) = engine::plan(connector, targets, units, None, Some(COMMIT))
-        .await
-        .expect("plan");
-    let mut quiet = |_: &str| {};
-    let parallel = usize::from(engine::DEFAULT_PARALLEL);
-    engine::apply(
-        connector, &plan, &observed, targets, false, parallel, &mut quiet,
-    )
-    .await
-    .expect("apply");
-    let mut times = Vec::new();
-    let mut reads = 0;
-    for _ in 0..RUNS {
-        let before = planner.metrics().reads();
-        let start = Instant::now();
-        let (plan, _) = engine::plan(planner, targets, units, None, Some(COMMIT))
-            .await
-            .expect("plan");
-        times.push(start.elapsed());
-        reads = planner.metrics().reads() - before;
-        assert!(
-            plan.is_empty(),
-            "a fresh apply leaves nothing to plan:\n{}",
-            strata::plan::render::markdown(&plan)
-        );
-    }
-    // A drift check of the same environments, looking for orphans in their region too
-    // (an earlier pass's environments are orphans to this one: only the reads count).
-    let before = planner.metrics().reads();
-    let regions = ["eu-west-1".to_owned()];
-    engine::drift(planner, targets, units, Some(COMMIT), Some(&regions))
-        .await
-        .expect("drift");
-    let drift_reads = planner.metrics().reads() - before;
-    (reads, drift_reads, median(times))
+/// The Flatcar feed, answering after `latency` like every other request.
+async fn feed_after(latency: Duration) -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(method("GET"))
+        .and(path("/stable.json"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(feed::flatcar_body(feed::FLATCAR_AMI))
+                .set_delay(latency),
+        )
+        .mount(&server)
+        .await;
+    server
 }
 
-/// The slowest of the reads a plan makes, each timed alone (median of runs), and
-/// their sum (what the plan would cost with one request at a time).
-async fn single_reads(connector: &Connector, envs: &[Environment]) -> (Duration, Duration) {
-    let aws = connector.connect("eu-west-1");
-    let names: Vec<String> = envs.iter().map(|e| e.name.to_string()).collect();
-    let tag = || {
-        Filter::builder()
-            .name("tag:strata:environment")
-            .set_values(Some(names.clone()))
-            .build()
-    };
-    let mut worst = Duration::ZERO;
-    let mut series = Duration::ZERO;
-    for op in [
-        "vpcs",
-        "subnets",
-        "igws",
-        "addresses",
-        "nats",
-        "route tables",
-        "groups",
-        "load balancers",
-        "target groups",
-        "zones",
-    ] {
-        let mut times = Vec::new();
-        for _ in 0..RUNS {
-            let start = Instant::now();
-            let ok = match op {
-                "vpcs" => aws.ec2.describe_vpcs().filters(tag()).send().await.is_ok(),
-                "subnets" => aws
-                    .ec2
-                    .describe_subnets()
-                    .filters(tag())
-                    .send()
-                    .await
-                    .is_ok(),
-                "igws" => aws
-                    .ec2
-                    .describe_internet_gateways()
-                    .filters(tag())
-                    .send()
-                    .await
-                    .is_ok(),
-                "addresses" => aws
-                    .ec2
-                    .describe_addresses()
-                    .filters(tag())
-                    .send()
-                    .await
-                    .is_ok(),
-                "nats" => aws
-                    .ec2
-                    .describe_nat_gateways()
-                    .filter(tag())
-                    .send()
-                    .await
-                    .is_ok(),
-                "route tables" => aws
-                    .ec2
-                    .describe_route_tables()
-                    .filters(tag())
-                    .send()
-                    .await
-                    .is_ok(),
-                "groups" => aws
-                    .ec2
-                    .describe_security_groups()
-                    .filters(tag())
-                    .send()
-                    .await
-                    .is_ok(),
-                "load balancers" => aws.elb.describe_load_balancers().send().await.is_ok(),
-                "target groups" => aws.elb.describe_target_groups().send().await.is_ok(),
-                _ => aws.ec2.describe_availability_zones().send().await.is_ok(),
-            };
-            assert!(ok, "{op}");
-            times.push(start.elapsed());
+/// How a run of the binary went.
+struct Run {
+    ok: bool,
+    output: String,
+    wall: Duration,
+    /// Peak resident memory, through GNU time when the machine has it.
+    peak_kib: Option<u64>,
+}
+
+/// Runs `strata --repo REPO ARGS` with `url` as its AWS endpoint, the SDK's retries
+/// as they are by default, and `env`.
+async fn strata(repo: &Path, url: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let timed = Path::new("/usr/bin/time").exists();
+    let mut command = match timed {
+        true => {
+            let mut c = Command::new("/usr/bin/time");
+            c.args(["-f", "peak-kib %M"])
+                .arg(env!("CARGO_BIN_EXE_strata"));
+            c
         }
-        let typical = median(times);
-        worst = worst.max(typical);
-        series += typical;
+        false => Command::new(env!("CARGO_BIN_EXE_strata")),
+    };
+    command
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env("AWS_ENDPOINT_URL", url)
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().copied());
+    let start = Instant::now();
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("the run's thread")
+        .expect("start strata");
+    let wall = start.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let peak_kib = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("peak-kib "))
+        .and_then(|kib| kib.trim().parse().ok());
+    Run {
+        ok: out.status.success(),
+        output: format!("{}{stderr}", String::from_utf8_lossy(&out.stdout)),
+        wall,
+        peak_kib,
     }
-    (worst, series)
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

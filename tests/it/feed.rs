@@ -1,7 +1,7 @@
 //! OS image feeds served on loopback (wiremock), in the vendors' formats.
 //!
-//! The plan benchmark includes this file too (`#[path]` in benches/plan.rs): it needs
-//! nothing from the rest of the harness, and the benchmark uses every item in it.
+//! The benchmarks include this file too (`#[path]`): it needs nothing from the rest of
+//! the harness.
 
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -23,9 +23,13 @@ pub async fn serve_feed(body: serde_json::Value) -> MockServer {
 
 /// A Flatcar stable feed naming `ami` as eu-west-1's image (and another region's).
 pub async fn flatcar_feed(ami: &str) -> MockServer {
-    serve_feed(serde_json::json!({"amis": [
+    serve_feed(flatcar_body(ami)).await
+}
+
+/// Flatcar's feed naming `ami` as eu-west-1's image (and another region's).
+pub fn flatcar_body(ami: &str) -> serde_json::Value {
+    serde_json::json!({"amis": [
         {"name": "us-east-1", "hvm": "ami-0000000000000000f"},
         {"name": "eu-west-1", "hvm": ami}
-    ]}))
-    .await
+    ]})
 }
