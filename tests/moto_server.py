@@ -4,7 +4,7 @@ strata's integration tests start this once per test run (one server, every test 
 its own moto account through the `x-moto-account-id` header). It prints the port on
 stdout, then serves until its stdin closes, which happens when the test process ends,
 so no server outlives the tests. Pinned to the moto version scripts/setup installs
-(5.2.5), whose known gaps it patches below (six of them); strata itself never fakes AWS behaviour.
+(5.2.5), whose known gaps it patches below (seven of them); strata itself never fakes AWS behaviour.
 """
 
 import datetime
@@ -15,11 +15,31 @@ import uuid
 from moto.autoscaling.models import FakeAutoScalingGroup, InstanceState
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.responses import ActionResult
+from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.instances import Instance
 from moto.ec2.models.launch_templates import LaunchTemplate
 from moto.ec2.models.nat_gateways import NatGatewayBackend
+from moto.ec2.responses._base_response import EC2BaseResponse
 from moto.ec2.utils import parse_user_data
 from moto.server import ThreadedMotoServer
+
+# moto 5.2.5 gap: EC2 refuses a call whose filters hold more than 200 values in all
+# ("FilterLimitExceeded: The maximum number of filter values specified on a single
+# call is 200"); moto takes any number.
+_filters_from_querystring = EC2BaseResponse._filters_from_querystring
+
+
+def _filters_within_limit(self):
+    filters = _filters_from_querystring(self)
+    if sum(len(values) for values in filters.values()) > 200:
+        raise EC2ClientError(
+            "FilterLimitExceeded",
+            "The maximum number of filter values specified on a single call is 200",
+        )
+    return filters
+
+
+EC2BaseResponse._filters_from_querystring = _filters_within_limit
 
 # moto 5.2.5 gap: CreateLaunchTemplateVersion stores UserData as a plain string where
 # CreateLaunchTemplate stores it parsed, and instances launched from such a version

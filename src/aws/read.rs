@@ -25,6 +25,32 @@ where
         .map_err(|e| error(what, e))
 }
 
+/// Environments asked for in one filtered read. EC2 refuses a call whose filters hold
+/// more than 200 values (`FilterLimitExceeded`), and Auto Scaling answers 100 groups a
+/// page at most: sets of 100 keep every read one request of one page (the other
+/// filters' values fit beside them), and larger counts are read a set at a time, the
+/// sets side by side.
+pub(crate) const ENVIRONMENTS_PER_READ: usize = 100;
+
+/// Every item of a listing filtered by environment (`pages` of a set of environments),
+/// asked for `ENVIRONMENTS_PER_READ` environments at a time, the sets side by side; or
+/// the first error, said to have happened while `what`.
+pub(crate) async fn all_by_sets<T, E, F>(
+    what: &str,
+    envs: &[String],
+    pages: F,
+) -> Result<Vec<T>, AwsError>
+where
+    F: Fn(&[String]) -> PaginationStream<Result<T, SdkError<E>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let sets = envs
+        .chunks(ENVIRONMENTS_PER_READ)
+        .map(|set| all(what, pages(set)));
+    let found = futures_util::future::try_join_all(sets).await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
 /// The EC2 filter that finds the resources of `envs` by their `strata:environment` tag.
 pub(crate) fn env_filter(envs: &[String]) -> ec2::Filter {
     ec2::Filter::builder()

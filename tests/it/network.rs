@@ -818,3 +818,28 @@ fn the_command_line_tears_down_a_removed_environment_only_with_consent() {
     ]);
     assert_eq!(again.code, 0, "nothing left to tear down: {}", again.stdout);
 }
+
+#[tokio::test]
+async fn hundreds_of_environments_are_read_a_hundred_at_a_time() {
+    // EC2 refuses a call with more than 200 filter values (tests/moto_server.py makes
+    // moto refuse it too): 250 environments are read in three sets of 100 or fewer.
+    let cloud = Cloud::new();
+    let connector = cloud.connector().await;
+    let envs: Vec<Environment> = (0..250).map(|i| env(&format!("many-{i}"), BASE)).collect();
+    let all: Vec<&Environment> = envs.iter().collect();
+    let p = NETWORK.plan(&connector, &all).await;
+    assert_eq!(p.environments.len(), 250);
+    assert!(p.unplanned.is_empty(), "{:?}", p.unplanned);
+    let reads = connector.metrics().by_operation();
+    for operation in [
+        "DescribeVpcs",
+        "DescribeSubnets",
+        "DescribeInternetGateways",
+        "DescribeAddresses",
+        "DescribeNatGateways",
+        "DescribeRouteTables",
+        "DescribeSecurityGroups",
+    ] {
+        assert_eq!(reads.get(operation), Some(&3), "{operation}: {reads:?}");
+    }
+}

@@ -14,7 +14,7 @@ use aws_sdk_autoscaling::types as asg;
 use aws_sdk_ec2::types as ec2;
 use base64::Engine as _;
 
-use super::read::{all, ec2_tags, env_filter, required, tag_map};
+use super::read::{all, all_by_sets, ec2_tags, env_filter, required, tag_map};
 use super::{Aws, AwsError};
 use crate::plan::cluster::digest;
 use crate::plan::spec::{AutoScalingGroup, DataDisk, Disk, LaunchTemplate, NodeConfig};
@@ -44,23 +44,15 @@ pub async fn observe(
     map: &dyn Fn(&str) -> LogicalId,
     target_groups: &[String],
 ) -> Result<BTreeMap<String, Vec<Observed>>> {
-    let filter = env_filter(envs);
-    let group_filter = asg::Filter::builder()
-        .name(format!("tag:{TAG_ENVIRONMENT}"))
-        .set_values(Some(envs.to_vec()))
-        .build();
-    let instance_filters = vec![
-        filter.clone(),
-        ec2::Filter::builder()
-            .name("instance-state-name")
-            .set_values(Some(MEMBER_STATES.map(|s| s.as_str().to_owned()).to_vec()))
-            .build(),
-    ];
-    let templates = aws
-        .ec2
-        .describe_launch_templates()
-        .filters(filter.clone())
-        .max_results(200);
+    let instance_filters = |set: &[String]| {
+        vec![
+            env_filter(set),
+            ec2::Filter::builder()
+                .name("instance-state-name")
+                .set_values(Some(MEMBER_STATES.map(|s| s.as_str().to_owned()).to_vec()))
+                .build(),
+        ]
+    };
     // `$Latest` without a template id answers for every template at once, 200 (the
     // most EC2 allows) per page.
     let versions = aws
@@ -68,36 +60,38 @@ pub async fn observe(
         .describe_launch_template_versions()
         .versions("$Latest")
         .max_results(200);
-    let groups = aws
-        .autoscaling
-        .describe_auto_scaling_groups()
-        .filters(group_filter);
-    let instances = aws
-        .ec2
-        .describe_instances()
-        .set_filters(Some(instance_filters));
-    let volumes = aws.ec2.describe_volumes().filters(filter);
     let (templates, versions, groups, reservations, volumes, registered) = tokio::try_join!(
-        all(
-            "reading launch templates",
-            templates.into_paginator().items().send()
-        ),
+        all_by_sets("reading launch templates", envs, |set| {
+            let pages = aws.ec2.describe_launch_templates().filters(env_filter(set));
+            pages.max_results(200).into_paginator().items().send()
+        }),
         all(
             "reading launch template versions",
             versions.into_paginator().items().send()
         ),
-        all(
-            "reading auto-scaling groups",
-            groups.into_paginator().items().send()
-        ),
-        all(
-            "reading instances",
-            instances.into_paginator().items().send()
-        ),
-        all(
-            "reading data volumes",
-            volumes.into_paginator().items().send()
-        ),
+        // 100 a page, the most Auto Scaling gives (50 unless asked).
+        all_by_sets("reading auto-scaling groups", envs, |set| {
+            let filter = asg::Filter::builder()
+                .name(format!("tag:{TAG_ENVIRONMENT}"))
+                .set_values(Some(set.to_vec()))
+                .build();
+            let pages = aws.autoscaling.describe_auto_scaling_groups();
+            pages
+                .filters(filter)
+                .max_records(100)
+                .into_paginator()
+                .items()
+                .send()
+        }),
+        all_by_sets("reading instances", envs, |set| {
+            let pages = aws.ec2.describe_instances();
+            let pages = pages.set_filters(Some(instance_filters(set)));
+            pages.into_paginator().items().send()
+        }),
+        all_by_sets("reading data volumes", envs, |set| {
+            let pages = aws.ec2.describe_volumes().filters(env_filter(set));
+            pages.into_paginator().items().send()
+        }),
         instances::registrations(aws, target_groups),
     )?;
     let latest: BTreeMap<String, ec2::LaunchTemplateVersion> = versions

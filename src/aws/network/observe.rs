@@ -7,7 +7,10 @@ use aws_sdk_ec2::types as ec2;
 use aws_sdk_elasticloadbalancingv2::types as elb;
 
 use super::{Raw, Result};
-use crate::aws::read::{all, ec2_tags, env_filter, join_error, parsed, required, tag_map};
+use crate::aws::read::{
+    ENVIRONMENTS_PER_READ, all, all_by_sets, ec2_tags, env_filter, join_error, parsed, required,
+    tag_map,
+};
 use crate::aws::{Aws, AwsError, error};
 use crate::config::LoadBalancerKind;
 use crate::config::catalogue::LbProtocol;
@@ -21,8 +24,11 @@ use crate::plan::{
 
 pub(super) async fn vpcs(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>> {
     let what = "reading VPCs";
-    let pages = aws.ec2.describe_vpcs().filters(env_filter(envs));
-    let vpcs = all(what, pages.into_paginator().items().send()).await?;
+    let vpcs = all_by_sets(what, envs, |set| {
+        let pages = aws.ec2.describe_vpcs().filters(env_filter(set));
+        pages.into_paginator().items().send()
+    })
+    .await?;
     let mut dns = dns_of(aws, &vpcs).await?;
     vpcs.into_iter()
         .map(|v| {
@@ -84,71 +90,78 @@ async fn dns_of(aws: &Aws, vpcs: &[ec2::Vpc]) -> Result<BTreeMap<String, bool>> 
 
 pub(super) async fn subnets(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>> {
     let what = "reading subnets";
-    let pages = aws.ec2.describe_subnets().filters(env_filter(envs));
-    all(what, pages.into_paginator().items().send())
-        .await?
-        .into_iter()
-        .map(|s| {
-            let id = required(s.subnet_id(), "a subnet", "id")?;
-            let spec = Spec::Subnet(Subnet {
-                cidr: parsed(s.cidr_block(), id, "CIDR block")?,
-                zone: parsed(s.availability_zone(), id, "availability zone")?,
-                public: s.map_public_ip_on_launch().unwrap_or(false),
-            });
-            Ok(Raw::plain(
-                Kind::Subnet,
-                id.to_owned(),
-                ec2_tags(s.tags()),
-                spec,
-            ))
-        })
-        .collect()
+    all_by_sets(what, envs, |set| {
+        let pages = aws.ec2.describe_subnets().filters(env_filter(set));
+        pages.into_paginator().items().send()
+    })
+    .await?
+    .into_iter()
+    .map(|s| {
+        let id = required(s.subnet_id(), "a subnet", "id")?;
+        let spec = Spec::Subnet(Subnet {
+            cidr: parsed(s.cidr_block(), id, "CIDR block")?,
+            zone: parsed(s.availability_zone(), id, "availability zone")?,
+            public: s.map_public_ip_on_launch().unwrap_or(false),
+        });
+        Ok(Raw::plain(
+            Kind::Subnet,
+            id.to_owned(),
+            ec2_tags(s.tags()),
+            spec,
+        ))
+    })
+    .collect()
 }
 
 pub(super) async fn internet_gateways(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>> {
     let what = "reading internet gateways";
-    let pages = aws
-        .ec2
-        .describe_internet_gateways()
-        .filters(env_filter(envs));
-    all(what, pages.into_paginator().items().send())
-        .await?
-        .into_iter()
-        .map(|g| {
-            let id = required(g.internet_gateway_id(), "an internet gateway", "id")?;
-            let vpc = g
-                .attachments()
-                .iter()
-                .find_map(|a| a.vpc_id().map(str::to_owned));
-            Ok(Raw {
-                kind: Kind::InternetGateway,
-                aws_id: id.to_owned(),
-                tags: ec2_tags(g.tags()),
-                build: Box::new(move |map| {
-                    let spec = Spec::InternetGateway(InternetGateway {
-                        attached: vpc.as_deref().map(map),
-                    });
-                    let live = Live::InternetGateway {
-                        attached_vpc: vpc.clone(),
-                    };
-                    (spec, live)
-                }),
-            })
+    all_by_sets(what, envs, |set| {
+        let pages = aws.ec2.describe_internet_gateways();
+        pages
+            .filters(env_filter(set))
+            .into_paginator()
+            .items()
+            .send()
+    })
+    .await?
+    .into_iter()
+    .map(|g| {
+        let id = required(g.internet_gateway_id(), "an internet gateway", "id")?;
+        let vpc = g
+            .attachments()
+            .iter()
+            .find_map(|a| a.vpc_id().map(str::to_owned));
+        Ok(Raw {
+            kind: Kind::InternetGateway,
+            aws_id: id.to_owned(),
+            tags: ec2_tags(g.tags()),
+            build: Box::new(move |map| {
+                let spec = Spec::InternetGateway(InternetGateway {
+                    attached: vpc.as_deref().map(map),
+                });
+                let live = Live::InternetGateway {
+                    attached_vpc: vpc.clone(),
+                };
+                (spec, live)
+            }),
         })
-        .collect()
+    })
+    .collect()
 }
 
 pub(super) async fn addresses(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>> {
     // DescribeAddresses answers in one page.
-    let out = aws
-        .ec2
-        .describe_addresses()
-        .filters(env_filter(envs))
-        .send()
-        .await
-        .map_err(|e| error("reading elastic IPs", e))?;
-    out.addresses()
+    let sets = envs.chunks(ENVIRONMENTS_PER_READ).map(|set| {
+        let call = aws.ec2.describe_addresses().filters(env_filter(set));
+        async move {
+            let out = call.send().await;
+            out.map_err(|e| error("reading elastic IPs", e))
+        }
+    });
+    let answers = futures_util::future::try_join_all(sets).await?;
+    answers
         .iter()
+        .flat_map(|out| out.addresses())
         .map(|a| {
             let id = required(a.allocation_id(), "an elastic IP", "allocation id")?;
             let tags = ec2_tags(a.tags());
@@ -169,88 +182,88 @@ pub(super) async fn nat_gateways(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>>
         .values("pending")
         .values("available")
         .build();
-    let pages = aws
-        .ec2
-        .describe_nat_gateways()
-        .filter(env_filter(envs))
-        .filter(state);
-    all(what, pages.into_paginator().items().send())
-        .await?
-        .into_iter()
-        .map(|n| {
-            let id = required(n.nat_gateway_id(), "a NAT gateway", "id")?;
-            let subnet = required(n.subnet_id(), id, "subnet")?.to_owned();
-            let eip = n
-                .nat_gateway_addresses()
-                .iter()
-                .find_map(|a| a.allocation_id().map(str::to_owned));
-            let eip = required(eip, id, "elastic IP")?;
-            Ok(Raw {
-                kind: Kind::NatGateway,
-                aws_id: id.to_owned(),
-                tags: ec2_tags(n.tags()),
-                build: Box::new(move |map| {
-                    let spec = Spec::NatGateway(NatGateway {
-                        subnet: map(&subnet),
-                        eip: map(&eip),
-                    });
-                    (spec, Live::Nothing)
-                }),
-            })
+    all_by_sets(what, envs, |set| {
+        let pages = aws.ec2.describe_nat_gateways().filter(env_filter(set));
+        pages.filter(state.clone()).into_paginator().items().send()
+    })
+    .await?
+    .into_iter()
+    .map(|n| {
+        let id = required(n.nat_gateway_id(), "a NAT gateway", "id")?;
+        let subnet = required(n.subnet_id(), id, "subnet")?.to_owned();
+        let eip = n
+            .nat_gateway_addresses()
+            .iter()
+            .find_map(|a| a.allocation_id().map(str::to_owned));
+        let eip = required(eip, id, "elastic IP")?;
+        Ok(Raw {
+            kind: Kind::NatGateway,
+            aws_id: id.to_owned(),
+            tags: ec2_tags(n.tags()),
+            build: Box::new(move |map| {
+                let spec = Spec::NatGateway(NatGateway {
+                    subnet: map(&subnet),
+                    eip: map(&eip),
+                });
+                (spec, Live::Nothing)
+            }),
         })
-        .collect()
+    })
+    .collect()
 }
 
 pub(super) async fn route_tables(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>> {
     let what = "reading route tables";
-    let pages = aws.ec2.describe_route_tables().filters(env_filter(envs));
-    all(what, pages.into_paginator().items().send())
-        .await?
-        .into_iter()
-        .map(|t| {
-            let id = required(t.route_table_id(), "a route table", "id")?;
-            let routes: Vec<(String, String)> = t
-                .routes()
-                .iter()
-                .filter(|r| r.gateway_id() != Some("local"))
-                .filter_map(|r| {
-                    let target = r.nat_gateway_id().or(r.gateway_id())?;
-                    Some((r.destination_cidr_block()?.to_owned(), target.to_owned()))
-                })
-                .collect();
-            // Association ids by AWS subnet id.
-            let associations: BTreeMap<String, String> = t
-                .associations()
-                .iter()
-                .filter(|a| !a.main().unwrap_or(false))
-                .filter_map(|a| {
-                    Some((
-                        a.subnet_id()?.to_owned(),
-                        a.route_table_association_id()?.to_owned(),
-                    ))
-                })
-                .collect();
-            Ok(Raw {
-                kind: Kind::RouteTable,
-                aws_id: id.to_owned(),
-                tags: ec2_tags(t.tags()),
-                build: Box::new(move |map| {
-                    let routes = routes
-                        .iter()
-                        .map(|(d, t)| Route {
-                            destination: d.clone(),
-                            target: map(t),
-                        })
-                        .collect();
-                    let subnets = associations.keys().map(|s| map(s)).collect();
-                    let live = Live::RouteTable {
-                        associations: associations.clone(),
-                    };
-                    (Spec::RouteTable(RouteTable { routes, subnets }), live)
-                }),
+    all_by_sets(what, envs, |set| {
+        let pages = aws.ec2.describe_route_tables().filters(env_filter(set));
+        pages.into_paginator().items().send()
+    })
+    .await?
+    .into_iter()
+    .map(|t| {
+        let id = required(t.route_table_id(), "a route table", "id")?;
+        let routes: Vec<(String, String)> = t
+            .routes()
+            .iter()
+            .filter(|r| r.gateway_id() != Some("local"))
+            .filter_map(|r| {
+                let target = r.nat_gateway_id().or(r.gateway_id())?;
+                Some((r.destination_cidr_block()?.to_owned(), target.to_owned()))
             })
+            .collect();
+        // Association ids by AWS subnet id.
+        let associations: BTreeMap<String, String> = t
+            .associations()
+            .iter()
+            .filter(|a| !a.main().unwrap_or(false))
+            .filter_map(|a| {
+                Some((
+                    a.subnet_id()?.to_owned(),
+                    a.route_table_association_id()?.to_owned(),
+                ))
+            })
+            .collect();
+        Ok(Raw {
+            kind: Kind::RouteTable,
+            aws_id: id.to_owned(),
+            tags: ec2_tags(t.tags()),
+            build: Box::new(move |map| {
+                let routes = routes
+                    .iter()
+                    .map(|(d, t)| Route {
+                        destination: d.clone(),
+                        target: map(t),
+                    })
+                    .collect();
+                let subnets = associations.keys().map(|s| map(s)).collect();
+                let live = Live::RouteTable {
+                    associations: associations.clone(),
+                };
+                (Spec::RouteTable(RouteTable { routes, subnets }), live)
+            }),
         })
-        .collect()
+    })
+    .collect()
 }
 
 /// A group's permissions as rules, peers mapped to logical ids.
@@ -288,32 +301,34 @@ fn rules_of(permissions: &[ec2::IpPermission], map: &dyn Fn(&str) -> LogicalId) 
 
 pub(super) async fn security_groups(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>> {
     let what = "reading security groups";
-    let pages = aws.ec2.describe_security_groups().filters(env_filter(envs));
-    all(what, pages.into_paginator().items().send())
-        .await?
-        .into_iter()
-        .map(|g| {
-            let id = required(g.group_id(), "a security group", "id")?;
-            let name = required(g.group_name(), id, "name")?.to_owned();
-            let description = g.description().unwrap_or_default().to_owned();
-            let ingress = g.ip_permissions().to_vec();
-            let egress = g.ip_permissions_egress().to_vec();
-            Ok(Raw {
-                kind: Kind::SecurityGroup,
-                aws_id: id.to_owned(),
-                tags: ec2_tags(g.tags()),
-                build: Box::new(move |map| {
-                    let spec = Spec::SecurityGroup(SecurityGroup {
-                        name: name.clone(),
-                        description: description.clone(),
-                        ingress: rules_of(&ingress, map),
-                        egress: rules_of(&egress, map),
-                    });
-                    (spec, Live::Nothing)
-                }),
-            })
+    all_by_sets(what, envs, |set| {
+        let pages = aws.ec2.describe_security_groups().filters(env_filter(set));
+        pages.into_paginator().items().send()
+    })
+    .await?
+    .into_iter()
+    .map(|g| {
+        let id = required(g.group_id(), "a security group", "id")?;
+        let name = required(g.group_name(), id, "name")?.to_owned();
+        let description = g.description().unwrap_or_default().to_owned();
+        let ingress = g.ip_permissions().to_vec();
+        let egress = g.ip_permissions_egress().to_vec();
+        Ok(Raw {
+            kind: Kind::SecurityGroup,
+            aws_id: id.to_owned(),
+            tags: ec2_tags(g.tags()),
+            build: Box::new(move |map| {
+                let spec = Spec::SecurityGroup(SecurityGroup {
+                    name: name.clone(),
+                    description: description.clone(),
+                    ingress: rules_of(&ingress, map),
+                    egress: rules_of(&egress, map),
+                });
+                (spec, Live::Nothing)
+            }),
         })
-        .collect()
+    })
+    .collect()
 }
 
 /// Load balancers, target groups and listeners. ELBv2 filters by name or ARN only, so
@@ -326,12 +341,15 @@ pub(super) async fn load_balancers(aws: &Aws, envs: &[String]) -> Result<Vec<Raw
     let (lbs, tgs) = tokio::try_join!(
         async {
             aws.elb_read().await;
-            let pages = aws.elb.describe_load_balancers().into_paginator();
+            // The largest pages ELBv2 gives: each further page is one more round.
+            let pages = aws.elb.describe_load_balancers().page_size(400);
+            let pages = pages.into_paginator();
             all("reading load balancers", pages.items().send()).await
         },
         async {
             aws.elb_read().await;
-            let pages = aws.elb.describe_target_groups().into_paginator();
+            let pages = aws.elb.describe_target_groups().page_size(400);
+            let pages = pages.into_paginator();
             all("reading target groups", pages.items().send()).await
         },
     )?;
