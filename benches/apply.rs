@@ -32,14 +32,9 @@ fn latency(call: &Call) -> Duration {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    support::runtime().block_on(async {
         let moto = Moto::start();
-        moto.connector().await;
+        moto.create_key().await;
         let server = Server::start(
             Mode::Forward {
                 upstream: moto.url.clone(),

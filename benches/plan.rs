@@ -56,12 +56,7 @@ fn main() {
     };
     let store = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plan-replay");
     std::fs::create_dir_all(&store).expect("the recordings' directory");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    support::runtime().block_on(async {
         let fresh = std::env::var_os("STRATA_BENCH_RECORD").is_some();
         let mut recorded: Vec<Option<Recorded>> = counts
             .iter()
@@ -102,6 +97,7 @@ fn recording_file(store: &Path, count: usize) -> PathBuf {
 /// and records a plan and a drift check of them.
 async fn record(store: &Path, counts: &[usize]) -> Vec<Recorded> {
     let moto = Moto::start();
+    moto.create_key().await;
     let connector = moto.connector().await;
     // The answers do not name the feed: any feed serves a recording's replay.
     let feed = feed::flatcar_feed(feed::FLATCAR_AMI).await;

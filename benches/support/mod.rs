@@ -58,11 +58,16 @@ impl Moto {
         }
     }
 
-    /// strata's connector to moto, and the SSH key's secret created there.
+    /// strata's connector to moto.
     pub async fn connector(&self) -> Connector {
-        let connector = Connector::new(sdk_config(&self.url).await, Vec::new());
+        Connector::new(sdk_config(&self.url).await, Vec::new())
+    }
+
+    /// Creates the SSH key's secret every environment's node config reads.
+    pub async fn create_key(&self) {
         let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICm1bekesu5Ftri4D28WBQVtgKRVpxzfpvoPNIOVyiuK bench@strata";
-        connector
+        self.connector()
+            .await
             .connect("eu-west-1")
             .secrets
             .create_secret()
@@ -71,7 +76,6 @@ impl Moto {
             .send()
             .await
             .expect("create the key's secret");
-        connector
     }
 }
 
@@ -81,6 +85,15 @@ impl Drop for Moto {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
     }
+}
+
+/// The benchmarks' runtime: two workers, so a server serves while the benchmark waits.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 /// The SDK pointed at `url`, retries off.

@@ -157,8 +157,8 @@ pub struct Aws {
     /// Requests sent through these clients.
     pub metrics: Metrics,
     /// The pace of ELBv2 reads in this account and region (`None`: unpaced), shared by
-    /// every client built for them in this run.
-    pub elb_reads: Option<Arc<Pace>>,
+    /// every client built for them in this run: `Aws::elb_read`.
+    elb_reads: Option<Arc<Pace>>,
     /// The region.
     pub region: String,
 }

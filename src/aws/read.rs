@@ -30,11 +30,23 @@ where
 /// page at most: sets of 100 keep every read one request of one page (the other
 /// filters' values fit beside them), and larger counts are read a set at a time, the
 /// sets side by side.
-pub(crate) const ENVIRONMENTS_PER_READ: usize = 100;
+const ENVIRONMENTS_PER_READ: usize = 100;
 
-/// Every item of a listing filtered by environment (`pages` of a set of environments),
-/// asked for `ENVIRONMENTS_PER_READ` environments at a time, the sets side by side; or
-/// the first error, said to have happened while `what`.
+/// What `read` finds for each set of `ENVIRONMENTS_PER_READ` environments, the sets
+/// side by side, in one list; or the first error.
+pub(crate) async fn by_sets<T, F, Fut>(envs: &[String], read: F) -> Result<Vec<T>, AwsError>
+where
+    F: Fn(&[String]) -> Fut,
+    Fut: Future<Output = Result<Vec<T>, AwsError>>,
+{
+    let sets = envs.chunks(ENVIRONMENTS_PER_READ).map(read);
+    let found = futures_util::future::try_join_all(sets).await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// Every item of a paginated listing filtered by environment (`pages` of a set of
+/// environments), read `by_sets`; or the first error, said to have happened while
+/// `what`.
 pub(crate) async fn all_by_sets<T, E, F>(
     what: &str,
     envs: &[String],
@@ -44,11 +56,7 @@ where
     F: Fn(&[String]) -> PaginationStream<Result<T, SdkError<E>>>,
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let sets = envs
-        .chunks(ENVIRONMENTS_PER_READ)
-        .map(|set| all(what, pages(set)));
-    let found = futures_util::future::try_join_all(sets).await?;
-    Ok(found.into_iter().flatten().collect())
+    by_sets(envs, |set| all(what, pages(set))).await
 }
 
 /// The EC2 filter that finds the resources of `envs` by their `strata:environment` tag.

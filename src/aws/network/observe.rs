@@ -8,8 +8,7 @@ use aws_sdk_elasticloadbalancingv2::types as elb;
 
 use super::{Raw, Result};
 use crate::aws::read::{
-    ENVIRONMENTS_PER_READ, all, all_by_sets, ec2_tags, env_filter, join_error, parsed, required,
-    tag_map,
+    all, all_by_sets, by_sets, ec2_tags, env_filter, join_error, parsed, required, tag_map,
 };
 use crate::aws::{Aws, AwsError, error};
 use crate::config::LoadBalancerKind;
@@ -151,17 +150,17 @@ pub(super) async fn internet_gateways(aws: &Aws, envs: &[String]) -> Result<Vec<
 
 pub(super) async fn addresses(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>> {
     // DescribeAddresses answers in one page.
-    let sets = envs.chunks(ENVIRONMENTS_PER_READ).map(|set| {
+    let addresses = by_sets(envs, |set| {
         let call = aws.ec2.describe_addresses().filters(env_filter(set));
         async move {
             let out = call.send().await;
-            out.map_err(|e| error("reading elastic IPs", e))
+            let out = out.map_err(|e| error("reading elastic IPs", e))?;
+            Ok(out.addresses.unwrap_or_default())
         }
-    });
-    let answers = futures_util::future::try_join_all(sets).await?;
-    answers
+    })
+    .await?;
+    addresses
         .iter()
-        .flat_map(|out| out.addresses())
         .map(|a| {
             let id = required(a.allocation_id(), "an elastic IP", "allocation id")?;
             let tags = ec2_tags(a.tags());
