@@ -154,14 +154,28 @@ async fn plan_environments(
             (false, false) => Ok((aws_network::observe(&aws, &names).await?, Vec::new())),
         }
     };
-    // The image and the keys do not depend on the network: read them alongside it.
-    let (network, images, keys, tokens) = tokio::join!(
+    let clustered: Vec<String> = targets
+        .iter()
+        .filter(|t| manages_machines(t) || t.environment.is_none())
+        .map(|t| t.name.clone())
+        .collect();
+    let listings = async {
+        match clustered.is_empty() {
+            true => Ok(None),
+            false => crate::aws::cluster::list(&aws, &clustered).await.map(Some),
+        }
+    };
+    // Only mapping the machines' AWS ids needs the network's answers: every listing,
+    // the image and the keys are read alongside it.
+    let (network, listings, images, keys, tokens) = tokio::join!(
         network,
+        listings,
         resolve_images(&aws, targets),
         read_keys(&aws, targets),
         read_discovery_tokens(&aws, targets)
     );
     let (state, zones): (NetworkState, Vec<Zone>) = network?;
+    let listings = listings?;
     let (keys, unreadable_keys) = keys;
     // One reason per environment, the image's first (as the plan reads it first).
     for (name, e) in images
@@ -216,14 +230,7 @@ async fn plan_environments(
             );
         }
     }
-    let clustered: Vec<String> = targets
-        .iter()
-        .filter(|t| manages_machines(t) || t.environment.is_none())
-        .map(|t| t.name.clone())
-        .collect();
-    let cluster_state = if clustered.is_empty() {
-        BTreeMap::new()
-    } else {
+    let cluster_state = if let Some(listings) = listings {
         let logical: BTreeMap<String, plan::LogicalId> = state
             .values()
             .flatten()
@@ -253,7 +260,9 @@ async fn plan_environments(
                     .map(|o| o.aws_id.clone())
             })
             .collect();
-        crate::aws::cluster::observe(&aws, &clustered, &map, &registrations).await?
+        crate::aws::cluster::observe(&aws, listings, &map, &registrations).await?
+    } else {
+        BTreeMap::new()
     };
     for t in targets {
         if failed.contains_key(&t.name) {

@@ -1,7 +1,8 @@
-//! The cluster and node layers in AWS. `observe` reads the launch templates (with the
+//! The cluster and node layers in AWS. `list` reads the launch templates (with the
 //! node config in their latest version's user data), the auto-scaling groups and a
-//! fixed-size cluster's instances and data volumes; `template`, `group`, `instances`
-//! and `volumes` are the executor's calls for them.
+//! fixed-size cluster's instances and data volumes, and `observe` maps them through
+//! the network's ids; `template`, `group`, `instances` and `volumes` are the
+//! executor's calls for them.
 
 mod group;
 mod instances;
@@ -33,17 +34,21 @@ const MEMBER_STATES: [InstanceState; 4] = [
     InstanceState::Stopped,
 ];
 
-/// Reads the launch templates (with their latest version), auto-scaling groups and
-/// fixed-size clusters' instances and volumes of `envs`: five listings for all of
-/// them, plus one read per target group in `target_groups` (ARNs) to learn which
-/// instances are registered, all at once. `map` turns AWS ids into logical ids (from
-/// the network layer's observation).
-pub async fn observe(
-    aws: &Aws,
-    envs: &[String],
-    map: &dyn Fn(&str) -> LogicalId,
-    target_groups: &[String],
-) -> Result<BTreeMap<String, Vec<Observed>>> {
+/// The machine listings of some environments: launch templates (and the latest
+/// version of every template in the region), auto-scaling groups, fixed-size
+/// clusters' instances and data volumes. They need nothing from the network's
+/// answers, so planning reads them beside it; [`observe`] then maps them.
+pub struct Listings {
+    envs: Vec<String>,
+    templates: Vec<ec2::LaunchTemplate>,
+    versions: Vec<ec2::LaunchTemplateVersion>,
+    groups: Vec<asg::AutoScalingGroup>,
+    reservations: Vec<ec2::Reservation>,
+    volumes: Vec<ec2::Volume>,
+}
+
+/// Lists the machines of `envs`: five listings for all of them, all at once.
+pub async fn list(aws: &Aws, envs: &[String]) -> Result<Listings> {
     let instance_filters = |set: &[String]| {
         vec![
             env_filter(set),
@@ -54,13 +59,14 @@ pub async fn observe(
         ]
     };
     // `$Latest` without a template id answers for every template at once, 200 (the
-    // most EC2 allows) per page.
+    // most EC2 allows) per page. No filter narrows it to environments or splits it,
+    // so each 200 templates in the region are one more round.
     let versions = aws
         .ec2
         .describe_launch_template_versions()
         .versions("$Latest")
         .max_results(200);
-    let (templates, versions, groups, reservations, volumes, registered) = tokio::try_join!(
+    let (templates, versions, groups, reservations, volumes) = tokio::try_join!(
         all_by_sets("reading launch templates", envs, |set| {
             let pages = aws.ec2.describe_launch_templates().filters(env_filter(set));
             pages.max_results(200).into_paginator().items().send()
@@ -92,14 +98,42 @@ pub async fn observe(
             let pages = aws.ec2.describe_volumes().filters(env_filter(set));
             pages.into_paginator().items().send()
         }),
-        instances::registrations(aws, target_groups),
     )?;
+    Ok(Listings {
+        envs: envs.to_vec(),
+        templates,
+        versions,
+        groups,
+        reservations,
+        volumes,
+    })
+}
+
+/// The cluster and node layers of the listed environments as plans see them. `map`
+/// turns AWS ids into logical ids (from the network layer's observation); which
+/// instances are registered is read here, one read per target group in
+/// `target_groups` (ARNs), all at once.
+pub async fn observe(
+    aws: &Aws,
+    listings: Listings,
+    map: &dyn Fn(&str) -> LogicalId,
+    target_groups: &[String],
+) -> Result<BTreeMap<String, Vec<Observed>>> {
+    let registered = instances::registrations(aws, target_groups).await?;
+    let Listings {
+        envs,
+        templates,
+        versions,
+        groups,
+        reservations,
+        volumes,
+    } = listings;
     let latest: BTreeMap<String, ec2::LaunchTemplateVersion> = versions
         .into_iter()
         .filter_map(|v| Some((v.launch_template_id()?.to_owned(), v)))
         .collect();
     let mut out: BTreeMap<String, Vec<Observed>> =
-        envs.iter().map(|e| (e.clone(), Vec::new())).collect();
+        envs.into_iter().map(|e| (e, Vec::new())).collect();
     for t in templates {
         let tags = ec2_tags(t.tags());
         let Some(env) = tags.get(TAG_ENVIRONMENT).cloned() else {
