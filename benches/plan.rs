@@ -116,7 +116,15 @@ async fn record(store: &Path, counts: &[usize]) -> Vec<Recorded> {
         for batch in (applied..count).step_by(50) {
             let end = (batch + 50).min(count);
             let envs = support::environments("bench", batch..end, &feed.uri());
-            support::apply(&connector, &envs, 8).await;
+            // moto, filling up, now and then answers a write with a 500 of its own
+            // (a Python race in its threads); applied again, the batch converges.
+            for attempt in 1.. {
+                match support::try_apply(&connector, &envs, 8).await {
+                    Ok(_) => break,
+                    Err(e) if attempt < 5 => println!("recording: applied again after: {e}"),
+                    Err(e) => panic!("five applies of one batch failed: {e}"),
+                }
+            }
             println!("recording: {end} environments applied to moto");
         }
         applied = applied.max(count);

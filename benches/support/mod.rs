@@ -164,6 +164,17 @@ pub async fn apply(
     environments: &BTreeMap<String, Environment>,
     parallel: usize,
 ) -> Duration {
+    try_apply(connector, environments, parallel)
+        .await
+        .expect("apply")
+}
+
+/// [`apply`], failing as strata's apply fails.
+pub async fn try_apply(
+    connector: &Connector,
+    environments: &BTreeMap<String, Environment>,
+    parallel: usize,
+) -> Result<Duration, engine::EngineError> {
     let targets = engine::select(environments, &[], &[]).expect("targets");
     let units = units();
     let (plan, observed) = engine::plan(connector, &targets, &units, None, Some(COMMIT))
@@ -175,9 +186,8 @@ pub async fn apply(
     engine::apply(
         connector, &plan, &observed, &targets, false, parallel, &mut quiet,
     )
-    .await
-    .expect("apply");
-    start.elapsed()
+    .await?;
+    Ok(start.elapsed())
 }
 
 pub fn median(mut times: Vec<Duration>) -> Duration {
