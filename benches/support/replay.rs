@@ -189,7 +189,14 @@ struct State {
     recorded: Mutex<Vec<(Call, Answer)>>,
     rounds: Mutex<Rounds>,
     client: reqwest::Client,
+    /// Requests in flight to moto. moto answers one at a time and, slowed by a
+    /// thousand environments, stopped accepting connections (connect timed out) when
+    /// a plan's hundred reads arrived at once: the rest wait here instead.
+    upstream: tokio::sync::Semaphore,
 }
+
+/// Requests forwarded to moto at once.
+const UPSTREAM_AT_ONCE: usize = 4;
 
 /// A running server on a loopback port.
 pub struct Server {
@@ -207,6 +214,7 @@ impl Server {
             recorded: Mutex::default(),
             rounds: Mutex::default(),
             client: reqwest::Client::new(),
+            upstream: tokio::sync::Semaphore::new(UPSTREAM_AT_ONCE),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -316,6 +324,11 @@ impl State {
                 request = request.header(name, value);
             }
         }
+        let _turn = self
+            .upstream
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let response = request.send().await.expect("moto answers");
         let status = response.status().as_u16();
         let headers = response
