@@ -160,10 +160,10 @@ async fn plan_environments(
         .map(|t| t.name.clone())
         .collect();
     let listings = async {
-        match clustered.is_empty() {
-            true => Ok(None),
-            false => crate::aws::cluster::list(&aws, &clustered).await.map(Some),
+        if clustered.is_empty() {
+            return Ok(None);
         }
+        crate::aws::cluster::list(&aws, &clustered).await.map(Some)
     };
     // Only mapping the machines' AWS ids needs the network's answers: every listing,
     // the image and the keys are read alongside it.
