@@ -42,8 +42,10 @@ const RUNS: usize = 5;
 #[derive(Serialize, Deserialize)]
 struct Recorded {
     plan: Recording,
-    /// The requests of `strata drift` of the same environments.
-    drift_reads: usize,
+    /// The requests of `strata drift` of the same environments; `None` while the
+    /// plan's answers are saved and the drift check has not finished.
+    #[serde(default)]
+    drift_reads: Option<usize>,
 }
 
 fn main() {
@@ -90,6 +92,14 @@ fn main() {
 
 fn recording_file(store: &Path, count: usize) -> PathBuf {
     store.join(format!("plan-{count}.json"))
+}
+
+fn save(store: &Path, count: usize, recorded: &Recorded) {
+    std::fs::write(
+        recording_file(store, count),
+        serde_json::to_vec(recorded).expect("a recording serialises"),
+    )
+    .expect("save the recording");
 }
 
 /// Applies each count's environments to a fresh moto, one count after another (a
@@ -154,19 +164,18 @@ async fn record(store: &Path, counts: &[usize]) -> Vec<Recorded> {
             recording.len(),
             start.elapsed().as_secs_f64()
         );
+        // Saved before the drift check: at a thousand environments moto takes most of
+        // an hour to answer a plan's reads, and a recording is too dear to lose.
+        let mut recorded = Recorded {
+            plan: recording,
+            drift_reads: None,
+        };
+        save(store, count, &recorded);
         let drift = strata(repo.path(), forward.url(), &["drift"], PACED).await;
         assert!(drift.ok, "a fresh apply has not drifted:\n{}", drift.output);
-        let drift_reads = forward.take_recording().len();
+        recorded.drift_reads = Some(forward.take_recording().len());
         forward.take_seen();
-        let recorded = Recorded {
-            plan: recording,
-            drift_reads,
-        };
-        std::fs::write(
-            recording_file(store, count),
-            serde_json::to_vec(&recorded).expect("a recording serialises"),
-        )
-        .expect("save the recording");
+        save(store, count, &recorded);
         out.push(recorded);
     }
     out
@@ -273,10 +282,13 @@ fn report(counts: &[usize], recorded: &[Recorded], rows: &[Row]) {
         let peak = row.peak_kib.map_or("n/a".to_owned(), |kib| {
             format!("{:.1} MiB", kib as f64 / 1024.0)
         });
+        let drift_reads = recorded
+            .drift_reads
+            .map_or("n/a".to_owned(), |n| n.to_string());
         println!(
             "{count:>12} {:>6} {:>12} {:>7} {:>8.0}ms {:>13.2} {:>7.2}x {:>12}",
             recorded.plan.len(),
-            recorded.drift_reads,
+            drift_reads,
             row.rounds.rounds,
             ms(row.wall),
             row.wall.as_secs_f64() / LATENCY.as_secs_f64(),
