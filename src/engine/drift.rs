@@ -31,23 +31,32 @@ pub async fn drift(
             .collect();
         places.extend(extra.iter().map(|region| (None, region.clone())));
         let known: BTreeSet<&str> = targets.iter().map(|t| t.name.as_str()).collect();
-        let mut removed = Vec::new();
-        for (account, region) in places {
+        // Every place is searched at once: one round, however many accounts and regions.
+        let searches = places.into_iter().map(|(account, region)| async move {
             // A role that cannot be assumed: the plan below sets its environments
             // apart as unchecked, with the error, and checks the others.
             let Ok(there) = connector.in_account(account.as_ref(), &region).await else {
-                continue;
+                return Ok(Vec::new());
             };
             let found = crate::aws::applied::read(&there.connect(&region)).await?;
-            removed.extend(
+            Ok::<_, EngineError>(
                 found
                     .into_keys()
-                    .filter(|name| !known.contains(name.as_str()))
-                    .map(|name| Target {
+                    .map(|name| (name, account.clone(), region.clone()))
+                    .collect::<Vec<_>>(),
+            )
+        });
+        let mut removed = Vec::new();
+        for found in futures_util::future::join_all(searches).await {
+            removed.extend(
+                found?
+                    .into_iter()
+                    .filter(|(name, _, _)| !known.contains(name.as_str()))
+                    .map(|(name, account, region)| Target {
                         name,
                         environment: None,
-                        account: account.clone(),
-                        region: region.clone(),
+                        account,
+                        region,
                         tags: BTreeMap::new(),
                         layers: Layer::ALL.into_iter().collect(),
                         changed: Layer::ALL.into_iter().collect(),
