@@ -13,7 +13,10 @@ use crate::config::SubnetKind;
 
 /// A resource's logical id, or (as [`LogicalId::Foreign`]) the AWS id of something
 /// strata does not manage that a resource refers to.
-#[derive(Debug, Clone)]
+///
+/// Two ids are equal when their texts are: each variant's text starts its own way, and
+/// no foreign id reads like one of strata's.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogicalId {
     /// `vpc`.
     Vpc,
@@ -160,17 +163,10 @@ impl fmt::Display for LogicalId {
     }
 }
 
-// Ids compare, sort and hash as their text: plans list resources in the order people
-// read them (`subnet/private/10` before `subnet/private/2`, as before ids were typed),
-// and the text is what identifies a resource across runs.
-impl PartialEq for LogicalId {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for LogicalId {}
-
+// Ids sort and hash as their text: plans list resources in the order people read them
+// (`subnet/private/10` before `subnet/private/2`, as before ids were typed), and the
+// text is what identifies a resource across runs. Plans compare ids all the time, so
+// the text is written to the stack, not to a new string each time.
 impl PartialOrd for LogicalId {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
@@ -179,13 +175,62 @@ impl PartialOrd for LogicalId {
 
 impl Ord for LogicalId {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.to_string().cmp(&other.to_string())
+        if self == other {
+            return Ordering::Equal;
+        }
+        self.with_text(|a| other.with_text(|b| a.cmp(b)))
     }
 }
 
 impl Hash for LogicalId {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.to_string().hash(state);
+        self.with_text(|text| text.hash(state));
+    }
+}
+
+impl LogicalId {
+    /// Calls `f` with the id's text, written on the stack when it fits.
+    fn with_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        if let LogicalId::Foreign(text) = self {
+            return f(&text.0);
+        }
+        let mut text = StackText::default();
+        match fmt::Write::write_fmt(&mut text, format_args!("{self}")) {
+            Ok(()) => f(text.as_str()),
+            Err(_) => f(&self.to_string()),
+        }
+    }
+}
+
+/// Text up to 80 bytes without a heap allocation; longer text is refused.
+struct StackText {
+    bytes: [u8; 80],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            bytes: [0; 80],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        // Only whole `str`s are ever copied in.
+        std::str::from_utf8(&self.bytes[..self.len]).expect("whole strings were written")
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let room = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -281,5 +326,27 @@ mod tests {
             texts,
             ["subnet/private/10", "subnet/private/2", "subnet/public/0"]
         );
+    }
+
+    #[test]
+    fn ids_longer_than_the_stack_text_compare_and_hash_as_their_text() {
+        use std::hash::BuildHasher;
+        let long = "a".repeat(100);
+        let ids = [
+            LogicalId::SecurityGroup(long.clone()),
+            LogicalId::SecurityGroup(format!("{long}b")),
+            LogicalId::Subnet(SubnetKind::Public, 0),
+            LogicalId::parse(&format!("sg-{long}")),
+            LogicalId::Listener(long.clone(), 443),
+            LogicalId::Vpc,
+        ];
+        let hasher = std::collections::hash_map::RandomState::new();
+        for a in &ids {
+            assert_eq!(hasher.hash_one(a), hasher.hash_one(a.to_string()), "{a}");
+            for b in &ids {
+                assert_eq!(a.cmp(b), a.to_string().cmp(&b.to_string()), "{a} and {b}");
+                assert_eq!(a == b, a.to_string() == b.to_string(), "{a} and {b}");
+            }
+        }
     }
 }
