@@ -4,7 +4,7 @@ strata's integration tests start this once per test run (one server, every test 
 its own moto account through the `x-moto-account-id` header). It prints the port on
 stdout, then serves until its stdin closes, which happens when the test process ends,
 so no server outlives the tests. Pinned to the moto version scripts/setup installs
-(5.2.5), whose known gaps it patches below (seven of them); strata itself never fakes AWS behaviour.
+(5.2.5), whose known gaps it patches below (eight of them); strata itself never fakes AWS behaviour.
 """
 
 import datetime
@@ -20,6 +20,7 @@ from moto.ec2.models.instances import Instance
 from moto.ec2.models.launch_templates import LaunchTemplate
 from moto.ec2.models.nat_gateways import NatGatewayBackend
 from moto.ec2.responses._base_response import EC2BaseResponse
+from moto.ec2.responses.launch_templates import LaunchTemplates
 from moto.ec2.utils import parse_user_data
 from moto.server import ThreadedMotoServer
 
@@ -197,6 +198,38 @@ def _delete_nat_gateway_releasing_address(self, nat_gateway_id):
 
 
 NatGatewayBackend.delete_nat_gateway = _delete_nat_gateway_releasing_address
+
+# moto 5.2.5 gap: DescribeLaunchTemplates and DescribeLaunchTemplateVersions answer the
+# first MaxResults items and no NextToken, so a region with more templates than a page
+# loses the rest. EC2 pages them; do the same (the token is the next item's offset).
+def _paged(describe, items_key):
+    def paged(self):
+        size = self._get_int_param("MaxResults", 15)
+        start = int(self._get_param("NextToken") or 0)
+        get_int_param = self._get_int_param
+        # The whole listing, then the page asked for.
+        self._get_int_param = lambda name, default=None: (
+            10**9 if name == "MaxResults" else get_int_param(name, default)
+        )
+        try:
+            result = describe(self).result
+        finally:
+            del self._get_int_param
+        items = result[items_key]
+        result[items_key] = items[start : start + size]
+        if start + size < len(items):
+            result["NextToken"] = str(start + size)
+        return ActionResult(result)
+
+    return paged
+
+
+LaunchTemplates.describe_launch_templates = _paged(
+    LaunchTemplates.describe_launch_templates, "LaunchTemplates"
+)
+LaunchTemplates.describe_launch_template_versions = _paged(
+    LaunchTemplates.describe_launch_template_versions, "LaunchTemplateVersions"
+)
 
 # One line per request on stderr would drown test and demo output.
 logging.getLogger("werkzeug").setLevel(logging.ERROR)

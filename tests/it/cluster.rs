@@ -2,7 +2,7 @@
 //! rendered config, an auto-scaling group pinned to an explicit template version, and
 //! node changes rolled into a new version.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use strata::config::{Environment, Layer};
@@ -13,8 +13,7 @@ use strata::units::UnitSet;
 use crate::cloud::Cloud;
 use crate::feed::{FLATCAR_AMI, flatcar_feed};
 use crate::fixtures::{Planned, Scope, actions};
-use crate::harness::{GitRepo, example_with_feed, ignition_validate, project_root};
-use crate::proxy::{Fault, Proxy, Requests};
+use crate::harness::{ignition_validate, project_root};
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICm1bekesu5Ftri4D28WBQVtgKRVpxzfpvoPNIOVyiuK tests@strata";
@@ -486,53 +485,4 @@ async fn the_web_example_comes_up_as_a_group_booting_its_config() {
         &key,
         &[&render::markdown(&created), &render::json(&created)],
     );
-}
-
-/// Only mapping the machines' AWS ids needs the network's answers, so their listings
-/// go out beside the network's, and a plan waits through two rounds of reads, not
-/// three (`cargo bench --bench plan` counts them). Shown by cause: with every network
-/// listing refused, the machines were listed all the same.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_machines_are_listed_beside_the_network_not_after_it() {
-    let proxy = Proxy::new(&Cloud::new().account);
-    let feed = flatcar_feed(FLATCAR_AMI).await;
-    let repo = GitRepo::new();
-    repo.copy_dir(&project_root().join("units"), "units");
-    repo.write(
-        "environments/web-prod.yaml",
-        example_with_feed("web-prod", &feed.uri()),
-    );
-    repo.commit("web-prod");
-    let network = [
-        "DescribeVpcs",
-        "DescribeSubnets",
-        "DescribeInternetGateways",
-        "DescribeAddresses",
-        "DescribeNatGateways",
-        "DescribeRouteTables",
-        "DescribeSecurityGroups",
-        "DescribeLoadBalancers",
-        "DescribeTargetGroups",
-    ];
-    for operation in network {
-        proxy.inject(
-            Requests::Operation(operation.to_owned()),
-            &[Fault::Status(400)],
-        );
-    }
-    let plan = proxy.run(&repo, &["plan"]).await;
-    assert_eq!(plan.code, 1, "{}\n{}", plan.stdout, plan.stderr);
-    let sent: BTreeSet<String> = proxy.calls().into_iter().map(|c| c.operation).collect();
-    for listing in [
-        "DescribeLaunchTemplates",
-        "DescribeLaunchTemplateVersions",
-        "DescribeAutoScalingGroups",
-        "DescribeInstances",
-        "DescribeVolumes",
-    ] {
-        assert!(
-            sent.contains(listing),
-            "{listing} waited for the network: {sent:?}"
-        );
-    }
 }

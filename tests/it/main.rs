@@ -29,6 +29,7 @@ mod invalid;
 mod inventory;
 mod issues;
 mod lock;
+mod machine_reads;
 mod matrix;
 mod merge_queue;
 mod network;

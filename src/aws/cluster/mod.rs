@@ -16,7 +16,7 @@ use aws_sdk_ec2::types as ec2;
 use base64::Engine as _;
 
 use super::read::{all, all_by_sets, ec2_tags, env_filter, required, tag_map};
-use super::{Aws, AwsError};
+use super::{Aws, AwsError, unless};
 use crate::plan::cluster::digest;
 use crate::plan::spec::{AutoScalingGroup, DataDisk, Disk, LaunchTemplate, NodeConfig};
 use crate::plan::{InstanceState, Kind, Live, LogicalId, Observed, Spec, TAG_ENVIRONMENT, TAG_ID};
@@ -119,7 +119,6 @@ pub async fn observe(
     map: &dyn Fn(&str) -> LogicalId,
     target_groups: &[String],
 ) -> Result<BTreeMap<String, Vec<Observed>>> {
-    let registered = instances::registrations(aws, target_groups).await?;
     let Listings {
         envs,
         templates,
@@ -128,10 +127,20 @@ pub async fn observe(
         reservations,
         volumes,
     } = listings;
-    let latest: BTreeMap<String, ec2::LaunchTemplateVersion> = versions
+    let mut latest: BTreeMap<String, ec2::LaunchTemplateVersion> = versions
         .into_iter()
         .filter_map(|v| Some((v.launch_template_id()?.to_owned(), v)))
         .collect();
+    let unlisted: Vec<&str> = templates
+        .iter()
+        .filter_map(|t| t.launch_template_id())
+        .filter(|id| !latest.contains_key(*id))
+        .collect();
+    let (registered, found) = tokio::try_join!(
+        instances::registrations(aws, target_groups),
+        latest_versions(aws, &unlisted)
+    )?;
+    latest.extend(found);
     let mut out: BTreeMap<String, Vec<Observed>> =
         envs.into_iter().map(|e| (e, Vec::new())).collect();
     for t in templates {
@@ -140,8 +149,7 @@ pub async fn observe(
             continue;
         };
         let id = required(t.launch_template_id(), "a launch template", "id")?;
-        // A template whose latest version is not listed (made between the two reads)
-        // is planned from the next run's reads.
+        // A template deleted between the two reads is gone.
         let Some(version) = latest.get(id) else {
             continue;
         };
@@ -160,6 +168,30 @@ pub async fn observe(
         out.entry(env).or_default().push(observed);
     }
     Ok(out)
+}
+
+/// The latest versions of templates the region's listing did not answer for (made
+/// between the two reads), each read on its own, all at once; a template deleted
+/// meanwhile has none. Planning without them would plan a template that exists.
+async fn latest_versions(
+    aws: &Aws,
+    ids: &[&str],
+) -> Result<Vec<(String, ec2::LaunchTemplateVersion)>> {
+    let reads = ids.iter().map(|&id| async move {
+        let what = format!("reading the latest version of launch template {id}");
+        let sent = aws
+            .ec2
+            .describe_launch_template_versions()
+            .launch_template_id(id)
+            .versions("$Latest")
+            .send()
+            .await;
+        let versions = unless(&what, "InvalidLaunchTemplateId.NotFound", sent)?;
+        let version = versions.and_then(|out| out.launch_template_versions().first().cloned());
+        Ok::<_, AwsError>(version.map(|v| (id.to_owned(), v)))
+    });
+    let found = futures_util::future::try_join_all(reads).await?;
+    Ok(found.into_iter().flatten().collect())
 }
 
 /// A launch template as plans see it, from its latest version, and the node config in
