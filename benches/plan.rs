@@ -60,7 +60,7 @@ fn main() {
     std::fs::create_dir_all(&store).expect("the recordings' directory");
     support::runtime().block_on(async {
         let fresh = std::env::var_os("STRATA_BENCH_RECORD").is_some();
-        let mut recorded: Vec<Option<Recorded>> = counts
+        let recorded: Vec<Option<Recorded>> = counts
             .iter()
             .map(|&n| {
                 let file = recording_file(&store, n);
@@ -68,25 +68,39 @@ fn main() {
                 (!fresh).then(|| serde_json::from_slice(&saved).ok())?
             })
             .collect();
-        if recorded.iter().any(Option::is_none) {
-            recorded = record(&store, &counts)
-                .await
-                .into_iter()
-                .map(Some)
-                .collect();
+        // Only the counts without a recording are recorded.
+        let missing: Vec<usize> = counts
+            .iter()
+            .zip(&recorded)
+            .filter(|(_, r)| r.is_none())
+            .map(|(&n, _)| n)
+            .collect();
+        let mut fresh_ones = record(&store, &missing).await.into_iter();
+        let mut recorded: Vec<Recorded> = recorded
+            .into_iter()
+            .map(|r| r.or_else(|| fresh_ones.next()).expect("every count recorded"))
+            .collect();
+        let feed = feed_after(LATENCY).await;
+        let mut rows = Vec::new();
+        for (&count, recorded) in counts.iter().zip(&mut recorded) {
+            let row = match replay(count, recorded, &feed).await {
+                Some(row) => row,
+                // Only this count is recorded again: a thousand environments take moto
+                // hours to apply.
+                None => {
+                    println!("the recording of {count} no longer matches strata's reads: recording it afresh");
+                    *recorded = record(&store, &[count])
+                        .await
+                        .pop()
+                        .expect("a recording of the count");
+                    replay(count, recorded, &feed)
+                        .await
+                        .expect("a fresh recording matches")
+                }
+            };
+            rows.push(row);
         }
-        let recorded: Vec<Recorded> = recorded.into_iter().flatten().collect();
-        let rows = match replay_all(&counts, &recorded).await {
-            Some(rows) => rows,
-            None => {
-                println!("a recording no longer matches strata's reads: recording afresh");
-                let recorded = record(&store, &counts).await;
-                replay_all(&counts, &recorded)
-                    .await
-                    .expect("a fresh recording matches")
-            }
-        };
-        report(&counts, &recorded, &rows);
+        report(counts.as_slice(), &recorded, &rows);
     });
 }
 
@@ -102,10 +116,13 @@ fn save(store: &Path, count: usize, recorded: &Recorded) {
     .expect("save the recording");
 }
 
-/// Applies each count's environments to a fresh moto, one count after another (a
-/// count's region holds only its own environments and those of the smaller counts),
-/// and records a plan and a drift check of them.
+/// Applies each count's environments to a fresh moto, one count after another (count
+/// `n`'s region holds `bench-0` to `bench-(n-1)`, the smaller counts' among them), and
+/// records a plan and a drift check of them.
 async fn record(store: &Path, counts: &[usize]) -> Vec<Recorded> {
+    if counts.is_empty() {
+        return Vec::new();
+    }
     let moto = Moto::start();
     moto.create_key().await;
     let connector = moto.connector().await;
@@ -200,64 +217,59 @@ struct Row {
 const UNPACED: &[(&str, &str)] = &[("STRATA_ELB_READS_PER_SECOND", "0")];
 const PACED: &[(&str, &str)] = &[];
 
-/// Each count's plan against its recording: `RUNS` times unpaced with no ELBv2 bucket
+/// A count's plan against its recording: `RUNS` times unpaced with no ELBv2 bucket
 /// (strata's own rounds), then once paced and once unpaced against ELBv2's bucket.
 /// `None` when a plan asked for something its recording does not hold.
-async fn replay_all(counts: &[usize], recorded: &[Recorded]) -> Option<Vec<Row>> {
-    let feed = feed_after(LATENCY).await;
-    let mut rows = Vec::new();
-    for (&count, recorded) in counts.iter().zip(recorded) {
-        let repo = tempfile::tempdir().expect("a repository");
-        support::write_repository(repo.path(), "bench", count, &feed.uri());
-        let plan = ["plan", "--detailed-exitcode"];
-        let free = Server::start(
-            Mode::Replay {
-                latency: LATENCY,
-                elb_bucket: false,
-            },
-            recorded.plan.clone(),
-        )
-        .await;
-        let mut walls = Vec::new();
-        let mut peaks = Vec::new();
-        let mut rounds = Seen::default();
-        for _ in 0..RUNS {
-            let run = strata(repo.path(), free.url(), &plan, UNPACED).await;
-            let seen = free.take_seen();
-            if seen.misses > 0 {
-                return None;
-            }
-            assert!(run.ok, "the replayed plan is empty:\n{}", run.output);
-            walls.push(run.wall);
-            peaks.extend(run.peak_kib);
-            if seen.rounds > rounds.rounds {
-                rounds = seen;
-            }
+async fn replay(count: usize, recorded: &Recorded, feed: &wiremock::MockServer) -> Option<Row> {
+    let repo = tempfile::tempdir().expect("a repository");
+    support::write_repository(repo.path(), "bench", count, &feed.uri());
+    let plan = ["plan", "--detailed-exitcode"];
+    let free = Server::start(
+        Mode::Replay {
+            latency: LATENCY,
+            elb_bucket: false,
+        },
+        recorded.plan.clone(),
+    )
+    .await;
+    let mut walls = Vec::new();
+    let mut peaks = Vec::new();
+    let mut rounds = Seen::default();
+    for _ in 0..RUNS {
+        let run = strata(repo.path(), free.url(), &plan, UNPACED).await;
+        let seen = free.take_seen();
+        if seen.misses > 0 {
+            return None;
         }
-        let bucket = Server::start(
-            Mode::Replay {
-                latency: LATENCY,
-                elb_bucket: true,
-            },
-            recorded.plan.clone(),
-        )
-        .await;
-        let paced = strata(repo.path(), bucket.url(), &plan, PACED).await;
-        let paced_seen = bucket.take_seen();
-        assert!(paced.ok, "a paced plan is never refused:\n{}", paced.output);
-        let unpaced = strata(repo.path(), bucket.url(), &plan, UNPACED).await;
-        let unpaced_seen = bucket.take_seen();
-        rows.push(Row {
-            rounds,
-            wall: median(walls),
-            peak_kib: peaks.into_iter().max(),
-            paced,
-            paced_seen,
-            unpaced,
-            unpaced_seen,
-        });
+        assert!(run.ok, "the replayed plan is empty:\n{}", run.output);
+        walls.push(run.wall);
+        peaks.extend(run.peak_kib);
+        if seen.rounds > rounds.rounds {
+            rounds = seen;
+        }
     }
-    Some(rows)
+    let bucket = Server::start(
+        Mode::Replay {
+            latency: LATENCY,
+            elb_bucket: true,
+        },
+        recorded.plan.clone(),
+    )
+    .await;
+    let paced = strata(repo.path(), bucket.url(), &plan, PACED).await;
+    let paced_seen = bucket.take_seen();
+    assert!(paced.ok, "a paced plan is never refused:\n{}", paced.output);
+    let unpaced = strata(repo.path(), bucket.url(), &plan, UNPACED).await;
+    let unpaced_seen = bucket.take_seen();
+    Some(Row {
+        rounds,
+        wall: median(walls),
+        peak_kib: peaks.into_iter().max(),
+        paced,
+        paced_seen,
+        unpaced,
+        unpaced_seen,
+    })
 }
 
 fn report(counts: &[usize], recorded: &[Recorded], rows: &[Row]) {
