@@ -17,6 +17,7 @@ use base64::Engine as _;
 
 use super::read::{all, all_by_sets, ec2_tags, env_filter, required, tag_map};
 use super::{Aws, AwsError, unless};
+use crate::config::names;
 use crate::plan::cluster::digest;
 use crate::plan::spec::{AutoScalingGroup, DataDisk, Disk, LaunchTemplate, NodeConfig};
 use crate::plan::{InstanceState, Kind, Live, LogicalId, Observed, Spec, TAG_ENVIRONMENT, TAG_ID};
@@ -34,10 +35,10 @@ const MEMBER_STATES: [InstanceState; 4] = [
     InstanceState::Stopped,
 ];
 
-/// The machine listings of some environments: launch templates (and the latest
-/// version of every template in the region), auto-scaling groups, fixed-size
-/// clusters' instances and data volumes. They need nothing from the network's
-/// answers, so planning reads them beside it; [`observe`] then maps them.
+/// The machine listings of some environments: launch templates and their latest
+/// versions, auto-scaling groups, fixed-size clusters' instances and data volumes.
+/// They need nothing from the network's answers, so planning reads them beside it;
+/// [`observe`] then maps them.
 pub struct Listings {
     envs: Vec<String>,
     templates: Vec<ec2::LaunchTemplate>,
@@ -58,23 +59,12 @@ pub async fn list(aws: &Aws, envs: &[String]) -> Result<Listings> {
                 .build(),
         ]
     };
-    // `$Latest` without a template id answers for every template at once, 200 (the
-    // most EC2 allows) per page. No filter narrows it to environments or splits it,
-    // so each 200 templates in the region are one more round.
-    let versions = aws
-        .ec2
-        .describe_launch_template_versions()
-        .versions("$Latest")
-        .max_results(200);
     let (templates, versions, groups, reservations, volumes) = tokio::try_join!(
         all_by_sets("reading launch templates", envs, |set| {
             let pages = aws.ec2.describe_launch_templates().filters(env_filter(set));
             pages.max_results(200).into_paginator().items().send()
         }),
-        all(
-            "reading launch template versions",
-            versions.into_paginator().items().send()
-        ),
+        latest_of(aws, envs),
         // 100 a page, the most Auto Scaling gives (50 unless asked).
         all_by_sets("reading auto-scaling groups", envs, |set| {
             let filter = asg::Filter::builder()
@@ -107,6 +97,47 @@ pub async fn list(aws: &Aws, envs: &[String]) -> Result<Listings> {
         reservations,
         volumes,
     })
+}
+
+/// At most this many environments' templates are read by name, one request each.
+const TEMPLATES_BY_NAME: usize = 20;
+
+/// The latest version of the templates of `envs`, all in the first round of reads.
+///
+/// For a few environments (a pull request's), each template by its name: one round
+/// however many templates the region holds. Otherwise the region's listing: `$Latest`
+/// without a template answers for every template, 200 (the most EC2 gives) a page,
+/// each with its user data; no filter narrows it to environments or splits it, so each
+/// 200 templates in the region are one more round. A template named otherwise (made by
+/// hand with strata's tags) is read by id in [`observe`].
+async fn latest_of(aws: &Aws, envs: &[String]) -> Result<Vec<ec2::LaunchTemplateVersion>> {
+    if envs.len() > TEMPLATES_BY_NAME {
+        let pages = aws
+            .ec2
+            .describe_launch_template_versions()
+            .versions("$Latest")
+            .max_results(200);
+        return all(
+            "reading launch template versions",
+            pages.into_paginator().items().send(),
+        )
+        .await;
+    }
+    let reads = envs.iter().map(|env| async move {
+        let name = names::launch_template(env);
+        let what = format!("reading the latest version of launch template {name}");
+        let sent = aws
+            .ec2
+            .describe_launch_template_versions()
+            .launch_template_name(&name)
+            .versions("$Latest")
+            .send()
+            .await;
+        let found = unless(&what, "InvalidLaunchTemplateName.NotFoundException", sent)?;
+        Ok::<_, AwsError>(found.map(|out| out.launch_template_versions().to_vec()))
+    });
+    let found = futures_util::future::try_join_all(reads).await?;
+    Ok(found.into_iter().flatten().flatten().collect())
 }
 
 /// The cluster and node layers of the listed environments as plans see them. `map`
