@@ -27,13 +27,7 @@ const KEY: &str =
 async fn the_machines_are_listed_beside_the_network_not_after_it() {
     let proxy = Proxy::new(&Cloud::new().account);
     let feed = flatcar_feed(FLATCAR_AMI).await;
-    let repo = GitRepo::new();
-    repo.copy_dir(&project_root().join("units"), "units");
-    repo.write(
-        "environments/web-prod.yaml",
-        example_with_feed("web-prod", &feed.uri()),
-    );
-    repo.commit("web-prod");
+    let repo = web_prod(&feed.uri());
     let network = [
         "DescribeVpcs",
         "DescribeSubnets",
@@ -79,16 +73,10 @@ async fn a_template_made_between_the_two_template_reads_is_read_on_its_own() {
         .await;
     let proxy = Proxy::new(&cloud.account);
     let feed = flatcar_feed(FLATCAR_AMI).await;
-    let repo = GitRepo::new();
-    repo.copy_dir(&project_root().join("units"), "units");
-    repo.write(
-        "environments/web-prod.yaml",
-        example_with_feed("web-prod", &feed.uri()),
-    );
-    repo.commit("web-prod");
+    let repo = web_prod(&feed.uri());
     proxy.inject(
         Requests::Operation("DescribeLaunchTemplates".to_owned()),
-        &[Fault::Slow(std::time::Duration::from_secs(2))],
+        &[Fault::Slow(std::time::Duration::from_secs(4))],
     );
     let another_writer = async {
         while !proxy
@@ -98,8 +86,9 @@ async fn a_template_made_between_the_two_template_reads_is_read_on_its_own() {
         {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        // moto answers the versions listing in well under this.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // moto answers the read by name in milliseconds; a loaded machine may take
+        // longer, never this long.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         let tags = aws_sdk_ec2::types::TagSpecification::builder()
             .resource_type(aws_sdk_ec2::types::ResourceType::LaunchTemplate)
             .tags(tag("strata:environment", "web-prod"))
@@ -213,4 +202,16 @@ async fn versions_read(connector: &Connector, units: &UnitSet, envs: &[&Environm
         .count();
     assert_eq!(templates, envs.len(), "each plans its template");
     read(connector) - before
+}
+
+/// A repository holding the example `web-prod`, its image found through `feed`.
+fn web_prod(feed: &str) -> GitRepo {
+    let repo = GitRepo::new();
+    repo.copy_dir(&project_root().join("units"), "units");
+    repo.write(
+        "environments/web-prod.yaml",
+        example_with_feed("web-prod", feed),
+    );
+    repo.commit("web-prod");
+    repo
 }
