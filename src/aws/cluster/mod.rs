@@ -123,21 +123,45 @@ async fn latest_of(aws: &Aws, envs: &[String]) -> Result<Vec<ec2::LaunchTemplate
         )
         .await;
     }
-    let reads = envs.iter().map(|env| async move {
-        let name = names::launch_template(env);
-        let what = format!("reading the latest version of launch template {name}");
-        let sent = aws
-            .ec2
-            .describe_launch_template_versions()
-            .launch_template_name(&name)
-            .versions("$Latest")
-            .send()
-            .await;
-        let found = unless(&what, "InvalidLaunchTemplateName.NotFoundException", sent)?;
-        Ok::<_, AwsError>(found.map(|out| out.launch_template_versions().to_vec()))
-    });
+    let reads = envs
+        .iter()
+        .map(|env| latest_version(aws, Template::Named(names::launch_template(env))));
     let found = futures_util::future::try_join_all(reads).await?;
-    Ok(found.into_iter().flatten().flatten().collect())
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// A template whose latest version is read on its own.
+enum Template<'a> {
+    /// By the name strata gives an environment's template.
+    Named(String),
+    /// By id: a template the reads by name or the listing did not answer for.
+    Id(&'a str),
+}
+
+/// The latest version of `template`, or `None` when there is no such template.
+async fn latest_version(
+    aws: &Aws,
+    template: Template<'_>,
+) -> Result<Option<ec2::LaunchTemplateVersion>> {
+    let read = aws
+        .ec2
+        .describe_launch_template_versions()
+        .versions("$Latest");
+    let (read, which, not_found) = match &template {
+        Template::Named(name) => (
+            read.launch_template_name(name),
+            name.as_str(),
+            "InvalidLaunchTemplateName.NotFoundException",
+        ),
+        Template::Id(id) => (
+            read.launch_template_id(*id),
+            *id,
+            "InvalidLaunchTemplateId.NotFound",
+        ),
+    };
+    let what = format!("reading the latest version of launch template {which}");
+    let found = unless(&what, not_found, read.send().await)?;
+    Ok(found.and_then(|out| out.launch_template_versions().first().cloned()))
 }
 
 /// The cluster and node layers of the listed environments as plans see them. `map`
@@ -201,24 +225,15 @@ pub async fn observe(
     Ok(out)
 }
 
-/// The latest versions of templates the region's listing did not answer for (made
-/// between the two reads), each read on its own, all at once; a template deleted
-/// meanwhile has none. Planning without them would plan a template that exists.
+/// The latest versions of templates the first round did not answer for (made between
+/// its reads, or named otherwise), by id, all at once; a template deleted meanwhile
+/// has none. Planning without them would plan a template that exists.
 async fn latest_versions(
     aws: &Aws,
     ids: &[&str],
 ) -> Result<Vec<(String, ec2::LaunchTemplateVersion)>> {
     let reads = ids.iter().map(|&id| async move {
-        let what = format!("reading the latest version of launch template {id}");
-        let sent = aws
-            .ec2
-            .describe_launch_template_versions()
-            .launch_template_id(id)
-            .versions("$Latest")
-            .send()
-            .await;
-        let versions = unless(&what, "InvalidLaunchTemplateId.NotFound", sent)?;
-        let version = versions.and_then(|out| out.launch_template_versions().first().cloned());
+        let version = latest_version(aws, Template::Id(id)).await?;
         Ok::<_, AwsError>(version.map(|v| (id.to_owned(), v)))
     });
     let found = futures_util::future::try_join_all(reads).await?;
