@@ -333,9 +333,10 @@ pub(super) async fn security_groups(aws: &Aws, envs: &[String]) -> Result<Vec<Ra
 /// Load balancers, target groups and listeners. ELBv2 filters by name or ARN only, so
 /// candidates are picked by the `<environment>-` name prefix and confirmed by their tags.
 pub(super) async fn load_balancers(aws: &Aws, envs: &[String]) -> Result<Vec<Raw>> {
-    let prefixes: Vec<String> = envs.iter().map(|e| format!("{e}-")).collect();
+    // `<environment>-…`: some text before a hyphen is one of `envs`.
+    let envs: BTreeSet<&str> = envs.iter().map(String::as_str).collect();
     let ours = |name: Option<&str>| {
-        name.is_some_and(|n| prefixes.iter().any(|p| n.starts_with(p.as_str())))
+        name.is_some_and(|n| n.match_indices('-').any(|(at, _)| envs.contains(&n[..at])))
     };
     let (lbs, tgs) = tokio::try_join!(
         async {
