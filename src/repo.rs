@@ -1,7 +1,8 @@
 //! A user's repository: `environments/*.yaml` and `units/`, read from a directory or
 //! from a git tree, then parsed and checked as a whole.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
 use std::path::Path;
 
 use crate::config::{self, EnvName, Environment};
@@ -69,8 +70,8 @@ pub fn load(files: &RepoFiles) -> Result<Repository, Diagnostics> {
     };
     let names = units.names();
     let mut environments = BTreeMap::new();
-    for (path, bytes) in &files.environments {
-        match load_environment(path, bytes, &names) {
+    for loaded in load_environments(&files.environments, &names) {
+        match loaded {
             Ok(env) => {
                 environments.insert(env.name.clone(), env);
             }
@@ -96,11 +97,45 @@ fn link_problem(path: &str) -> Diagnostic {
     .with_hint("replace the link with a copy of the file it points to")
 }
 
+/// Environment files a thread takes at least: fewer are not worth a thread's start.
+const FILES_PER_THREAD: usize = 32;
+
+/// Each environment file loaded, in order, the files shared among the machine's cores:
+/// parsing and checking are pure, and take most of the time to load a large
+/// repository.
+fn load_environments(
+    files: &BTreeMap<String, Vec<u8>>,
+    unit_names: &BTreeSet<String>,
+) -> Vec<Result<Environment, Vec<Diagnostic>>> {
+    let files: Vec<(&String, &Vec<u8>)> = files.iter().collect();
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    let threads = files.len().div_ceil(FILES_PER_THREAD).clamp(1, cores);
+    let per_thread = files.len().div_ceil(threads).max(1);
+    let load = |part: &[(&String, &Vec<u8>)]| -> Vec<_> {
+        part.iter()
+            .map(|(path, bytes)| load_environment(path, bytes, unit_names))
+            .collect()
+    };
+    if threads == 1 {
+        return load(&files);
+    }
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = files
+            .chunks(per_thread)
+            .map(|part| scope.spawn(move || load(part)))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
 /// Parses and checks one environment file from raw bytes.
 pub fn load_environment(
     path: &str,
     bytes: &[u8],
-    unit_names: &std::collections::BTreeSet<String>,
+    unit_names: &BTreeSet<String>,
 ) -> Result<Environment, Vec<Diagnostic>> {
     if path.ends_with(".yml") {
         return Err(vec![
@@ -184,4 +219,48 @@ fn read_units(dir: &Path, prefix: &str, files: &mut RepoFiles) -> std::io::Resul
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More files than one thread takes: each loaded (or reported) once, as one by one.
+    #[test]
+    fn many_environment_files_are_loaded_across_threads_as_one_by_one() {
+        let example = std::fs::read("environments/web-prod.yaml").unwrap();
+        let mut files = RepoFiles {
+            environments: BTreeMap::new(),
+            ..read_dir(Path::new(".")).unwrap()
+        };
+        for i in 0..100 {
+            let text = String::from_utf8(example.clone()).unwrap();
+            files
+                .environments
+                .insert(format!("environments/web-{i:03}.yaml"), text.into_bytes());
+        }
+        files
+            .environments
+            .insert("environments/web-050b.yaml".into(), b"region: [".to_vec());
+        let units = files.units.iter().map(|(p, b)| (p.as_str(), b.as_slice()));
+        let names = units::load(units).unwrap().names();
+        let together = load_environments(&files.environments, &names);
+        assert_eq!(together.len(), 101);
+        let one_by_one: Vec<_> = files
+            .environments
+            .iter()
+            .map(|(path, bytes)| load_environment(path, bytes, &names))
+            .collect();
+        let summary = |loaded: &[Result<Environment, Vec<Diagnostic>>]| -> Vec<String> {
+            loaded
+                .iter()
+                .map(|l| match l {
+                    Ok(env) => env.name.to_string(),
+                    Err(problems) => format!("{problems:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(summary(&together), summary(&one_by_one));
+        assert_eq!(together.iter().filter(|l| l.is_err()).count(), 1);
+    }
 }
