@@ -140,8 +140,10 @@ enum Fate {
 
 /// One open issue per drifted environment, edited in place; a clean environment's
 /// issue closed with a comment; one issue for the orphans of environments without a
-/// file (only when every environment was checked). A token that cannot write issues
-/// leaves the summary as the report, with a notice.
+/// file (only when every environment was asked for and could be checked: one that
+/// could not may be an environment without a file, whose orphans went unread, so the
+/// issue is left as it is). A token that cannot write issues leaves the summary as the
+/// report, with a notice.
 async fn keep_issues(
     run: &mut Run<'_>,
     report: &Report,
@@ -186,7 +188,7 @@ async fn keep_issues(
             (drift::marker(&env.name), issue)
         })
         .collect();
-    if everything {
+    if everything && report.unchecked.is_empty() {
         let issue = match removed {
             true => Fate::Keep {
                 title: drift::ORPHANS_TITLE.to_owned(),

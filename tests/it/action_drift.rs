@@ -7,10 +7,13 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, ResponseTemplate};
 
+use strata::plan::comment::drift::ORPHANS_MARKER;
+
 use crate::action::environment;
-use crate::cloud::{binary_vars, moto_config};
+use crate::cloud::{Cloud, binary_vars, moto_config};
 use crate::github::{BOT_REST, GitHub, OWNER, REPO, Trigger, openapi, run_action};
 use crate::harness::{self, GitRepo};
+use crate::proxy::{Fault, Proxy, Requests};
 
 const NAME: &str = "action-drift";
 
@@ -260,4 +263,47 @@ async fn a_token_that_cannot_write_issues_leaves_the_summary_and_a_warning() {
         "{}",
         run.out.stdout
     );
+}
+
+/// An environment that cannot be checked may be one without a file, whose orphans went
+/// unread: the orphans issue is then left as it is, never closed as clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchecked_environment_leaves_the_orphans_issue_open() {
+    let proxy = Proxy::new(&Cloud::new().account);
+    // The plan's subnet listing fails; the search for orphans, which reads VPCs and
+    // templates, does not.
+    proxy.inject(
+        Requests::Operation("DescribeSubnets".to_owned()),
+        &[Fault::Status(400)],
+    );
+    let repo = GitRepo::new();
+    repo.write(
+        &format!("environments/{NAME}-unchecked.yaml"),
+        environment(153, &[22]),
+    );
+    let sha = repo.commit("an environment");
+    let github = GitHub::start().await;
+    open_issues(
+        &github,
+        vec![issue(41, BOT_REST, &format!("{ORPHANS_MARKER}\nbefore"))],
+    )
+    .await;
+    // Every environment asked for: the orphans issue is the check's to keep.
+    let run = run_action(
+        repo.path(),
+        &github,
+        Trigger {
+            name: "schedule",
+            payload: &json!({ "schedule": "17 6 * * 1-5" }),
+            sha: &sha,
+            git_ref: "refs/heads/main",
+        },
+        &[],
+        &proxy.binary_vars(Some(1)),
+    );
+    assert_eq!(run.out.code, 1, "{}\n{}", run.out.stdout, run.out.stderr);
+    assert_eq!(run.outputs["failure_reason"], "plan-failed");
+    let sent: Vec<String> = proxy.calls().into_iter().map(|c| c.operation).collect();
+    assert!(sent.iter().any(|o| o == "DescribeSubnets"), "{sent:?}");
+    assert_eq!(written(&github).await, Vec::new());
 }
