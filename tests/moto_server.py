@@ -4,7 +4,7 @@ strata's integration tests start this once per test run (one server, every test 
 its own moto account through the `x-moto-account-id` header). It prints the port on
 stdout, then serves until its stdin closes, which happens when the test process ends,
 so no server outlives the tests. Pinned to the moto version scripts/setup installs
-(5.2.5), whose known gaps it patches below (eight of them); strata itself never fakes AWS behaviour.
+(5.2.5), whose known gaps it patches below (ten of them); strata itself never fakes AWS behaviour.
 """
 
 import datetime
@@ -16,12 +16,13 @@ from moto.autoscaling.models import FakeAutoScalingGroup, InstanceState
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.responses import ActionResult
 from moto.ec2.exceptions import EC2ClientError
+from moto.ec2.models.core import TaggedEC2Resource
 from moto.ec2.models.instances import Instance
 from moto.ec2.models.launch_templates import LaunchTemplate
 from moto.ec2.models.nat_gateways import NatGatewayBackend
 from moto.ec2.responses._base_response import EC2BaseResponse
 from moto.ec2.responses.launch_templates import LaunchTemplates
-from moto.ec2.utils import parse_user_data
+from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix, parse_user_data
 from moto.server import ThreadedMotoServer
 
 # moto 5.2.5 gap: EC2 refuses a call whose filters hold more than 200 values in all
@@ -230,6 +231,45 @@ LaunchTemplates.describe_launch_templates = _paged(
 LaunchTemplates.describe_launch_template_versions = _paged(
     LaunchTemplates.describe_launch_template_versions, "LaunchTemplateVersions"
 )
+
+# moto 5.2.5 gap: a resource's tags are found by matching its id, as a regular
+# expression, against every tag of every resource in the account, so describing N
+# resources with a tag filter costs N scans of the account: a plan of 1,000
+# environments took moto hours where EC2 answers at once. Look the resource up instead
+# (the same tags in the same order).
+def _own_tags(self):
+    if not self.id:
+        return []
+    resource_type = EC2_PREFIX_TO_RESOURCE.get(get_prefix(self.id), "")
+    return [
+        {"resource_id": self.id, "key": key, "value": value, "resource_type": resource_type}
+        for key, value in self.ec2_backend.tags.get(self.id, {}).items()
+    ]
+
+
+TaggedEC2Resource.get_tags = _own_tags
+
+# moto 5.2.5 gap: DescribeNatGateways ignores `tag:<key>` filters and answers every
+# gateway, so environments read in sets of 100 saw each gateway once per set. EC2
+# filters by tag; do the same.
+_describe_nat_gateways = NatGatewayBackend.describe_nat_gateways
+
+
+def _describe_nat_gateways_by_tag(self, filters, nat_gateway_ids):
+    by_tag = {k[4:]: v for k, v in (filters or {}).items() if k.startswith("tag:")}
+    rest = {k: v for k, v in (filters or {}).items() if not k.startswith("tag:")}
+    found = _describe_nat_gateways(self, rest if filters is not None else None, nat_gateway_ids)
+    return [
+        gateway
+        for gateway in found
+        if all(
+            any(t["key"] == key and t["value"] in values for t in gateway.get_tags())
+            for key, values in by_tag.items()
+        )
+    ]
+
+
+NatGatewayBackend.describe_nat_gateways = _describe_nat_gateways_by_tag
 
 # One line per request on stderr would drown test and demo output.
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
