@@ -62,6 +62,17 @@ fn check(
 ) -> crate::github::ActionRun {
     let mut all = vec![("environment", NAME)];
     all.extend_from_slice(inputs);
+    scheduled(repo, github, sha, &all, &binary_vars())
+}
+
+/// Runs the Action on `schedule` with `inputs`, reaching AWS through `aws`.
+fn scheduled(
+    repo: &GitRepo,
+    github: &GitHub,
+    sha: &str,
+    inputs: &[(&str, &str)],
+    aws: &[(&'static str, String)],
+) -> crate::github::ActionRun {
     run_action(
         repo.path(),
         github,
@@ -71,8 +82,8 @@ fn check(
             sha,
             git_ref: "refs/heads/main",
         },
-        &all,
-        &binary_vars(),
+        inputs,
+        aws,
     )
 }
 
@@ -241,16 +252,12 @@ async fn a_token_that_cannot_write_issues_leaves_the_summary_and_a_warning() {
         })))
         .mount(&github.server)
         .await;
-    let run = run_action(
-        repo.path(),
+    let only = format!("{NAME}-ro");
+    let run = scheduled(
+        &repo,
         &github,
-        Trigger {
-            name: "schedule",
-            payload: &json!({ "schedule": "17 6 * * 1-5" }),
-            sha: &sha,
-            git_ref: "refs/heads/main",
-        },
-        &[("environment", &format!("{NAME}-ro"))],
+        &sha,
+        &[("environment", &only)],
         &binary_vars(),
     );
     // Never applied: everything is missing, which is drift; the job stays green.
@@ -289,18 +296,7 @@ async fn an_unchecked_environment_leaves_the_orphans_issue_open() {
     )
     .await;
     // Every environment asked for: the orphans issue is the check's to keep.
-    let run = run_action(
-        repo.path(),
-        &github,
-        Trigger {
-            name: "schedule",
-            payload: &json!({ "schedule": "17 6 * * 1-5" }),
-            sha: &sha,
-            git_ref: "refs/heads/main",
-        },
-        &[],
-        &proxy.binary_vars(Some(1)),
-    );
+    let run = scheduled(&repo, &github, &sha, &[], &proxy.binary_vars(Some(1)));
     assert_eq!(run.out.code, 1, "{}\n{}", run.out.stdout, run.out.stderr);
     assert_eq!(run.outputs["failure_reason"], "plan-failed");
     let sent: Vec<String> = proxy.calls().into_iter().map(|c| c.operation).collect();
