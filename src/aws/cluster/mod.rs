@@ -9,7 +9,7 @@ mod instances;
 mod template;
 mod volumes;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_autoscaling::types as asg;
 use aws_sdk_ec2::types as ec2;
@@ -123,11 +123,10 @@ async fn latest_of(aws: &Aws, envs: &[String]) -> Result<Vec<ec2::LaunchTemplate
         )
         .await;
     }
-    let reads = envs
+    let named = envs
         .iter()
-        .map(|env| latest_version(aws, Template::Named(names::launch_template(env))));
-    let found = futures_util::future::try_join_all(reads).await?;
-    Ok(found.into_iter().flatten().collect())
+        .map(|env| Template::Named(names::launch_template(env)));
+    latest_versions(aws, named).await
 }
 
 /// A template whose latest version is read on its own.
@@ -182,20 +181,24 @@ pub async fn observe(
         reservations,
         volumes,
     } = listings;
-    let mut latest: BTreeMap<String, ec2::LaunchTemplateVersion> = versions
-        .into_iter()
-        .filter_map(|v| Some((v.launch_template_id()?.to_owned(), v)))
+    let answered: BTreeSet<&str> = versions
+        .iter()
+        .filter_map(|v| v.launch_template_id())
         .collect();
-    let unlisted: Vec<&str> = templates
+    let unanswered = templates
         .iter()
         .filter_map(|t| t.launch_template_id())
-        .filter(|id| !latest.contains_key(*id))
-        .collect();
+        .filter(|id| !answered.contains(id))
+        .map(Template::Id);
     let (registered, found) = tokio::try_join!(
         instances::registrations(aws, target_groups),
-        latest_versions(aws, &unlisted)
+        latest_versions(aws, unanswered)
     )?;
-    latest.extend(found);
+    let latest: BTreeMap<String, ec2::LaunchTemplateVersion> = versions
+        .into_iter()
+        .chain(found)
+        .filter_map(|v| Some((v.launch_template_id()?.to_owned(), v)))
+        .collect();
     let mut out: BTreeMap<String, Vec<Observed>> =
         envs.into_iter().map(|e| (e, Vec::new())).collect();
     for t in templates {
@@ -225,17 +228,16 @@ pub async fn observe(
     Ok(out)
 }
 
-/// The latest versions of templates the first round did not answer for (made between
-/// its reads, or named otherwise), by id, all at once; a template deleted meanwhile
-/// has none. Planning without them would plan a template that exists.
-async fn latest_versions(
+/// The latest versions of `templates`, each read on its own, all at once; one that
+/// does not exist (not made yet, or deleted meanwhile) has none. In the first round,
+/// a few environments' templates by name; after it, by id, the templates those reads
+/// or the listing did not answer for (made between the reads, or named otherwise):
+/// planning without them would plan a template that exists.
+async fn latest_versions<'a>(
     aws: &Aws,
-    ids: &[&str],
-) -> Result<Vec<(String, ec2::LaunchTemplateVersion)>> {
-    let reads = ids.iter().map(|&id| async move {
-        let version = latest_version(aws, Template::Id(id)).await?;
-        Ok::<_, AwsError>(version.map(|v| (id.to_owned(), v)))
-    });
+    templates: impl Iterator<Item = Template<'a>>,
+) -> Result<Vec<ec2::LaunchTemplateVersion>> {
+    let reads = templates.map(|template| latest_version(aws, template));
     let found = futures_util::future::try_join_all(reads).await?;
     Ok(found.into_iter().flatten().collect())
 }
