@@ -174,7 +174,7 @@ async fn plan_environments(
         read_keys(&aws, targets),
         read_discovery_tokens(&aws, targets)
     );
-    let (state, zones): (NetworkState, Vec<Zone>) = network?;
+    let (mut state, zones): (NetworkState, Vec<Zone>) = network?;
     let listings = listings?;
     let (keys, unreadable_keys) = keys;
     // One reason per environment, the image's first (as the plan reads it first).
@@ -230,7 +230,7 @@ async fn plan_environments(
             );
         }
     }
-    let cluster_state = if let Some(listings) = listings {
+    let mut cluster_state = if let Some(listings) = listings {
         let logical: BTreeMap<String, plan::LogicalId> = state
             .values()
             .flatten()
@@ -268,12 +268,11 @@ async fn plan_environments(
         if failed.contains_key(&t.name) {
             continue;
         }
-        let observed = state.get(&t.name).cloned().unwrap_or_default();
+        let observed = state.remove(&t.name).unwrap_or_default();
         // Volumes a group's replaced machines left behind are kept for recovery:
         // never planned nor applied, only reported by drift.
         let (left_behind, machine_observed): (Vec<_>, Vec<_>) = cluster_state
-            .get(&t.name)
-            .cloned()
+            .remove(&t.name)
             .unwrap_or_default()
             .into_iter()
             .partition(|o| o.id == plan::LogicalId::Launched);

@@ -1,7 +1,7 @@
 //! Desired against observed: the generic diff that turns two resource lists into
 //! ordered actions with field-level changes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::spec::{Listener, NatGateway};
 use super::{Action, ActionKind, FieldChange, LogicalId, Observed, Resource, Value};
@@ -10,7 +10,8 @@ use super::{Action, ActionKind, FieldChange, LogicalId, Observed, Resource, Valu
 /// a second observed resource with the same logical id (a duplicate) is deleted too.
 /// Replacing or deleting a resource replaces or updates what refers to it.
 pub fn plan_resources(desired: &[Resource], observed: &[Observed]) -> Vec<Action> {
-    let mut by_id: BTreeMap<&LogicalId, &Observed> = BTreeMap::new();
+    // Looked up by id (hashed); the actions are put in order at the end.
+    let mut by_id: HashMap<&LogicalId, &Observed> = HashMap::new();
     let mut actions = Vec::new();
     for o in observed {
         if by_id.contains_key(&o.id) {
@@ -22,7 +23,7 @@ pub fn plan_resources(desired: &[Resource], observed: &[Observed]) -> Vec<Action
             by_id.insert(&o.id, o);
         }
     }
-    let wanted: BTreeSet<&LogicalId> = desired.iter().map(|r| &r.id).collect();
+    let wanted: HashSet<&LogicalId> = desired.iter().map(|r| &r.id).collect();
     for o in by_id.values().filter(|o| !wanted.contains(&o.id)) {
         actions.push(delete(o, None));
     }
@@ -67,7 +68,7 @@ pub fn plan_resources(desired: &[Resource], observed: &[Observed]) -> Vec<Action
         }
     }
     cascade(desired, &by_id, &mut actions);
-    actions.sort_by_key(|a| (a.kind.rank(), a.id.clone()));
+    actions.sort_by_cached_key(|a| (a.kind.rank(), a.id.to_string()));
     actions
 }
 
@@ -166,15 +167,18 @@ fn compare(r: &Resource, o: &Observed) -> (Vec<FieldChange>, Option<String>) {
 /// needs re-attaching is updated, one that cannot outlive it is replaced.
 fn cascade(
     desired: &[Resource],
-    observed: &BTreeMap<&LogicalId, &Observed>,
+    observed: &HashMap<&LogicalId, &Observed>,
     actions: &mut Vec<Action>,
 ) {
     loop {
-        let gone: BTreeSet<LogicalId> = actions
+        let gone: HashSet<LogicalId> = actions
             .iter()
             .filter(|a| a.action.is_destructive())
             .map(|a| a.id.clone())
             .collect();
+        if gone.is_empty() {
+            break;
+        }
         let mut changed = false;
         for r in desired {
             let Some(o) = observed.get(&r.id) else {
