@@ -18,5 +18,6 @@ pub mod ignition; // Ignition 3.3.0 rendering and the user-data size budget (pur
 pub mod plan; // desired vs observed -> actions; markdown and JSON rendering (pure)
 pub mod redact; // the secrets read in this run, hidden from everything strata posts or writes
 pub mod repo; // a repository's files: from a directory or a git tree (adapter) into the model
+pub mod runtime; // the async runtime of the commands that talk to AWS or GitHub
 pub mod selection; // what a plan or apply works on: targets from a checkout, a commit or a diff (adapter)
 pub mod units; // systemd unit files and drop-ins (pure)

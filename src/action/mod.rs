@@ -129,9 +129,7 @@ pub fn run(log: &mut dyn Write) -> anyhow::Result<Outcome> {
         login: None,
         masked: 0,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime::new()?;
     let result = runtime.block_on(async {
         match (&event, run.inputs.mode) {
             (_, Mode::Drift) | (Event::Schedule, Mode::Auto) => drift::run(&mut run).await,

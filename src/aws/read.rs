@@ -25,6 +25,23 @@ where
         .map_err(|e| error(what, e))
 }
 
+/// `read` as a task of its own. A read that others wait on (a listing answered a page
+/// at a time, or one whose answers start further reads) then sends each next request
+/// as soon as its answer is read, on whichever core is free, instead of after every
+/// other answer that the task it was part of has to parse. Dropping the returned
+/// future stops the task.
+pub(crate) async fn as_task<T: Send + 'static>(
+    what: &'static str,
+    read: impl Future<Output = Result<T, AwsError>> + Send + 'static,
+) -> Result<T, AwsError> {
+    let mut task = tokio::task::JoinSet::new();
+    task.spawn(read);
+    match task.join_next().await {
+        Some(joined) => joined.map_err(|e| join_error(what, e))?,
+        None => unreachable!("the read's task was spawned above"),
+    }
+}
+
 /// Environments asked for in one filtered read. EC2 refuses a call whose filters hold
 /// more than 200 values (`FilterLimitExceeded`), and Auto Scaling answers 100 groups a
 /// page at most: sets of 100 keep every read one request of one page (the other

@@ -412,8 +412,5 @@ fn render(
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
+    crate::runtime::new().context("starting the async runtime")
 }

@@ -15,7 +15,7 @@ use aws_sdk_autoscaling::types as asg;
 use aws_sdk_ec2::types as ec2;
 use base64::Engine as _;
 
-use super::read::{all, all_by_sets, ec2_tags, env_filter, required, tag_map};
+use super::read::{all, all_by_sets, as_task, ec2_tags, env_filter, required, tag_map};
 use super::{Aws, AwsError, unless};
 use crate::config::names;
 use crate::plan::cluster::digest;
@@ -117,11 +117,8 @@ async fn latest_of(aws: &Aws, envs: &[String]) -> Result<Vec<ec2::LaunchTemplate
             .describe_launch_template_versions()
             .versions("$Latest")
             .max_results(200);
-        return all(
-            "reading launch template versions",
-            pages.into_paginator().items().send(),
-        )
-        .await;
+        let what = "reading launch template versions";
+        return as_task(what, all(what, pages.into_paginator().items().send())).await;
     }
     let named = envs
         .iter()

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types as ec2;
 
+use super::read::as_task;
 use super::{Aws, AwsError, error};
 use crate::config::Zone;
 use crate::plan::{Kind, Live, LogicalId, Observed, Spec, TAG_ENVIRONMENT, TAG_ID, TAG_LAYER};
@@ -80,7 +81,12 @@ pub async fn observe(aws: &Aws, envs: &[String]) -> Result<NetworkState> {
         observe::nat_gateways(aws, envs),
         observe::route_tables(aws, envs),
         observe::security_groups(aws, envs),
-        observe::load_balancers(aws, envs),
+        // Their listeners wait for every page of them: a task of their own, so that
+        // each next request goes out while the other answers are parsed.
+        as_task("reading load balancers", {
+            let (aws, envs) = (aws.clone(), envs.to_vec());
+            async move { observe::load_balancers(&aws, &envs).await }
+        }),
     )?;
     let raws: Vec<Raw> = [vpcs, subnets, igws, addresses, nats, tables, groups, lbs]
         .into_iter()
