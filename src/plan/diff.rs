@@ -68,6 +68,7 @@ pub fn plan_resources(desired: &[Resource], observed: &[Observed]) -> Vec<Action
         }
     }
     cascade(desired, &by_id, &mut actions);
+    // An id sorts as its text (`plan::id`): written once per action, not per comparison.
     actions.sort_by_cached_key(|a| (a.kind.rank(), a.id.to_string()));
     actions
 }
